@@ -1,0 +1,129 @@
+"""The contract every one-shot method fulfils.
+
+A method takes ONE reference image with its label map and any number of
+target images, and returns one label map per target. Methods that learn from
+the whole target set (Med-PerSAM trains its warping model on all targets at
+once) need the targets together, so the call takes them as a sequence.
+
+This module imports numpy only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Protocol, Sequence
+
+import numpy as np
+
+from oneshotsam.types import Image2D
+
+#: ``progress(done, total, message) -> bool``; returning False asks the run to
+#: stop as soon as the current item is finished (cancel).
+ProgressFn = Callable[[int, int, str], bool]
+
+
+def no_progress(done: int, total: int, message: str) -> bool:  # noqa: ARG001
+    return True
+
+
+class OneShotError(ValueError):
+    """A user-facing error: bad input or an impossible request.
+
+    The message says what is wrong and what to do. The CLI prints it and exits
+    with a non-zero status, without a traceback.
+    """
+
+
+@dataclass
+class TargetResult:
+    """The answer for one target image.
+
+    Attributes:
+        labels: ``(H, W)`` integer label map in the target's pixel grid, with the
+            reference's label values (0 = background).
+        confidence: overall confidence in ``[0, 1]`` (method-specific evidence,
+            e.g. SAM's predicted IoU, warp similarity); used to rank slices for
+            review.
+        class_confidence: per label value, confidence in ``[0, 1]``.
+        report: JSON-serialisable details (prompts used, part counts,
+            retrieval costs, timings in seconds, messages).
+        absent: label values the method judged absent from this target (an
+            empty prediction that is an answer, not a failure).
+    """
+
+    labels: np.ndarray
+    confidence: float = 0.0
+    class_confidence: dict[int, float] = field(default_factory=dict)
+    report: dict[str, Any] = field(default_factory=dict)
+    absent: list[int] = field(default_factory=list)
+
+
+@dataclass
+class RunResult:
+    """Results of a method run, in target order.
+
+    ``results[i]`` answers ``targets[i]``; when the run was cancelled the list
+    is shorter than the targets (only finished targets, in order) and
+    ``cancelled`` is True.
+    """
+
+    results: list[TargetResult]
+    cancelled: bool = False
+    report: dict[str, Any] = field(default_factory=dict)
+
+
+class OneShotMethod(Protocol):
+    """A one-shot segmentation method."""
+
+    #: registry name, e.g. ``"p2sam"``
+    name: str
+
+    def segment(
+        self,
+        reference: Image2D,
+        reference_labels: np.ndarray,
+        targets: Sequence[Image2D],
+        progress: ProgressFn = no_progress,
+    ) -> RunResult:
+        """Segment every target like the reference.
+
+        Args:
+            reference: the annotated image.
+            reference_labels: ``(H, W)`` integer labels on the reference grid;
+                every non-zero value is a class to find in the targets.
+            targets: images to segment (any size; grey or RGB like the reference).
+            progress: called after each finished unit of work; False cancels.
+        """
+        ...
+
+
+def label_values(reference_labels: np.ndarray) -> list[int]:
+    """Sorted non-zero label values of a reference label map (validated)."""
+    lab = np.asarray(reference_labels)
+    if lab.ndim != 2:
+        raise OneShotError(f"reference labels must be a 2D label map; got shape {lab.shape}")
+    if not np.issubdtype(lab.dtype, np.integer) and lab.dtype != bool:
+        if not np.all(np.isfinite(lab)) or not np.all(lab == np.round(lab)):
+            raise OneShotError("reference labels must hold integer label values")
+    values = sorted(int(v) for v in np.unique(lab) if v != 0)
+    if not values:
+        raise OneShotError(
+            "the reference mask is empty: annotate the structure on the reference image "
+            "(non-zero label values) and try again")
+    return values
+
+
+def check_reference(reference: Image2D, reference_labels: np.ndarray) -> list[int]:
+    """Validate a reference pair and return its label values."""
+    values = label_values(reference_labels)
+    lab = np.asarray(reference_labels)
+    if lab.shape != reference.shape_hw:
+        raise OneShotError(
+            f"reference mask is {lab.shape[1]}x{lab.shape[0]} pixels but the reference image "
+            f"is {reference.shape_hw[1]}x{reference.shape_hw[0]}: they must share one pixel grid")
+    for v in values:
+        if np.all(lab == v):
+            raise OneShotError(
+                f"label {v} covers the whole reference image: a one-shot method needs "
+                "background to contrast with; check that the mask is not inverted")
+    return values

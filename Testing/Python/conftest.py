@@ -1,0 +1,43 @@
+"""Shared pytest fixtures.
+
+Real data (../shared/data) is found through ``--data PATH`` or the
+``ONESHOTSAM_DATA`` environment variable (default: ``../shared/data`` next to
+the repository); tests that need it skip with a clear message where absent.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+# Small tensors: one thread avoids the 2-thread pool collapse measured on shared
+# CPUs (environment.md) and keeps decode fast.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--data", default=None,
+                     help="folder with the shared real data (jsrt/, acdc/, la/, ...)")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    try:
+        import torch
+        torch.set_num_threads(1)
+    except Exception:  # torch missing: the tests that need it fail on import
+        pass
+
+
+@pytest.fixture(scope="session")
+def data_root(pytestconfig: pytest.Config) -> Path:
+    """Root of the shared real data; skips the test where it is absent."""
+    opt = pytestconfig.getoption("--data") or os.environ.get("ONESHOTSAM_DATA")
+    root = Path(opt) if opt else REPO_ROOT.parent / "shared" / "data"
+    if not root.is_dir():
+        pytest.skip(f"real data not found at {root}: pass --data PATH or set ONESHOTSAM_DATA")
+    return root
