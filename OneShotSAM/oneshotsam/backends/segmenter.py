@@ -1,0 +1,259 @@
+"""Base class of the torch backends: caching, validation, frames.
+
+Subclasses (:mod:`.sam1`, :mod:`.sam2`) supply the package-specific parts:
+``_encode`` (image -> features), ``_to_input_xy`` (image frame -> input
+frame points), ``_prompt_decode`` (prompt encoder + decoder), ``_upsample``
+(low-res/grid maps -> image frame, the package's own post-processing) and
+``_image_to_input`` (a mask through the image's resize / pad).
+
+Importing this module does not import torch.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from oneshotsam.backends.base import Decoded, Embedding
+from oneshotsam.backends.common import (
+    MASK_LOGIT_SCALE, PRECISIONS, EmbeddingCache, autocast_context, check_image,
+    content_key, resolve_device)
+from oneshotsam.methods.base import OneShotError
+
+
+class TorchSegmenter:
+    """A promptable segmenter over a SAM-family torch model.
+
+    Attributes:
+        name: backend name (``"sam-vit-b"``, ``"sam2-tiny-test"``, ...).
+        grid_size: side G of the square feature grid (64 for real models).
+        input_size: side L of the square model input (1024 for real models).
+        encode_calls: number of real encoder runs (cache hits not counted).
+        device: torch device string; precision: ``"fp32"`` or ``"bf16"``
+            (autocast of the image encoder; the decoder always runs fp32).
+    """
+
+    #: precision used when ``precision="auto"`` (tiny test models: fp32)
+    auto_precision = "bf16"
+    #: clamp of the returned low-res logits (SAM 2 predictor: 32), None = none
+    low_res_clamp: float | None = None
+
+    def __init__(self, model: Any, name: str, *, device: str = "auto",
+                 precision: str = "auto", cache_size: int = 8) -> None:
+        if precision not in PRECISIONS:
+            raise OneShotError(f"precision must be one of {PRECISIONS}; got {precision!r}")
+        self.name = name
+        self.device = resolve_device(device)
+        self.precision = self.auto_precision if precision == "auto" else precision
+        self.model = model.to(self.device).eval()
+        self.cache = EmbeddingCache(cache_size)
+        self.encode_calls = 0
+
+    # -- to be supplied by subclasses ------------------------------------------------
+    grid_size: int
+    input_size: int
+    token_dim: int
+
+    def _encode(self, image: np.ndarray) -> tuple[Any, dict[str, Any]]:
+        raise NotImplementedError
+
+    def _to_input_xy(self, xy: np.ndarray, image_hw: tuple[int, int]) -> np.ndarray:
+        raise NotImplementedError
+
+    def _prompt_decode(self, emb, coords, labels, box, mask, multimask, proto, sim):
+        raise NotImplementedError
+
+    def _upsample(self, maps, image_hw: tuple[int, int]):
+        raise NotImplementedError
+
+    def _image_to_input(self, mask, image_hw: tuple[int, int]):
+        raise NotImplementedError
+
+    # -- public API -----------------------------------------------------------------
+    def embed(self, image_rgb_uint8: np.ndarray) -> Embedding:
+        """Encode an ``(H, W, 3)`` uint8 RGB image (``(H, W)`` grey accepted).
+
+        Cached by content (SHA-1 of bytes, shape, dtype): an equal image is never
+        encoded twice while it stays in the LRU (``cache_size`` entries).
+        """
+        import torch
+
+        a = check_image(image_rgb_uint8)
+        key = content_key(a)
+        hit = self.cache.get(key)
+        if hit is not None:
+            return hit
+        with torch.inference_mode(), autocast_context(self.device, self.precision == "bf16"):
+            features, extra = self._encode(a)
+        self.encode_calls += 1
+        extra["backend"] = id(self)
+        emb = Embedding(key=key, image_hw=(int(a.shape[0]), int(a.shape[1])),
+                        features=features, extra=extra)
+        self.cache.put(emb)
+        return emb
+
+    def decode(self, emb: Embedding, points_xy: np.ndarray | None = None,
+               point_labels: np.ndarray | None = None, box_xyxy: np.ndarray | None = None,
+               mask_logits: np.ndarray | None = None, multimask: bool = False,
+               token_prototype: np.ndarray | None = None,
+               attn_sim: np.ndarray | None = None) -> Decoded:
+        """Predict masks from prompts in the image frame (see ``base.py``).
+
+        ``attn_sim``: optional ``(G, G)`` similarity map in the grid frame for
+        PerSAM's target-guided attention; the backend standardises it
+        (z-score), applies a sigmoid and adds it to the softmaxed
+        token-to-image attention of every two-way block, then re-softmaxes
+        (PerSAM's code). Works for SAM 1 and SAM 2 decoders.
+        """
+        import torch
+
+        self._check_emb(emb)
+        hw = emb.image_hw
+        coords = labels = box = mask = proto = sim = None
+        if points_xy is not None or point_labels is not None:
+            xy, lab = _check_points(points_xy, point_labels)
+            coords = torch.as_tensor(self._to_input_xy(xy, hw), dtype=torch.float,
+                                     device=self.device)[None]
+            labels = torch.as_tensor(lab, dtype=torch.int, device=self.device)[None]
+        if box_xyxy is not None:
+            b = _check_box(box_xyxy)
+            box = torch.as_tensor(self._to_input_xy(b.reshape(2, 2), hw).reshape(1, 4),
+                                  dtype=torch.float, device=self.device)
+        side = 4 * self.grid_size
+        if mask_logits is not None:
+            m = _check_array(mask_logits, (side, side), "mask_logits")
+            mask = torch.as_tensor(m, dtype=torch.float, device=self.device)[None, None]
+        if token_prototype is not None:
+            p = _check_array(token_prototype, (self.token_dim,), "token_prototype")
+            proto = torch.as_tensor(p, dtype=torch.float, device=self.device).view(1, 1, -1)
+        if attn_sim is not None:
+            g = self.grid_size
+            s = _check_array(attn_sim, (g, g), "attn_sim").astype(np.float64)
+            s = (s - s.mean()) / max(float(s.std(ddof=1)), 1e-12)
+            s = 1.0 / (1.0 + np.exp(-s))
+            sim = torch.as_tensor(s, dtype=torch.float, device=self.device).view(1, 1, 1, g * g)
+        with torch.inference_mode():
+            low_res, iou = self._prompt_decode(emb, coords, labels, box, mask, bool(multimask),
+                                               proto, sim)
+            full = self._upsample(low_res, hw)
+            masks = (full > self.model.mask_threshold)[0].cpu().numpy()
+            if self.low_res_clamp is not None:
+                low_res = low_res.clamp(-self.low_res_clamp, self.low_res_clamp)
+            low = low_res[0].float().cpu().numpy().astype(np.float32)
+            scores = iou[0].float().cpu().numpy().astype(np.float32)
+        return Decoded(masks=masks, scores=scores, low_res_logits=low)
+
+    def feature_map(self, emb: Embedding) -> np.ndarray:
+        """``(C, G, G)`` float32 raw image features (encoder neck output; SAM 2:
+        the lowest-resolution level after ``no_mem_embed``)."""
+        self._check_emb(emb)
+        cached = emb.extra.get("feature_map_np")
+        if cached is None:
+            cached = emb.features[0].float().cpu().numpy().astype(np.float32)
+            cached.flags.writeable = False
+            emb.extra["feature_map_np"] = cached
+        return cached
+
+    def valid_grid_hw(self, emb: Embedding) -> tuple[int, int]:
+        """Grid rows/cols covering image content (SAM 2: the whole grid)."""
+        return self.grid_size, self.grid_size
+
+    def mask_to_grid(self, mask: np.ndarray, image_hw: tuple[int, int]) -> np.ndarray:
+        """``(G, G)`` float32 coverage in [0, 1]: the mask through the image's
+        resize (and pad) to the ``L x L`` input, then area-averaged to ``G x G``."""
+        return self._mask_to_square(mask, image_hw, self.grid_size)
+
+    def grid_to_image(self, grid_map: np.ndarray, image_hw: tuple[int, int]) -> np.ndarray:
+        """``(G, G)`` map -> ``(H, W)`` float32 in the image frame, upsampled with
+        the package's own mask post-processing (bilinear; SAM 1 drops padding)."""
+        import torch
+
+        g = self.grid_size
+        m = _check_array(grid_map, (g, g), "grid_map")
+        hw = _check_hw(image_hw)
+        with torch.inference_mode():
+            t = torch.as_tensor(m, dtype=torch.float, device=self.device)[None, None]
+            return self._upsample(t, hw)[0, 0].cpu().numpy().astype(np.float32)
+
+    def mask_to_logits(self, mask: np.ndarray, image_hw: tuple[int, int]) -> np.ndarray:
+        """``(H, W)`` binary mask -> ``(4G, 4G)`` float32 mask prompt in the input
+        frame: ``MASK_LOGIT_SCALE * (2 * coverage - 1)`` (+8 in, -8 out)."""
+        cov = self._mask_to_square(mask, image_hw, 4 * self.grid_size)
+        return (MASK_LOGIT_SCALE * (2.0 * cov - 1.0)).astype(np.float32)
+
+    def clear_cache(self) -> None:
+        self.cache.clear()
+
+    # -- helpers --------------------------------------------------------------------
+    def _mask_to_square(self, mask: np.ndarray, image_hw, side: int) -> np.ndarray:
+        import torch
+        import torch.nn.functional as F
+
+        hw = _check_hw(image_hw)
+        m = np.asarray(mask)
+        if m.shape != hw:
+            raise OneShotError(f"mask is {m.shape[1]}x{m.shape[0]} but the image is "
+                               f"{hw[1]}x{hw[0]}: they must share one pixel grid")
+        with torch.inference_mode():
+            t = torch.as_tensor((m > 0).astype(np.float32), device=self.device)[None, None]
+            t = self._image_to_input(t, hw)
+            t = F.interpolate(t, size=(side, side), mode="area")
+            return t[0, 0].clamp(0.0, 1.0).cpu().numpy().astype(np.float32)
+
+    def _check_emb(self, emb: Embedding) -> None:
+        if not isinstance(emb, Embedding) or emb.extra.get("backend") != id(self):
+            raise OneShotError(
+                f"this embedding was not made by backend {self.name!r}: embed the image "
+                "with the same backend that decodes it")
+
+    def __repr__(self) -> str:
+        return (f"{type(self).__name__}(name={self.name!r}, device={self.device!r}, "
+                f"precision={self.precision!r}, grid_size={self.grid_size}, "
+                f"input_size={self.input_size})")
+
+
+def _check_hw(image_hw) -> tuple[int, int]:
+    try:
+        h, w = (int(v) for v in image_hw)
+    except (TypeError, ValueError):
+        raise OneShotError(f"image_hw must be (H, W); got {image_hw!r}") from None
+    if h < 1 or w < 1:
+        raise OneShotError(f"image_hw must be positive; got {image_hw!r}")
+    return h, w
+
+
+def _check_array(a, shape: tuple[int, ...], what: str) -> np.ndarray:
+    arr = np.asarray(a, dtype=np.float64) if not isinstance(a, np.ndarray) else a
+    if arr.shape != shape:
+        raise OneShotError(f"{what} must have shape {shape}; got {arr.shape}")
+    if not np.isfinite(arr).all():
+        raise OneShotError(f"{what} contains NaN or Inf values")
+    return np.asarray(arr, dtype=np.float32)
+
+
+def _check_points(points_xy, point_labels) -> tuple[np.ndarray, np.ndarray]:
+    if points_xy is None or point_labels is None:
+        raise OneShotError("points_xy and point_labels must be given together")
+    xy = np.asarray(points_xy, dtype=np.float64)
+    lab = np.asarray(point_labels)
+    if xy.ndim != 2 or xy.shape[1] != 2:
+        raise OneShotError(f"points_xy must be (N, 2) pixel (x, y); got shape {xy.shape}")
+    if lab.shape != (xy.shape[0],):
+        raise OneShotError(f"point_labels must be ({xy.shape[0]},); got shape {lab.shape}")
+    if not np.isfinite(xy).all():
+        raise OneShotError("points_xy contains NaN or Inf")
+    if lab.size and not np.isin(lab, (0, 1)).all():
+        raise OneShotError("point_labels must be 1 (positive) or 0 (negative)")
+    return xy, lab.astype(np.int64)
+
+
+def _check_box(box_xyxy) -> np.ndarray:
+    b = np.asarray(box_xyxy, dtype=np.float64).reshape(-1)
+    if b.shape != (4,):
+        raise OneShotError(f"box_xyxy must be (x0, y0, x1, y1); got {np.shape(box_xyxy)}")
+    if not np.isfinite(b).all():
+        raise OneShotError("box_xyxy contains NaN or Inf")
+    if b[2] < b[0] or b[3] < b[1]:
+        raise OneShotError(f"box_xyxy must have x0 <= x1 and y0 <= y1; got {b.tolist()}")
+    return b

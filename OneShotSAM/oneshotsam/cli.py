@@ -1,0 +1,241 @@
+"""The ``oneshotsam`` command line.
+
+Subcommands (each implemented in its own module, imported only when used, so
+that ``import oneshotsam.cli`` costs argparse only):
+
+* ``segment``   one-shot segmentation of 2D images (or volumes slice-wise): :mod:`oneshotsam.cli_segment`
+* ``evaluate``  Dice / IoU of predictions against ground truth: :mod:`oneshotsam.cli_evaluate`
+* ``weights``   list / download official SAM and SAM 2 checkpoints: :mod:`oneshotsam.cli_weights`
+* ``benchmark`` paper-protocol benchmarks on the shared data: :mod:`oneshotsam.cli_benchmark`
+* ``propagate`` one annotated slice -> whole volume and follow-up visits: :mod:`oneshotsam.volume.cli`
+
+Errors a user can fix (:class:`~oneshotsam.methods.base.OneShotError`, missing
+or unreadable files) print one line ``error: ...`` on stderr and exit with
+status 2; ``--debug`` shows the traceback instead. Ctrl-C exits with 130.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from typing import Callable, Sequence
+
+EXIT_OK = 0
+EXIT_ERROR = 2
+EXIT_BUG = 1
+EXIT_INTERRUPTED = 130
+
+_METHOD_CHOICES = ("p2sam", "persam", "medpersam", "medpersam-warp")
+
+
+def _common() -> argparse.ArgumentParser:
+    """Options every subcommand accepts (``default=SUPPRESS`` keeps the top-level value)."""
+    p = argparse.ArgumentParser(add_help=False)
+    p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                   help="show the full traceback on errors")
+    return p
+
+
+def add_model_options(p: argparse.ArgumentParser, *, method_required: bool = True) -> None:
+    """``--method --backend --checkpoint --preset --device --set`` (shared by segment and benchmark)."""
+    p.add_argument("--method", required=method_required, choices=_METHOD_CHOICES,
+                   default=None if method_required else "medpersam-warp",
+                   help="one-shot method (medpersam-warp needs no SAM weights)")
+    p.add_argument("--backend", default=None,
+                   help="SAM model: sam-vit-b|sam-vit-l|sam-vit-h|sam2.1-hiera-tiny|"
+                        "sam2.1-hiera-small|sam2.1-hiera-base-plus|sam2.1-hiera-large "
+                        "(needed by p2sam, persam, medpersam)")
+    p.add_argument("--checkpoint", default=None,
+                   help="path of the backend's weights (`oneshotsam weights download NAME`)")
+    p.add_argument("--preset", default=None,
+                   help="preset name in oneshotsam/presets/<method>.json "
+                        "(default: the method's; Med-PerSAM: 'cpu' without CUDA, 'paper' with)")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
+                   help="where to run (default: cuda when available)")
+    p.add_argument("--set", dest="overrides", action="append", default=[],
+                   metavar="KEY=VALUE",
+                   help="override one preset setting (VALUE parsed as JSON when it can be, "
+                        "e.g. --set epochs=2); repeatable")
+
+
+def _add_segment(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser(
+        "segment", parents=[common],
+        help="segment target images like one annotated reference image",
+        description="Segment every target like the annotated reference. Writes one label "
+                    "image per target (named after the target, in its format family and "
+                    "geometry, label values as in the reference mask) and report.json into "
+                    "--output-dir. Nothing is written unless every input is valid and the "
+                    "run finishes.")
+    p.add_argument("--reference-image", required=True, metavar="REF",
+                   help="annotated image: PNG/JPG, NIfTI, NRRD, MHA (2D, or 3D with "
+                        "--reference-slice), or a DICOM series folder")
+    p.add_argument("--reference-mask", required=True, metavar="MASK",
+                   help="label image on the reference's grid: 0 background, 1..N classes")
+    p.add_argument("--targets", required=True, nargs="+", metavar="T",
+                   help="target images, or folders of them (volumes are segmented slice by slice)")
+    p.add_argument("--output-dir", required=True, metavar="OUT")
+    add_model_options(p)
+    p.add_argument("--window", default=None, metavar="SPEC",
+                   help="intensity window: a CT preset (lung, mediastinum, abdomen, brain, "
+                        "p2sam-lung4d), 'percentile[:LO,HI]' (MR), 'LOW,HIGH' (explicit) or "
+                        "'auto'. Required for anything but 8-bit images. Explicit and CT "
+                        "windows apply to every image; 'auto'/'percentile' are computed per "
+                        "2D image and once per volume")
+    p.add_argument("--reference-slice", type=int, default=None, metavar="K",
+                   help="for a 3D reference: index of the annotated slice along --axis "
+                        "(default: the only annotated slice)")
+    p.add_argument("--axis", default="axial", choices=("axial", "coronal", "sagittal"),
+                   help="slice orientation for 3D inputs (default axial)")
+    p.add_argument("--json", default=None, metavar="REPORT",
+                   help="also write the run report to this path (report.json is always "
+                        "written in --output-dir)")
+    p.add_argument("--quiet", action="store_true", help="no progress lines")
+
+
+def _add_evaluate(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser(
+        "evaluate", parents=[common], help="Dice and IoU of predictions against ground truth",
+        description="Pairs label images of two folders by file stem and prints Dice and IoU "
+                    "per class, per case, and their means.")
+    p.add_argument("--predictions", required=True, metavar="DIR")
+    p.add_argument("--ground-truth", required=True, metavar="DIR")
+    p.add_argument("--labels", nargs="+", type=int, default=None,
+                   help="label values to score (default: every non-zero value in the ground truth)")
+    p.add_argument("--json", default=None, metavar="OUT", help="write the table as JSON")
+
+
+def _add_weights(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser("weights", parents=[common],
+                       help="list or download official SAM / SAM 2 checkpoints")
+    wsub = p.add_subparsers(dest="weights_command", metavar="{list,download}")
+    wsub.required = True
+    wsub.add_parser("list", parents=[common], help="known checkpoints, licences and cache state")
+    d = wsub.add_parser("download", parents=[common],
+                        help="download a checkpoint (resumable, SHA-256 verified)")
+    d.add_argument("name", help="checkpoint name, e.g. sam-vit-b (see `oneshotsam weights list`)")
+    d.add_argument("--dir", default=None,
+                   help="destination folder (default: the per-user cache, $ONESHOTSAM_CACHE "
+                        "or ~/.cache/oneshotsam)")
+    d.add_argument("--sha256", default=None, metavar="HEX",
+                   help="expected SHA-256 (required where the registry has none)")
+
+
+def _add_benchmark(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser("benchmark", parents=[common],
+                       help="paper-protocol benchmarks on the shared data (not tests)")
+    bsub = p.add_subparsers(dest="benchmark_name", metavar="DATASET")
+    bsub.required = True
+    for name, text in (("jsrt", "JSRT chest X-ray: reference JPCLN001, all others targets"),
+                       ("acdc", "ACDC: ED slice -> same slice at ES, every labelled pair"),
+                       ("lung4d", "4D-Lung: reference visit -> later visit")):
+        b = bsub.add_parser(name, parents=[common], help=text, description=text)
+        add_model_options(b, method_required=False)
+        b.add_argument("--data", default="../shared/data",
+                       help="folder holding jsrt/, acdc/, lung4d/ (default ../shared/data)")
+        b.add_argument("--limit", type=int, default=None, help="use only the first N targets/pairs")
+        b.add_argument("--output-dir", default=None, help="also write predictions here")
+        b.add_argument("--json", default=None, metavar="OUT", help="write the results as JSON")
+    vol = _optional_module("oneshotsam.volume.cli")
+    if vol is not None and hasattr(vol, "add_benchmark_parser"):
+        vol.add_benchmark_parser(bsub)
+        _add_common_to_new(bsub, common)
+
+
+def _optional_module(name: str):
+    """Import a module another team may not have delivered yet; None when absent."""
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        if exc.name and exc.name.startswith("oneshotsam"):
+            return None
+        raise
+
+
+def _add_common_to_new(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    """Give ``--debug`` to subparsers created by other modules."""
+    for parser in sub.choices.values():
+        if not any("--debug" in a.option_strings for a in parser._actions):
+            parser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                                help="show the full traceback on errors")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full parser (imports the volume CLI module, which is light by contract)."""
+    from oneshotsam import __version__
+    common = _common()
+    parser = argparse.ArgumentParser(
+        prog="oneshotsam",
+        description="One-shot medical image segmentation with SAM / SAM 2 "
+                    "(Med-PerSAM, P²SAM, PerSAM): annotate one image, segment the others.")
+    parser.add_argument("--version", action="version", version=f"oneshotsam {__version__}")
+    parser.add_argument("--debug", action="store_true", default=False,
+                        help="show the full traceback on errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    _add_segment(sub, common)
+    _add_evaluate(sub, common)
+    _add_weights(sub, common)
+    _add_benchmark(sub, common)
+    vol = _optional_module("oneshotsam.volume.cli")
+    if vol is not None:
+        vol.add_parser(sub)
+        _add_common_to_new(sub, common)
+    return parser
+
+
+def _handler(args: argparse.Namespace) -> Callable[[argparse.Namespace], int]:
+    if args.command == "segment":
+        return importlib.import_module("oneshotsam.cli_segment").run
+    if args.command == "evaluate":
+        return importlib.import_module("oneshotsam.cli_evaluate").run
+    if args.command == "weights":
+        return importlib.import_module("oneshotsam.cli_weights").run
+    if args.command == "benchmark":
+        if args.benchmark_name in ("jsrt", "acdc", "lung4d"):
+            return importlib.import_module("oneshotsam.cli_benchmark").run
+        return importlib.import_module("oneshotsam.volume.cli").run_benchmark
+    if args.command == "propagate":
+        return importlib.import_module("oneshotsam.volume.cli").run
+    raise SystemExit(f"unknown command {args.command!r}")  # argparse prevents this
+
+
+def _error_line(exc: BaseException) -> str:
+    from oneshotsam.methods.base import OneShotError
+    if isinstance(exc, OneShotError):
+        return str(exc)
+    if isinstance(exc, OSError) and exc.filename is not None:
+        reason = exc.strerror or str(exc)
+        return f"{reason}: {exc.filename}"
+    return f"{type(exc).__name__}: {exc}"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``oneshotsam`` console script; returns the exit status."""
+    from oneshotsam.methods.base import OneShotError
+    parser = build_parser()
+    args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
+    debug = bool(getattr(args, "debug", False))
+    try:
+        return int(_handler(args)(args) or 0)
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        print("interrupted: nothing was written", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except (OneShotError, OSError) as exc:
+        if debug:
+            raise
+        print(f"error: {_error_line(exc)}", file=sys.stderr)
+        return EXIT_ERROR
+    except Exception as exc:  # a bug, not a user error: still one line unless --debug
+        if debug:
+            raise
+        print(f"error: unexpected {_error_line(exc)} (rerun with --debug for the "
+              "traceback and please report it)", file=sys.stderr)
+        return EXIT_BUG
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,312 @@
+"""``oneshotsam segment``: one annotated reference -> label images for every target.
+
+Order of work (so that nothing is written half-way):
+
+1. cheap checks: method, backend + checkpoint (message says how to download),
+   ``--set`` overrides, output folder;
+2. read and validate EVERY input (:mod:`oneshotsam.cli_inputs`);
+3. build the method (loads weights) and run it on all target images at once
+   (volumes contribute one 2D image per slice);
+4. write all outputs into a temporary folder beside ``--output-dir``, then move
+   each file into ``--output-dir`` (``os.replace``, atomic per file). Any error
+   or Ctrl-C before step 4 ends leaves ``--output-dir`` untouched.
+
+Outputs: ``<target stem><format-family suffix>`` per target (PNG for PNG/JPG
+inputs, else the input's format, with its geometry; volumes written back as
+volumes) with the reference's label values, and ``report.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import asdict, is_dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from oneshotsam.cli_inputs import Reference, Source, expand_targets, load_image_source, load_reference
+from oneshotsam.methods.base import OneShotError, RunResult
+
+REPORT_NAME = "report.json"
+_DISTRIBUTIONS = ("oneshotsam", "numpy", "torch", "torchvision", "segment-anything", "sam2",
+                  "monai", "pot", "scikit-learn", "SimpleITK", "opencv-python-headless")
+
+
+# ----------------------------------------------------------------------------- helpers
+def parse_overrides(items: list[str]) -> dict[str, Any]:
+    """``["epochs=2", "cost=cosine"]`` -> ``{"epochs": 2, "cost": "cosine"}`` (JSON values when valid)."""
+    out: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep or not key.isidentifier():
+            raise OneShotError(f"--set expects KEY=VALUE with KEY a setting name; got {item!r}")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
+def check_model_args(method: str, backend: str | None, checkpoint: str | None) -> str | None:
+    """Backend/checkpoint sanity before any heavy work; returns the checkpoint path to use.
+
+    Without ``--checkpoint`` the backend's official file in the per-user cache
+    (where ``oneshotsam weights download NAME`` puts it) is used when present.
+    Raises OneShotError saying how to download the weights otherwise.
+    """
+    from oneshotsam.methods.registry import missing_backend_message, needs_backend
+    if not needs_backend(method):
+        return None
+    if backend is None:
+        raise OneShotError(missing_backend_message(method))
+    from oneshotsam.backends import checkpoints
+    if checkpoint is None:
+        cached = checkpoints.default_checkpoint_path(backend)
+        if cached is not None and cached.is_file():
+            return str(cached)
+        if cached is None:
+            raise OneShotError(missing_backend_message(method))
+        raise OneShotError(checkpoints.missing_message(backend))
+    path = Path(checkpoint)
+    if not path.is_file():
+        raise OneShotError(checkpoints.missing_message(backend, path))
+    return str(path)
+
+
+def _existing_ancestor(path: Path) -> Path:
+    p = path.resolve()
+    while not p.exists():
+        p = p.parent
+    return p
+
+
+def check_output_dir(out: Path) -> None:
+    if out.exists() and not out.is_dir():
+        raise OneShotError(f"--output-dir {out} exists and is not a folder")
+    anc = _existing_ancestor(out)
+    if not os.access(anc, os.W_OK):
+        raise OneShotError(f"cannot write into {anc}: choose another --output-dir")
+
+
+def jsonable(obj: Any) -> Any:
+    """A JSON-serialisable copy of ``obj`` (numpy, Path, dataclasses, NaN -> None)."""
+    if is_dataclass(obj) and not isinstance(obj, type):
+        return jsonable(asdict(obj))
+    if isinstance(obj, dict):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple, set)):
+        return [jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return jsonable(obj.tolist())
+    if isinstance(obj, np.generic):
+        return jsonable(obj.item())
+    if isinstance(obj, float):
+        return obj if np.isfinite(obj) else None
+    if isinstance(obj, Path):
+        return str(obj)
+    if obj is None or isinstance(obj, (str, int, bool)):
+        return obj
+    return repr(obj)
+
+
+def versions() -> dict[str, str]:
+    from importlib import metadata
+    out = {"python": platform.python_version()}
+    for dist in _DISTRIBUTIONS:
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def method_config(method: Any) -> Any:
+    for attr in ("config", "cfg"):
+        cfg = getattr(method, attr, None)
+        if cfg is not None:
+            return jsonable(cfg)
+    return None
+
+
+class _Progress:
+    """``progress(done, total, message)`` printing to stderr at most every 0.5 s."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.quiet = quiet
+        self.last = 0.0
+
+    def __call__(self, done: int, total: int, message: str) -> bool:
+        now = time.perf_counter()
+        if not self.quiet and (now - self.last >= 0.5 or done >= total):
+            self.last = now
+            print(f"[{done}/{total}] {message}", file=sys.stderr, flush=True)
+        return True
+
+
+def write_json_atomic(data: Any, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(data, f, indent=2)
+            f.write("\n")
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+# ----------------------------------------------------------------------------- outputs
+def _label_dtype(values: list[int]) -> type:
+    top = max(values) if values else 0
+    return np.uint8 if top <= 255 else (np.uint16 if top <= 65535 else np.int32)
+
+
+def _check_result_labels(labels: np.ndarray, shape_hw: tuple[int, int], name: str) -> np.ndarray:
+    lab = np.asarray(labels)
+    if lab.shape != tuple(shape_hw):
+        raise RuntimeError(f"method returned labels of shape {lab.shape} for {name} "
+                           f"of shape {shape_hw}")
+    return lab
+
+
+def write_outputs(sources: list[Source], run: RunResult, ref: Reference, tmp: Path) -> list[dict]:
+    """Write one label file per target source into ``tmp``; per-target report entries."""
+    from oneshotsam import medio
+    from oneshotsam.geometry import set_slice, volume_like
+    dtype = _label_dtype(ref.values)
+    entries: list[dict] = []
+    pos = 0
+    for src in sources:
+        results = run.results[pos: pos + len(src.images)]
+        pos += len(src.images)
+        name = src.output_name
+        per_image = [{
+            "image": img.name,
+            **({"slice_index": int(k)} if src.kind == "volume" else {}),
+            "confidence": float(r.confidence),
+            "class_confidence": {str(v): float(c) for v, c in r.class_confidence.items()},
+            "absent": [int(v) for v in r.absent],
+            "labelled_pixels": {str(v): int(np.count_nonzero(np.asarray(r.labels) == v))
+                                for v in ref.values},
+            "report": jsonable(r.report),
+        } for img, r, k in zip(src.images, results, src.slice_indices or [None] * len(results))]
+        if src.kind == "image":
+            lab = _check_result_labels(results[0].labels, src.images[0].shape_hw, name)
+            medio.write_label_image_like(lab.astype(dtype), src.raw, tmp / name)
+        else:
+            assert src.volume is not None and src.array_axis is not None
+            vox = np.zeros(src.volume.shape_kji, dtype=dtype)
+            for img, r, k in zip(src.images, results, src.slice_indices):
+                lab = _check_result_labels(r.labels, img.shape_hw, img.name)
+                set_slice(vox, src.array_axis, k, lab.astype(dtype))
+            meta = {"segments": ref.segments_meta} if ref.segments_meta else {}
+            medio.write_label_volume(volume_like(src.volume, vox, name=src.volume.name, meta=meta),
+                                     tmp / name)
+        entries.append({
+            "input": str(src.path), "output": name, "kind": src.kind,
+            "window": {"low": src.window.low, "high": src.window.high, "source": src.window.source},
+            "confidence": float(np.mean([e["confidence"] for e in per_image])) if per_image else 0.0,
+            "images": per_image,
+        })
+    return entries
+
+
+def move_into(tmp: Path, out: Path) -> list[str]:
+    """Move every file of ``tmp`` into ``out`` (created), atomically per file; removes ``tmp``."""
+    out.mkdir(parents=True, exist_ok=True)
+    moved = []
+    for f in sorted(tmp.iterdir()):
+        os.replace(f, out / f.name)
+        moved.append(f.name)
+    tmp.rmdir()
+    return moved
+
+
+# ----------------------------------------------------------------------------- command
+def run(args: argparse.Namespace) -> int:
+    """Run ``oneshotsam segment`` (see the module docstring); returns the exit status."""
+    t0 = time.perf_counter()
+    from oneshotsam.methods.registry import build_method, method_info
+    info = method_info(args.method)
+    overrides = parse_overrides(args.overrides)
+    checkpoint = check_model_args(args.method, args.backend, args.checkpoint)
+    out = Path(args.output_dir)
+    check_output_dir(out)
+
+    ref = load_reference(Path(args.reference_image), Path(args.reference_mask), args.window,
+                         args.axis, args.reference_slice)
+    target_paths = expand_targets(args.targets, exclude=(Path(args.reference_image),
+                                                         Path(args.reference_mask)))
+    sources = [load_image_source(p, args.window, args.axis) for p in target_paths]
+    names: dict[str, Path] = {}
+    for src in sources:
+        if ref.image.is_rgb != src.images[0].is_rgb:
+            kind = "RGB" if ref.image.is_rgb else "grey"
+            raise OneShotError(f"the reference is {kind} but target {src.path} is not: give "
+                               "targets of the same kind as the reference")
+        if src.output_name in names:
+            raise OneShotError(f"targets {names[src.output_name]} and {src.path} would both be "
+                               f"written as {src.output_name}: rename one or run them separately")
+        names[src.output_name] = src.path
+    if REPORT_NAME in names:
+        raise OneShotError(f"a target would be written as {REPORT_NAME}: rename it")
+    t_read = time.perf_counter() - t0
+
+    method = build_method(args.method, backend_name=args.backend if info.needs_backend else None,
+                          checkpoint=checkpoint,
+                          preset=args.preset, device=args.device, **overrides)
+    images = [img for src in sources for img in src.images]
+    t1 = time.perf_counter()
+    run_result = method.segment(ref.image, ref.labels, images, progress=_Progress(args.quiet))
+    t_segment = time.perf_counter() - t1
+    if run_result.cancelled or len(run_result.results) != len(images):
+        raise OneShotError(f"the run stopped after {len(run_result.results)} of {len(images)} "
+                           "images: nothing was written")
+
+    tmp = Path(tempfile.mkdtemp(prefix=".oneshotsam-segment-", dir=_existing_ancestor(out.parent)))
+    try:
+        entries = write_outputs(sources, run_result, ref, tmp)
+        report = {
+            "command": "segment",
+            "method": args.method,
+            "preset": args.preset,
+            "backend": args.backend if info.needs_backend else None,
+            "checkpoint": checkpoint,
+            "device": args.device,
+            "overrides": overrides,
+            "config": method_config(method),
+            "reference": {"image": str(ref.source.path), "mask": args.reference_mask,
+                          "slice_index": ref.slice_index, "axis": args.axis,
+                          "label_values": ref.values,
+                          "window": {"low": ref.source.window.low, "high": ref.source.window.high,
+                                     "source": ref.source.window.source}},
+            "targets": entries,
+            "run": jsonable(run_result.report),
+            "timings_s": {"read": round(t_read, 3), "segment": round(t_segment, 3),
+                          "total": round(time.perf_counter() - t0, 3)},
+            "versions": versions(),
+        }
+        write_json_atomic(report, tmp / REPORT_NAME)
+        moved = move_into(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if args.json:
+        write_json_atomic(report, Path(args.json))
+    if not args.quiet:
+        print(f"wrote {len(moved) - 1} label file(s) and {REPORT_NAME} to {out} "
+              f"in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+    return 0

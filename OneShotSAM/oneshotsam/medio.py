@@ -1,0 +1,397 @@
+"""Medical image I/O through SimpleITK (and slicerio for Slicer ``.seg.nrrd``).
+
+Reads PNG / JPG / BMP / TIFF (grey or RGB, 8 or 16 bit), NIfTI, NRRD, MHA/MHD,
+DICOM series folders and Slicer segmentations; writes label maps back in the
+input's geometry and format family, atomically (temporary file in the target
+folder, then ``os.replace``), so no half-written file is ever left behind.
+
+Geometry conventions are those of :mod:`oneshotsam.geometry` (LPS, ``[k, j, i]``
+arrays). SimpleITK and slicerio are imported lazily.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from oneshotsam import geometry
+from oneshotsam.methods.base import OneShotError
+from oneshotsam.types import Volume
+
+IMAGE2D_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+VOLUME_SUFFIXES = (".nii.gz", ".nii", ".seg.nrrd", ".nrrd", ".nhdr", ".mha", ".mhd", ".dcm")
+LABEL_WRITE_SUFFIXES = (".png", ".bmp", ".tif", ".tiff", ".nii.gz", ".nii", ".seg.nrrd", ".nrrd", ".mha")
+_FORMATS_TEXT = "PNG, JPG, BMP, TIFF, NIfTI (.nii/.nii.gz), NRRD (.nrrd/.seg.nrrd), MHA/MHD, DICOM"
+_FAMILY = {".png": ".png", ".jpg": ".png", ".jpeg": ".png", ".bmp": ".png", ".tif": ".png",
+           ".tiff": ".png", ".nii.gz": ".nii.gz", ".nii": ".nii.gz", ".seg.nrrd": ".seg.nrrd",
+           ".nrrd": ".nrrd", ".nhdr": ".nrrd", ".mha": ".mha", ".mhd": ".mha", ".dcm": ".nii.gz"}
+#: Slicer-like default segment colours (0..1) for labels without a colour
+_PALETTE = [(0.5, 0.68, 0.5), (0.95, 0.84, 0.57), (0.69, 0.48, 0.39), (0.44, 0.72, 0.82),
+            (0.85, 0.40, 0.31), (0.87, 0.51, 0.84), (0.56, 0.47, 0.78), (0.98, 0.98, 0.27)]
+
+
+def split_suffix(path: str | Path) -> tuple[str, str]:
+    """``(stem, suffix)`` with double suffixes kept whole: ``a.nii.gz`` -> ``("a", ".nii.gz")``,
+    ``a.seg.nrrd`` -> ``("a", ".seg.nrrd")``; the suffix is lower case."""
+    name = Path(path).name
+    low = name.lower()
+    for suf in (".nii.gz", ".seg.nrrd"):
+        if low.endswith(suf) and len(name) > len(suf):
+            return name[: -len(suf)], suf
+    p = Path(name)
+    return (p.stem, p.suffix.lower()) if p.suffix else (name, "")
+
+
+def path_stem(path: str | Path) -> str:
+    """File name without its (double) suffix; a folder's own name."""
+    return split_suffix(path)[0]
+
+
+def output_name_for(input_path: str | Path) -> str:
+    """Output file name for a prediction on ``input_path``: its stem plus the
+    suffix of its format family (``.png`` for PNG/JPG/BMP/TIFF, ``.nii.gz`` for
+    NIfTI and DICOM, ``.nrrd``, ``.seg.nrrd``, ``.mha``)."""
+    p = Path(input_path)
+    if p.is_dir():
+        return p.name + ".nii.gz"
+    stem, suf = split_suffix(p)
+    return stem + _FAMILY.get(suf, ".nii.gz")
+
+
+def supported_files(folder: str | Path, kinds: str = "all") -> list[Path]:
+    """Sorted image files in ``folder`` (not recursive); ``kinds``: "2d", "3d" or "all"."""
+    sufs = {"2d": IMAGE2D_SUFFIXES, "3d": VOLUME_SUFFIXES}.get(kinds, IMAGE2D_SUFFIXES + VOLUME_SUFFIXES)
+    return sorted(p for p in Path(folder).iterdir()
+                  if p.is_file() and not p.name.startswith(".") and split_suffix(p)[1] in sufs)
+
+
+# ----------------------------------------------------------------------------- reading
+def _check_file(path: str | Path) -> Path:
+    p = Path(path)
+    if not p.exists():
+        raise OneShotError(f"file not found: {p}")
+    return p
+
+
+def _sitk_read(path: Path) -> Any:
+    import SimpleITK as sitk
+
+    try:
+        return sitk.ReadImage(str(path))
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[-1][:200] if str(exc).strip() else ""
+        raise OneShotError(
+            f"cannot read {path}: not a supported image or a damaged file (supported: "
+            f"{_FORMATS_TEXT}). SimpleITK said: {first}") from None
+
+
+@dataclass(frozen=True)
+class RawImage2D:
+    """A 2D image as stored on disk.
+
+    Attributes:
+        array: ``(H, W)`` grey or ``(H, W, 3)`` RGB, the file's dtype (a 16-bit
+            image stays 16 bit; :mod:`oneshotsam.intensity` windows it). Read-only.
+        spacing_mm: pixel size ``(row_mm, col_mm)``.
+        path: the file it came from.
+        meta: geometry to write results back: ``dimension`` (2 or 3),
+            ``singleton_axis`` (array axis of the 1-voxel axis of a 3D file, else
+            None), SimpleITK ``origin``/``spacing``/``direction`` of the file, ``suffix``.
+    """
+
+    array: np.ndarray
+    spacing_mm: tuple[float, float]
+    path: str
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        a = np.asarray(self.array)
+        if a.flags.writeable:
+            a = a.view()
+            a.flags.writeable = False
+        object.__setattr__(self, "array", a)
+
+    @property
+    def shape_hw(self) -> tuple[int, int]:
+        return int(self.array.shape[0]), int(self.array.shape[1])
+
+    @property
+    def name(self) -> str:
+        return path_stem(self.path)
+
+
+def _components_to_grey_or_rgb(arr: np.ndarray, ncomp: int, path: Path) -> np.ndarray:
+    if ncomp == 1:
+        return arr
+    if ncomp == 2:  # grey + alpha
+        return arr[..., 0]
+    if ncomp in (3, 4):  # RGB / RGBA -> RGB
+        return arr[..., :3]
+    raise OneShotError(f"{path} has {ncomp} channels per pixel; only grey, RGB and RGBA images are supported")
+
+
+def read_image2d(path: str | Path) -> RawImage2D:
+    """Read a 2D image: PNG/JPG/BMP/TIFF, or a 2D / single-slice 3D NIfTI, NRRD, MHA.
+
+    Returns the pixels in the file's dtype (RGBA -> RGB, grey+alpha -> grey) and
+    the geometry needed by :func:`write_label_image_like`. A single-slice 3D
+    file is sliced with :func:`oneshotsam.geometry.get_slice`'s rule.
+    """
+    import SimpleITK as sitk
+
+    p = _check_file(path)
+    if p.is_dir():
+        raise OneShotError(f"{p} is a folder; a 2D image file is needed here (a DICOM folder is a "
+                           "volume: use the volume commands)")
+    img = _sitk_read(p)
+    dim = img.GetDimension()
+    arr = sitk.GetArrayFromImage(img)
+    ncomp = img.GetNumberOfComponentsPerPixel()
+    sp = img.GetSpacing()
+    singleton = None
+    if dim == 2:
+        spacing_rc = (float(sp[1]), float(sp[0]))
+    elif dim == 3:
+        shape_kji = arr.shape[:3]
+        ones = [a for a in range(3) if shape_kji[a] == 1]
+        if not ones:
+            raise OneShotError(
+                f"{p} is a volume with {shape_kji[0]} slices of {shape_kji[2]}x{shape_kji[1]}: pick a "
+                "slice (--reference-slice K) or use the volume command 'propagate'")
+        singleton = ones[0]
+        arr = np.take(arr, 0, axis=singleton)
+        row_c, col_c, _ = geometry._PLANE_IJK[singleton]
+        spacing_rc = (float(sp[row_c]), float(sp[col_c]))
+    else:
+        raise OneShotError(f"{p} is a {dim}D image; only 2D images (or one-slice 3D files) work here")
+    arr = _components_to_grey_or_rgb(arr, ncomp, p)
+    meta = {"dimension": dim, "singleton_axis": singleton, "origin": tuple(img.GetOrigin()),
+            "spacing": tuple(sp), "direction": tuple(img.GetDirection()), "suffix": split_suffix(p)[1]}
+    return RawImage2D(array=arr, spacing_mm=spacing_rc, path=str(p), meta=meta)
+
+
+def _dicom_series_files(folder: Path, must_contain: Path | None = None) -> tuple[list[str], dict]:
+    import SimpleITK as sitk
+
+    ids = sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder)) or ()
+    series = {uid: list(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), uid)) for uid in ids}
+    if must_contain is not None:
+        series = {u: f for u, f in series.items() if any(Path(x).resolve() == must_contain.resolve() for x in f)}
+    if not series:
+        raise OneShotError(f"no DICOM image series found in {folder}: point to a folder holding the "
+                           "slices of one series (or to a NIfTI/NRRD/MHA file)")
+    uid = max(series, key=lambda u: (len(series[u]), u))  # the largest series
+    return series[uid], {"dicom_series_uid": uid, "dicom_other_series": sorted(set(series) - {uid})}
+
+
+def read_volume(path_or_dicom_dir: str | Path) -> Volume:
+    """Read a scalar 3D image: NIfTI, NRRD, MHA/MHD, or a DICOM series (a folder, or one
+    ``.dcm`` file of it). Geometry in LPS; ``meta``: ``path``, ``suffix`` (and DICOM series UID)."""
+    import SimpleITK as sitk
+
+    p = _check_file(path_or_dicom_dir)
+    meta: dict[str, Any] = {"path": str(p), "suffix": "dicom" if p.is_dir() else split_suffix(p)[1]}
+    img = None
+    if p.is_dir() or meta["suffix"] == ".dcm":
+        files, info = _dicom_series_files(p if p.is_dir() else p.parent, None if p.is_dir() else p)
+        meta.update(info)
+        if len(files) > 1 or p.is_dir():
+            reader = sitk.ImageSeriesReader()
+            reader.SetFileNames(files)
+            try:
+                img = reader.Execute()
+            except RuntimeError as exc:
+                raise OneShotError(f"cannot read the DICOM series in {p}: {str(exc).strip()[-200:]}") from None
+    if img is None:
+        img = _sitk_read(p)
+    if img.GetDimension() == 2:
+        raise OneShotError(f"{p} is a 2D image; a 3D volume is needed here (use the 2D 'segment' "
+                           "command for single images)")
+    return geometry.sitk_to_volume(img, name=path_stem(p), meta=meta)
+
+
+def _as_labels(arr: np.ndarray, what: str) -> np.ndarray:
+    """Integer label array in the smallest fitting unsigned dtype (validated)."""
+    a = np.asarray(arr)
+    if a.dtype == bool:
+        return a.astype(np.uint8)
+    if not np.issubdtype(a.dtype, np.integer):
+        if not np.all(np.isfinite(a)) or not np.all(a == np.round(a)):
+            raise OneShotError(f"{what} holds non-integer values: a label map must hold integer labels "
+                               "(0 = background)")
+    if a.size and a.min() < 0:
+        raise OneShotError(f"{what} holds negative values ({a.min()}); labels must be >= 0")
+    top = int(a.max()) if a.size else 0
+    for dt in (np.uint8, np.uint16, np.uint32):
+        if top <= np.iinfo(dt).max:
+            return a.astype(dt, copy=False) if a.dtype != dt else a
+    raise OneShotError(f"{what} has label values up to {top}; at most 2**32-1 is supported")
+
+
+def _read_seg_nrrd(p: Path) -> Volume:
+    import slicerio
+    from slicerio.segmentation import terminology_entry_to_string
+
+    try:
+        seg = slicerio.read_segmentation(str(p))
+    except Exception as exc:  # pynrrd / slicerio raise several types
+        raise OneShotError(f"cannot read the Slicer segmentation {p}: {exc}") from None
+    vox = np.asarray(seg["voxels"])
+    segments = list(seg.get("segments", []))
+    overlap = 0
+    if vox.ndim == 4:  # overlapping segments on several layers: one label per segment
+        out = np.zeros(vox.shape[1:], np.uint16)
+        for n, s in enumerate(segments, start=1):
+            m = vox[s.get("layer", 0)] == s.get("labelValue", 1)
+            overlap += int(np.count_nonzero(m & (out > 0)))
+            out[m] = n
+            s["labelValue"] = n
+        vox = out
+    voxels = _as_labels(vox.transpose(2, 1, 0), str(p))
+    meta_segments = []
+    for n, s in enumerate(segments):
+        term = s.get("terminology")
+        meta_segments.append({
+            "value": int(s.get("labelValue", n + 1)), "name": s.get("name", s.get("id", f"Segment_{n + 1}")),
+            "color": [float(c) for c in s.get("color", _PALETTE[n % len(_PALETTE)])],
+            "terminology": terminology_entry_to_string(term) if isinstance(term, dict) else term,
+            "id": s.get("id")})
+    meta = {"path": str(p), "suffix": ".seg.nrrd", "segments": meta_segments}
+    if overlap:
+        meta["overlapping_voxels"] = overlap
+    return Volume(voxels=voxels, ijk_to_lps=np.asarray(seg["ijkToLPS"], float), name=path_stem(p), meta=meta)
+
+
+def read_label_volume(path: str | Path) -> Volume:
+    """Read a 3D label map (NIfTI, NRRD, MHA or Slicer ``.seg.nrrd``) as an unsigned integer volume.
+
+    For ``.seg.nrrd``, ``meta["segments"]`` lists ``{"value", "name", "color" (RGB 0..1),
+    "terminology" (Slicer's string), "id"}``; overlapping segments (several layers)
+    get one label value each, in segment order, later segments winning on overlaps.
+    """
+    p = _check_file(path)
+    if p.is_file() and split_suffix(p)[1] == ".seg.nrrd":
+        vol = _read_seg_nrrd(p)
+    else:
+        raw = read_volume(p)
+        vol = Volume(voxels=_as_labels(raw.voxels, str(p)), ijk_to_lps=raw.ijk_to_lps,
+                     name=raw.name, meta=raw.meta)
+    return vol
+
+
+# ----------------------------------------------------------------------------- writing
+def _atomic(out_path: str | Path, write: Callable[[str], None]) -> Path:
+    """Call ``write(tmp)`` on a temporary name in ``out_path``'s folder, then rename it."""
+    out = Path(out_path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    stem, suf = split_suffix(out)
+    tmp = out.parent / f".{stem}.tmp-{uuid.uuid4().hex[:8]}{suf}"
+    try:
+        write(str(tmp))
+        os.replace(tmp, out)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return out
+
+
+def _check_write_suffix(out_path: str | Path) -> str:
+    suf = split_suffix(out_path)[1]
+    if suf in (".jpg", ".jpeg"):
+        raise OneShotError(f"cannot write labels to {out_path}: JPEG is lossy and would change label "
+                           "values; use .png")
+    if suf not in LABEL_WRITE_SUFFIXES:
+        raise OneShotError(f"cannot write labels to {out_path}: use one of {', '.join(LABEL_WRITE_SUFFIXES)}")
+    return suf
+
+
+def write_label_image_like(labels2d: np.ndarray, like: RawImage2D, out_path: str | Path) -> Path:
+    """Write a 2D label map with ``like``'s size and geometry, in ``out_path``'s format.
+
+    PNG/BMP/TIFF: uint8 when labels <= 255, else uint16. NIfTI/NRRD/MHA: the
+    geometry of ``like``'s file (a one-slice 3D file is written back as one).
+    Use :func:`output_name_for` for the name. Written atomically.
+    """
+    import SimpleITK as sitk
+
+    suf = _check_write_suffix(out_path)
+    lab = _as_labels(labels2d, "the label map")
+    if lab.shape != like.shape_hw:
+        raise OneShotError(f"label map is {lab.shape[1]}x{lab.shape[0]} but {like.path} is "
+                           f"{like.shape_hw[1]}x{like.shape_hw[0]}: they must share one pixel grid")
+    if suf in (".png", ".bmp", ".tif", ".tiff"):
+        if lab.dtype == np.uint32:
+            raise OneShotError("label values above 65535 cannot be stored in a PNG; write NIfTI or NRRD")
+        if suf == ".bmp" and lab.dtype != np.uint8:
+            raise OneShotError("label values above 255 cannot be stored in a BMP; write PNG")
+    meta = like.meta
+    if meta.get("dimension") == 3:
+        img = sitk.GetImageFromArray(np.expand_dims(lab, int(meta["singleton_axis"])))
+    else:
+        img = sitk.GetImageFromArray(np.ascontiguousarray(lab))
+    if "origin" in meta and len(meta["origin"]) == img.GetDimension():
+        img.SetOrigin(meta["origin"])
+        img.SetSpacing(meta["spacing"])
+        img.SetDirection(meta["direction"])
+    return _atomic(out_path, lambda tmp: sitk.WriteImage(img, tmp, True))
+
+
+def write_label_volume(vol: Volume, out_path: str | Path) -> Path:
+    """Write a label volume; format from the suffix (.nii.gz, .nii, .nrrd, .mha, .seg.nrrd).
+
+    ``.seg.nrrd`` gets one segment per label value (present in the voxels or listed
+    in ``vol.meta["segments"]``), with the names, colours and terminology given
+    there (defaults ``Segment_<value>`` and a palette colour). Written atomically.
+    """
+    suf = _check_write_suffix(out_path)
+    if suf in (".png", ".bmp", ".tif", ".tiff"):
+        raise OneShotError(f"cannot write a volume to {out_path}: use .nii.gz, .nrrd, .mha or .seg.nrrd")
+    lab = _as_labels(vol.voxels, f"label volume {vol.name!r}")
+    if suf == ".seg.nrrd":
+        return _atomic(out_path, lambda tmp: _write_seg_nrrd(lab, vol, tmp))
+    import SimpleITK as sitk
+
+    img = geometry.volume_to_sitk(Volume(lab, vol.ijk_to_lps))
+    return _atomic(out_path, lambda tmp: sitk.WriteImage(img, tmp, True))
+
+
+def segments_for(values: list[int], meta_segments: list[dict] | None = None) -> list[dict]:
+    """Segment descriptions ``{"value", "name", "color", "terminology"}`` for label
+    ``values``, taken from ``meta_segments`` where listed, defaults otherwise."""
+    known = {int(s["value"]): s for s in (meta_segments or []) if "value" in s}
+    out = []
+    for n, v in enumerate(sorted(set(int(x) for x in values) | set(known))):
+        s = known.get(v, {})
+        out.append({"value": v, "name": s.get("name") or f"Segment_{v}",
+                    "color": list(s.get("color") or _PALETTE[n % len(_PALETTE)]),
+                    "terminology": s.get("terminology")})
+    return out
+
+
+def _write_seg_nrrd(lab: np.ndarray, vol: Volume, tmp: str) -> None:
+    import slicerio
+    from slicerio.segmentation import terminology_entry_from_string
+
+    values = [int(v) for v in np.unique(lab) if v != 0]
+    segs = []
+    for n, s in enumerate(segments_for(values, vol.meta.get("segments")), start=1):
+        entry: dict[str, Any] = {"id": f"Segment_{s['value']}", "name": s["name"], "color": s["color"],
+                                 "labelValue": s["value"], "layer": 0}
+        term = s.get("terminology")
+        if isinstance(term, str) and term:
+            try:
+                entry["terminology"] = terminology_entry_from_string(term)
+            except Exception:  # not a Slicer terminology string: keep it as a plain tag
+                entry["tags"] = {"TerminologyEntry": term}
+        elif isinstance(term, dict):
+            entry["terminology"] = term
+        segs.append(entry)
+    seg = {"voxels": np.asfortranarray(lab.transpose(2, 1, 0)), "ijkToLPS": np.asarray(vol.ijk_to_lps),
+           "segments": segs, "containedRepresentationNames": ["Binary labelmap"],
+           "masterRepresentation": "Binary labelmap"}
+    slicerio.write_segmentation(tmp, seg)

@@ -1,0 +1,95 @@
+"""Losses of Med-PerSAM's warping model (paper section 3.1, 3.3, appendix B.1).
+
+* ``L_img``: SSIM loss with a 7-pixel window, or local NCC with a 9-pixel window for
+  images with large black padding (B.1) -- MONAI's :class:`~monai.losses.SSIMLoss`
+  and :class:`~monai.losses.LocalNormalizedCrossCorrelationLoss`;
+* ``L_reg = ||grad phi||^2`` (B.1): MONAI's :class:`~monai.losses.DiffusionLoss`
+  (mean squared first derivative of the pixel flow);
+* ``L_seg``: Dice + 0.001 cross-entropy (B.1), MONAI's :class:`~monai.losses.DiceCELoss`.
+
+Warped masks are one-hot probability maps (bilinear warp of the one-hot reference),
+not logits; :meth:`WarpLosses.seg` feeds ``log(p)`` to DiceCELoss with
+``softmax=True`` so that softmax recovers ``p`` exactly (``p`` sums to 1) and the CE
+term is the cross-entropy of ``p`` itself.
+
+Imports torch/monai at module level: import this module lazily.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    """Loss settings (defaults: JSRT column of Table 12 and B.1).
+
+    Attributes:
+        image_loss: ``"ssim"`` (B.1 default) or ``"ncc"`` (B.1: OdontoAI, CAMUS).
+        ssim_window: SSIM window, 7 (B.1).
+        ncc_window: NCC window, 9 (B.1).
+        lambda_img: weight of ``L_img`` (Table 12: 1).
+        lambda_reg: weight of ``||grad phi||^2`` (Table 12: JSRT 0.75).
+        lambda_aug: weight of ``L_aug`` (Table 12: JSRT 0.1).
+        lambda_seg: weight of the segmentation (DiceCE) loss (B.1: 1).
+        lambda_ce: cross-entropy weight inside DiceCE (B.1: 0.001).
+    """
+
+    image_loss: str = "ssim"
+    ssim_window: int = 7
+    ncc_window: int = 9
+    lambda_img: float = 1.0
+    lambda_reg: float = 0.75
+    lambda_aug: float = 0.1
+    lambda_seg: float = 1.0
+    lambda_ce: float = 0.001
+
+
+class WarpLosses:
+    """Callable loss terms on ``(B, C, H, W)`` float tensors."""
+
+    def __init__(self, cfg: LossConfig = LossConfig()) -> None:
+        from monai.losses import (DiceCELoss, DiffusionLoss,
+                                  LocalNormalizedCrossCorrelationLoss, SSIMLoss)
+        self.cfg = cfg
+        kind = cfg.image_loss.lower()
+        if kind == "ssim":
+            self._img = SSIMLoss(spatial_dims=2, data_range=1.0, win_size=cfg.ssim_window)
+        elif kind == "ncc":
+            self._img = LocalNormalizedCrossCorrelationLoss(
+                spatial_dims=2, kernel_size=cfg.ncc_window, kernel_type="rectangular")
+        else:
+            raise ValueError(f"image_loss must be 'ssim' or 'ncc', got {cfg.image_loss!r}")
+        self.kind = kind
+        self._reg = DiffusionLoss()
+        self._seg = DiceCELoss(softmax=True, lambda_dice=1.0, lambda_ce=cfg.lambda_ce)
+
+    def image(self, warped: torch.Tensor, fixed: torch.Tensor) -> torch.Tensor:
+        """``L_img`` between warped moving and fixed images ``(B, 1, H, W)`` in [0, 1].
+        SSIM loss = 1 - SSIM (0 for identical images); NCC loss = -LNCC (-1 when identical)."""
+        return self._img(warped, fixed)
+
+    def similarity(self, warped: torch.Tensor, fixed: torch.Tensor) -> torch.Tensor:
+        """Per-sample similarity in [0, 1] (``(B,)``): SSIM, or LNCC clipped at 0."""
+        out = []
+        for i in range(warped.shape[0]):
+            v = self._img(warped[i:i + 1], fixed[i:i + 1])
+            out.append((1.0 - v) if self.kind == "ssim" else -v)
+        return torch.stack(out).clamp(0.0, 1.0)
+
+    def reg(self, flow: torch.Tensor) -> torch.Tensor:
+        """``||grad phi||^2`` of a pixel flow ``(B, 2, H, W)`` (mean over pixels)."""
+        return self._reg(flow)
+
+    def seg(self, warped_probs: torch.Tensor, target_onehot: torch.Tensor) -> torch.Tensor:
+        """DiceCE (Dice + ``lambda_ce`` CE) between warped one-hot probabilities and a
+        one-hot target, both ``(B, 1+C, H, W)``."""
+        return self._seg(torch.log(warped_probs.clamp_min(1e-6)), target_onehot)
+
+    def warp_loss(self, warped: torch.Tensor, fixed: torch.Tensor,
+                  flow_deform: torch.Tensor) -> torch.Tensor:
+        """Eq. 1 with Table 12 weights: ``l_img * L_img + l_reg * L_reg``."""
+        c = self.cfg
+        return c.lambda_img * self.image(warped, fixed) + c.lambda_reg * self.reg(flow_deform)

@@ -1,0 +1,123 @@
+"""``medpersam-warp``: Med-PerSAM's warping model alone (paper section 3.1, Eq. 4).
+
+The test-time-trained warping model (:mod:`.warp_train`) warps the reference labels
+onto every target; the warped mask is the answer (no SAM, no checkpoint). This is
+what a user without SAM weights or without a GPU gets.
+
+Imports numpy only at module level.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+
+from oneshotsam.methods.base import (OneShotError, ProgressFn, RunResult, TargetResult,
+                                     check_reference, no_progress)
+from oneshotsam.methods.medpersam.warp_train import WarpConfig
+from oneshotsam.types import Image2D
+
+METHOD_NAME = "medpersam-warp"
+
+
+def load_medpersam_preset(preset: str | None) -> tuple[str, dict[str, Any]]:
+    """``(name, settings)`` of a ``medpersam.json`` preset; None = hardware default
+    (``"cpu"`` without CUDA, ``"paper"`` with CUDA)."""
+    from oneshotsam.presets import default_preset, load_preset
+    name = preset or default_preset(METHOD_NAME)
+    return name, load_preset(METHOD_NAME, name)
+
+
+@dataclass(frozen=True)
+class WarpMethodConfig:
+    """Settings of ``medpersam-warp``.
+
+    Attributes:
+        warp: warping-stage settings (see :class:`WarpConfig`).
+        preset: name of the preset it was built from (reports).
+        seed: random seed of the test-time training.
+    """
+
+    warp: WarpConfig = WarpConfig()
+    preset: str = ""
+    seed: int = 0
+
+
+class MedPerSAMWarp:
+    """The ``medpersam-warp`` method (implements ``OneShotMethod``)."""
+
+    name = METHOD_NAME
+
+    def __init__(self, backend: Any = None, config: WarpMethodConfig | None = None,
+                 device: str = "auto") -> None:
+        self.backend = backend  # unused: no SAM in this method
+        self.config = config or WarpMethodConfig()
+        self.device = device
+
+    @classmethod
+    def from_preset(cls, preset: str | None = None, backend: Any = None, device: str = "auto",
+                    **overrides: Any) -> "MedPerSAMWarp":
+        """Build from ``medpersam.json``; ``overrides`` replace top-level preset keys
+        (e.g. ``epochs=5``, ``resolution=128``, ``net={...}``) or ``seed``."""
+        name, d = load_medpersam_preset(preset)
+        seed = int(overrides.pop("seed", 0))
+        for k, v in overrides.items():
+            if isinstance(v, dict) and isinstance(d.get(k), dict):
+                d[k] = {**d[k], **v}
+            else:
+                d[k] = v
+        known = set(WarpConfig.__dataclass_fields__)
+        unknown = [k for k in overrides if k not in known]
+        if unknown:
+            raise OneShotError(f"unknown medpersam-warp settings {unknown}; valid: {sorted(known)}")
+        return cls(backend, WarpMethodConfig(WarpConfig.from_dict(d), name, seed), device=device)
+
+    def segment(self, reference: Image2D, reference_labels: np.ndarray,
+                targets: Sequence[Image2D], progress: ProgressFn = no_progress) -> RunResult:
+        """Train the warping model on (reference, targets), warp the labels onto each.
+
+        Progress units: every training step, then every target; returning False
+        stops at the next unit: targets already warped are returned (none when the
+        training was cancelled), with ``cancelled=True``.
+        """
+        from oneshotsam.methods.medpersam.warp_train import WarpSession
+        values = check_reference(reference, reference_labels)
+        targets = list(targets)
+        if not targets:
+            return RunResult(results=[], report={"method": self.name, "targets": 0})
+        t0 = time.perf_counter()
+        sess = WarpSession(self.config.warp, reference, reference_labels, targets,
+                           device=self.device, seed=self.config.seed)
+        n_train = sess.planned_steps(self.config.warp.epochs)
+        total = n_train + len(targets)
+        hist = sess.train(progress=lambda d, _t, m: progress(d, total, m))
+        t_train = time.perf_counter() - t0
+        report: dict[str, Any] = {
+            "method": self.name, "preset": self.config.preset, "labels": values,
+            "train_steps": hist["steps"], "train_seconds": round(t_train, 2),
+            "loss_first": hist["loss_first"], "loss_last": hist["loss_last"],
+            "device": str(sess.device)}
+        results: list[TargetResult] = []
+        if sess.cancelled:
+            return RunResult(results=results, cancelled=True, report=report)
+        for i in range(len(targets)):
+            ti = time.perf_counter()
+            w = sess.warp_target(i)
+            present = [v for v in values if bool((w.labels == v).any())]
+            cls_conf = {}
+            for c, v in enumerate(values, start=1):
+                m = w.labels == v
+                cls_conf[v] = float(w.probs[c][m].mean()) * w.similarity if m.any() else 0.0
+            results.append(TargetResult(
+                labels=w.labels, confidence=float(w.similarity), class_confidence=cls_conf,
+                report={"similarity": w.similarity, "flow": w.flow_stats,
+                        "seconds": round(time.perf_counter() - ti, 3)},
+                absent=[v for v in values if v not in present]))
+            if not progress(n_train + i + 1, total, f"warped target {i + 1}/{len(targets)}"):
+                report["seconds"] = round(time.perf_counter() - t0, 2)
+                return RunResult(results=results, cancelled=len(results) < len(targets), report=report)
+        report["seconds"] = round(time.perf_counter() - t0, 2)
+        return RunResult(results=results, cancelled=False, report=report)

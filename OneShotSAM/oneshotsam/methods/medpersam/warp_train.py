@@ -1,0 +1,463 @@
+"""Test-time training of Med-PerSAM's warping model (paper sections 3.1, 3.3; appendix B).
+
+:class:`WarpSession` holds one reference (image + label map) and a set of target
+images, trains the NICE-Trans-style network of :mod:`.nice_trans` on (reference,
+target) pairs plus augmented reference pairs (``L_train`` = ``L_warp`` + ``L_aug``,
+Eq. 1-3), optionally with pseudo-labels (``L_retrain``, section 3.3), and warps the
+reference labels onto each target (Eq. 4).
+
+Grids and frames:
+
+* **working grid**: every image (reference and targets, any sizes) is converted to
+  grey and resized to ``resolution x resolution`` (aspect ratio NOT kept: each image
+  is stretched to the square, so the flow lives in normalised image coordinates and
+  the same normalised point of two images of different shapes corresponds). With
+  ``roi_margin`` set, every image is first cropped to the same normalised box: the
+  bounding box of the reference labels grown by ``roi_margin`` times its size on each
+  side (useful for follow-up pairs of one patient where the structure is small).
+* the network's flow (pixels of the working grid, (row, col), pull convention, see
+  :mod:`.nice_trans`) is converted to normalised units, upsampled bilinearly to the
+  target's full ``(H, W)`` and used to sample the reference's full-resolution one-hot
+  labels (bilinear): the answer is computed at full resolution.
+
+Per-target instance optimisation (``finetune_steps`` > 0, CPU presets): before a
+target is warped, a copy of the trained network is fine-tuned for a few steps on that
+(reference, target) pair with the same losses -- still test-time training of the same
+model -- and the shared weights are restored afterwards.
+
+This module imports torch lazily (inside methods) so that ``WarpConfig`` can be built
+without torch.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from oneshotsam.methods.base import OneShotError, ProgressFn, check_reference, no_progress
+from oneshotsam.types import Image2D
+
+
+def _build(cls, d: Mapping[str, Any] | None):
+    """Frozen sub-config from a (partial) dict; lists become tuples; unknown keys
+    raise a OneShotError naming the valid ones."""
+    if d is None:
+        return cls()
+    if isinstance(d, cls):
+        return d
+    names = {f.name for f in fields(cls)}
+    bad = sorted(set(d) - names)
+    if bad:
+        raise OneShotError(f"unknown {cls.__name__} settings {bad}; valid: {sorted(names)}")
+    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+
+
+@dataclass(frozen=True)
+class WarpConfig:
+    """Settings of the warping stage; defaults = the paper (JSRT) values.
+
+    Attributes (source in brackets):
+        net: network size [B.3; see nice_trans.NetConfig].
+        loss: loss terms and weights [B.1, Table 12; see losses.LossConfig].
+        augment: L_aug transforms [B.2, Table 13; see augment.AugConfig].
+        resolution: working grid side in pixels [C.1: masks handled at 256x256].
+        batch_size: target images per optimiser step [B.4: 32].
+        aug_per_step: augmented reference pairs per step (None = batch_size)
+            [Eq. 3: one L_aug term per L_warp term].
+        epochs: initial training epochs, one epoch = every target once [B.4: 30;
+            CAMUS 20].
+        retrain_epochs: epochs per retraining round [B.4: 10].
+        min_steps: lower bound of optimiser steps per training call (few targets,
+            e.g. one follow-up pair) [CPU preset, measured].
+        max_steps: upper bound of optimiser steps per training call, None = none
+            [CPU preset, measured].
+        lr: AdamW learning rate [B.4: 1e-4].
+        weight_decay: AdamW weight decay [torch default 0.01; paper silent].
+        finetune_steps: per-target instance-optimisation steps before warping
+            (0 = none) [CPU preset, measured].
+        finetune_lr: learning rate of those steps [CPU preset, measured].
+        roi_margin: crop every image to the reference-label box grown by this
+            fraction per side (None = whole image) [CPU follow-up preset, measured].
+        bf16: bfloat16 autocast on CPU [environment.md: ~2x faster at 256 px].
+        threads: torch threads during training (None = leave as is).
+    """
+
+    net: Any = None
+    loss: Any = None
+    augment: Any = None
+    resolution: int = 256
+    batch_size: int = 32
+    aug_per_step: int | None = None
+    epochs: int = 30
+    retrain_epochs: int = 10
+    min_steps: int = 0
+    max_steps: int | None = None
+    lr: float = 1e-4
+    weight_decay: float = 0.01
+    finetune_steps: int = 0
+    finetune_lr: float = 1e-4
+    roi_margin: float | None = None
+    bf16: bool = False
+    threads: int | None = None
+
+    def __post_init__(self) -> None:
+        from oneshotsam.methods.medpersam.augment import AugConfig
+        from oneshotsam.methods.medpersam.losses import LossConfig
+        from oneshotsam.methods.medpersam.nice_trans import NetConfig
+        for name, cls in (("net", NetConfig), ("loss", LossConfig), ("augment", AugConfig)):
+            v = getattr(self, name)
+            if v is None or isinstance(v, Mapping):
+                object.__setattr__(self, name, _build(cls, v))
+        step = 2 ** self.net.n_levels
+        if self.resolution < step * 2 or self.resolution % step:
+            raise OneShotError(
+                f"warping resolution {self.resolution} must be a multiple of {step} "
+                f"(2**n_levels) and at least {2 * step}; pick e.g. 128, 160, 192 or 256")
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "WarpConfig":
+        """Build from a preset dict; keys that are not WarpConfig fields (SAM-stage
+        settings, ``source``) are ignored."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class WarpResult:
+    """Warped reference labels for one target.
+
+    Attributes:
+        probs: ``(1+C, H, W)`` float32 in the target's grid; channel 0 background,
+            then the reference label values in ascending order; sums to 1 per pixel.
+        labels: ``(H, W)`` label map with the reference label values (argmax).
+        similarity: image similarity in [0, 1] of the warped reference and the
+            target on the working grid (SSIM, or LNCC for NCC presets).
+        flow_stats: mean / max displacement (working-grid pixels), fraction of
+            folded pixels (Jacobian determinant <= 0), affine matrix.
+    """
+
+    probs: np.ndarray
+    labels: np.ndarray
+    similarity: float
+    flow_stats: dict = field(default_factory=dict)
+
+
+def _grey(img: Image2D) -> np.ndarray:
+    return np.asarray(img.grey(), dtype=np.float32)
+
+
+class WarpSession:
+    """One test-time training session (one reference, many targets); see module doc."""
+
+    def __init__(self, cfg: WarpConfig, reference: Image2D, reference_labels: np.ndarray,
+                 targets: Sequence[Image2D], device: str = "cpu", seed: int = 0) -> None:
+        import torch
+
+        from oneshotsam.methods.medpersam.losses import WarpLosses
+        from oneshotsam.methods.medpersam.nice_trans import NiceTrans2D
+
+        self.values = check_reference(reference, reference_labels)
+        if len(targets) == 0:
+            raise OneShotError("no target images given: pass at least one image to segment")
+        self.cfg = cfg
+        self.device = torch.device("cuda" if device == "auto" and torch.cuda.is_available()
+                                   else ("cpu" if device == "auto" else device))
+        self.n_targets = len(targets)
+        self.target_hw = [t.shape_hw for t in targets]
+        torch.manual_seed(seed)
+        self.gen = torch.Generator().manual_seed(seed)
+        self.rng = np.random.default_rng(seed)
+        lab = np.asarray(reference_labels)
+        self.roi = self._roi_box(lab) if cfg.roi_margin is not None else (0.0, 1.0, 0.0, 1.0)
+        # full-resolution one-hot of the reference (channel 0 background)
+        oh = np.stack([lab == 0] + [lab == v for v in self.values]).astype(np.float32)
+        self.ref_onehot_full = torch.from_numpy(oh)[None].to(self.device)
+        self.ref = self._to_work(_grey(reference))
+        self.ref_onehot = self._to_work_multi(oh)
+        self.targets = torch.cat([self._to_work(_grey(t)) for t in targets], dim=0)
+        self.net = NiceTrans2D(cfg.net).to(self.device)
+        self.losses = WarpLosses(cfg.loss)
+        self.opt = torch.optim.AdamW(self.net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.pseudo: dict[int, Any] = {}
+        self.history: list[dict] = []
+        self.cancelled = False
+        self.rounds = 0
+
+    # ----------------------------------------------------------------- grids
+    def _roi_box(self, lab: np.ndarray) -> tuple[float, float, float, float]:
+        """Normalised (y0, y1, x0, x1) in [0, 1] around the reference labels."""
+        h, w = lab.shape
+        rows = np.flatnonzero((lab != 0).any(axis=1))
+        cols = np.flatnonzero((lab != 0).any(axis=0))
+        m = float(self.cfg.roi_margin)
+        y0, y1 = rows[0] / (h - 1), rows[-1] / (h - 1)
+        x0, x1 = cols[0] / (w - 1), cols[-1] / (w - 1)
+        gy, gx = (y1 - y0) * m + 0.02, (x1 - x0) * m + 0.02
+        return max(0.0, y0 - gy), min(1.0, y1 + gy), max(0.0, x0 - gx), min(1.0, x1 + gx)
+
+    def _to_work_multi(self, arr_chw: np.ndarray):
+        """``(C, H, W)`` -> ``(1, C, S, S)`` on the working grid (area-like resize)."""
+        import torch
+        import torch.nn.functional as F
+        t = torch.from_numpy(np.array(arr_chw, dtype=np.float32, copy=True))[None].to(self.device)
+        S = self.cfg.resolution
+        if self.roi != (0.0, 1.0, 0.0, 1.0):
+            h, w = t.shape[-2:]
+            y0, y1, x0, x1 = self.roi
+            big = (max(S, int(round((y1 - y0) * h))), max(S, int(round((x1 - x0) * w))))
+            t = F.grid_sample(t, _box_grid(self.roi, big, t), mode="bilinear", align_corners=True)
+        return F.interpolate(t, size=(S, S), mode="bilinear", antialias=True, align_corners=False)
+
+    def _to_work(self, grey: np.ndarray):
+        return self._to_work_multi(grey[None]).clamp(0, 1)
+
+    # -------------------------------------------------------------- training
+    def _forward(self, fixed):
+        """Flow (B,2,S,S) from reference to ``fixed`` and its deformable part."""
+        from oneshotsam.methods.medpersam.nice_trans import affine_to_flow
+        flow = self.net(self.ref, fixed)
+        if self.net.cfg.affine:
+            fm = self.net._last_affine  # set by the forward hook below
+            aff = affine_to_flow(fm, tuple(fixed.shape[-2:]))
+            return flow, flow - aff
+        return flow, flow
+
+    def _step_loss(self, idx: Sequence[int], n_aug: int):
+        """Loss of one step: ``L_warp`` on targets ``idx`` (+ pseudo-label DiceCE,
+        L_retrain) and ``lambda_aug * L_aug`` on ``n_aug`` augmented reference pairs;
+        one network call for both (the reference is encoded once)."""
+        import torch
+        cfg, L = self.cfg, self.losses
+        b = len(idx)
+        fixed = self.targets[list(idx)]
+        use_aug = n_aug > 0 and cfg.loss.lambda_aug > 0
+        if use_aug:
+            from oneshotsam.methods.medpersam.augment import augment_pair
+            aimg, amask = augment_pair(self.ref, self.ref_onehot, n_aug, cfg.augment, self.gen)
+            fixed = torch.cat([fixed, aimg], dim=0)
+        flow, deform = self._forward(fixed)
+        warped = self.net.warp(self.ref.expand(fixed.shape[0], -1, -1, -1), flow)
+        lw = L.warp_loss(warped[:b], fixed[:b], deform[:b])
+        loss = lw
+        parts = {"warp": float(lw.detach())}
+        sel = [k for k, i in enumerate(idx) if i in self.pseudo]
+        need_mask = bool(sel) or use_aug
+        if need_mask:
+            rows = sel + (list(range(b, b + n_aug)) if use_aug else [])
+            wm = self.net.warp(self.ref_onehot.expand(len(rows), -1, -1, -1), flow[rows])
+        if sel:
+            tgt = torch.cat([self.pseudo[idx[k]] for k in sel], dim=0)
+            ls = cfg.loss.lambda_seg * L.seg(wm[:len(sel)], tgt)
+            loss = loss + ls * len(sel) / b
+            parts["retrain"] = float(ls.detach())
+        if use_aug:
+            la = (L.warp_loss(warped[b:], fixed[b:], deform[b:])
+                  + cfg.loss.lambda_seg * L.seg(wm[len(sel):], amask))
+            loss = loss + cfg.loss.lambda_aug * la
+            parts["aug"] = float(la.detach())
+        return loss, parts
+
+    def _run_steps(self, n_steps: int, batch: int, progress: ProgressFn, done0: int,
+                   total: int, label: str) -> bool:
+        """Plain AdamW loop over shuffled epochs; False when cancelled."""
+        import torch
+        cfg = self.cfg
+        n_aug = cfg.aug_per_step if cfg.aug_per_step is not None else batch
+        order: list[int] = []
+        self.net.train()
+        for s in range(n_steps):
+            if len(order) < batch:
+                order += list(self.rng.permutation(self.n_targets))
+            idx, order = order[:batch], order[batch:]
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16 and self.device.type == "cpu"):
+                loss, parts = self._step_loss(idx, n_aug)
+            self.opt.zero_grad(set_to_none=True)
+            loss.backward()
+            self.opt.step()
+            parts["loss"] = float(loss.detach())
+            self.history.append(parts)
+            if not progress(done0 + s + 1, total, f"{label} step {s + 1}/{n_steps}"):
+                self.cancelled = True
+                return False
+        return True
+
+    def planned_steps(self, epochs: int) -> int:
+        """Optimiser steps for ``epochs`` epochs, clamped by min/max_steps."""
+        cfg = self.cfg
+        batch = min(cfg.batch_size, self.n_targets)
+        n = epochs * math.ceil(self.n_targets / batch)
+        n = max(n, cfg.min_steps)
+        return min(n, cfg.max_steps) if cfg.max_steps is not None else n
+
+    def train(self, epochs: int | None = None, pseudo_labels: Mapping[int, np.ndarray] | None = None,
+              progress: ProgressFn = no_progress) -> dict:
+        """Train the warping model (``L_train``; with ``pseudo_labels`` ``L_retrain``).
+
+        Args:
+            epochs: None = ``cfg.epochs`` for the first call and ``cfg.retrain_epochs``
+                afterwards (B.4).
+            pseudo_labels: ``{target_index: (H, W) label map in that target's grid
+                with reference label values}``; adds DiceCE(warped mask, pseudo-label)
+                for those targets (section 3.3). Replaces earlier pseudo-labels.
+            progress: called after each optimiser step; False cancels (the model
+                keeps the weights reached so far; ``self.cancelled`` is set).
+        Returns:
+            ``{"steps", "seconds", "loss_first", "loss_last", "cancelled", "history"}``.
+        """
+        import torch
+        if pseudo_labels is not None:
+            self.set_pseudo_labels(pseudo_labels)
+        if epochs is None:
+            epochs = self.cfg.epochs if self.rounds == 0 else self.cfg.retrain_epochs
+        n_steps = self.planned_steps(int(epochs))
+        t0 = time.perf_counter()
+        start = len(self.history)
+        old = torch.get_num_threads()
+        if self.cfg.threads:
+            torch.set_num_threads(int(self.cfg.threads))
+        try:
+            self._run_steps(n_steps, min(self.cfg.batch_size, self.n_targets), progress, 0,
+                            n_steps, "warp training" if self.rounds == 0 else "warp retraining")
+        finally:
+            torch.set_num_threads(old)
+        self.rounds += 1
+        hist = self.history[start:]
+        return {"steps": len(hist), "seconds": time.perf_counter() - t0,
+                "loss_first": hist[0]["loss"] if hist else None,
+                "loss_last": hist[-1]["loss"] if hist else None,
+                "cancelled": self.cancelled, "history": hist}
+
+    def set_pseudo_labels(self, pseudo_labels: Mapping[int, np.ndarray]) -> None:
+        """Store pseudo-labels (target grid, reference values) on the working grid."""
+        self.pseudo = {}
+        for i, lab in pseudo_labels.items():
+            i = int(i)
+            if not 0 <= i < self.n_targets:
+                raise OneShotError(f"pseudo-label for target {i} but there are {self.n_targets} targets")
+            lab = np.asarray(lab)
+            if lab.shape != self.target_hw[i]:
+                raise OneShotError(f"pseudo-label {i} is {lab.shape}, target is {self.target_hw[i]}")
+            oh = np.stack([~np.isin(lab, self.values)] + [lab == v for v in self.values]).astype(np.float32)
+            w = self._to_work_multi(oh)
+            self.pseudo[i] = _harden(w)
+
+    # --------------------------------------------------------------- warping
+    def _finetuned_flow(self, index: int):
+        import torch
+        cfg = self.cfg
+        fixed = self.targets[index:index + 1]
+        if cfg.finetune_steps <= 0:
+            with torch.no_grad():
+                self.net.eval()
+                return self._forward(fixed)[0]
+        saved = copy.deepcopy(self.net.state_dict())
+        opt = torch.optim.AdamW(self.net.parameters(), lr=cfg.finetune_lr, weight_decay=cfg.weight_decay)
+        self.net.train()
+        n_aug = 0 if cfg.aug_per_step == 0 else 1
+        try:
+            for _ in range(cfg.finetune_steps):
+                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16 and self.device.type == "cpu"):
+                    loss, _ = self._step_loss([index], n_aug)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+            with torch.no_grad():
+                self.net.eval()
+                return self._forward(fixed)[0]
+        finally:
+            self.net.load_state_dict(saved)
+
+    def warp_target(self, index: int) -> WarpResult:
+        """Warp the reference labels onto target ``index`` (Eq. 4) at its full size."""
+        import torch
+        import torch.nn.functional as F
+
+        from oneshotsam.methods.medpersam.nice_trans import flow_to_normalized, identity_grid
+        if not 0 <= index < self.n_targets:
+            raise OneShotError(f"target index {index} out of range 0..{self.n_targets - 1}")
+        old = torch.get_num_threads()
+        if self.cfg.threads:
+            torch.set_num_threads(int(self.cfg.threads))
+        try:
+            flow = self._finetuned_flow(index).float().detach()
+            with torch.no_grad():
+                fixed = self.targets[index:index + 1]
+                warped = self.net.warp(self.ref, flow)
+                sim = float(self.losses.similarity(warped, fixed)[0])
+                stats = _flow_stats(flow, getattr(self.net, "_last_affine", None))
+                probs = self._full_res_probs(flow, self.target_hw[index])
+        finally:
+            torch.set_num_threads(old)
+        vals = np.array([0] + self.values)
+        labels = vals[probs.argmax(0)].astype(np.min_scalar_type(max(self.values)))
+        return WarpResult(probs=probs, labels=labels, similarity=sim, flow_stats=stats)
+
+    def _full_res_probs(self, flow, hw: tuple[int, int]) -> np.ndarray:
+        """Sample the full-res reference one-hot through the working-grid flow."""
+        import torch
+        import torch.nn.functional as F
+
+        from oneshotsam.methods.medpersam.nice_trans import flow_to_normalized
+        S = self.cfg.resolution
+        H, W = hw
+        y0, y1, x0, x1 = self.roi
+        # working-grid position of every target pixel (normalised to [-1, 1] of the ROI)
+        ys = (torch.linspace(0, 1, H) - y0) / max(y1 - y0, 1e-6) * 2 - 1
+        xs = (torch.linspace(0, 1, W) - x0) / max(x1 - x0, 1e-6) * 2 - 1
+        gy, gx = torch.meshgrid(ys, xs, indexing="ij")
+        pos = torch.stack([gx, gy], dim=-1)[None].to(flow)
+        nflow = flow_to_normalized(flow).permute(0, 3, 1, 2)  # (1, 2[x,y], S, S)
+        d = F.grid_sample(nflow, pos, mode="bilinear", padding_mode="border", align_corners=True)
+        src = pos + d.permute(0, 2, 3, 1)  # ROI-normalised source position in the reference
+        # ROI-normalised -> reference-image-normalised coordinates
+        sx = ((src[..., 0] + 1) / 2 * (x1 - x0) + x0) * 2 - 1
+        sy = ((src[..., 1] + 1) / 2 * (y1 - y0) + y0) * 2 - 1
+        grid = torch.stack([sx, sy], dim=-1)
+        p = F.grid_sample(self.ref_onehot_full, grid.to(self.ref_onehot_full), mode="bilinear",
+                          padding_mode="border", align_corners=True)[0]
+        inside = ((pos[0, ..., 0].abs() <= 1) & (pos[0, ..., 1].abs() <= 1))
+        if not bool(inside.all()):  # outside the ROI: background
+            bg = torch.zeros_like(p)
+            bg[0] = 1
+            p = torch.where(inside[None], p, bg)
+        p = p / p.sum(0, keepdim=True).clamp_min(1e-6)
+        return p.cpu().numpy().astype(np.float32)
+
+
+def _box_grid(roi, size_hw, like):
+    """Sampling grid (1, h, w, 2) over a normalised (y0, y1, x0, x1) box."""
+    import torch
+    y0, y1, x0, x1 = roi
+    ys = torch.linspace(2 * y0 - 1, 2 * y1 - 1, size_hw[0])
+    xs = torch.linspace(2 * x0 - 1, 2 * x1 - 1, size_hw[1])
+    gy, gx = torch.meshgrid(ys, xs, indexing="ij")
+    return torch.stack([gx, gy], dim=-1)[None].to(like)
+
+
+def _harden(p):
+    import torch.nn.functional as F
+    return F.one_hot(p.argmax(1), p.shape[1]).permute(0, 3, 1, 2).to(p)
+
+
+def _flow_stats(flow, theta) -> dict:
+    import torch
+    f = flow[0]
+    mag = torch.sqrt((f ** 2).sum(0))
+    dy_r = torch.diff(f[0], dim=0)[:, :-1]
+    dy_c = torch.diff(f[0], dim=1)[:-1, :]
+    dx_r = torch.diff(f[1], dim=0)[:, :-1]
+    dx_c = torch.diff(f[1], dim=1)[:-1, :]
+    jac = (1 + dy_r) * (1 + dx_c) - dy_c * dx_r
+    out = {"mean_disp_px": float(mag.mean()), "max_disp_px": float(mag.max()),
+           "folding_fraction": float((jac <= 0).float().mean())}
+    if theta is not None:
+        out["affine"] = [[round(float(v), 5) for v in row] for row in theta[0].detach().float().cpu()]
+    return out

@@ -1,0 +1,270 @@
+"""P2SAM: part-aware prompts and distribution-guided retrieval (Zhao et al.).
+
+Paper: ../shared/papers/p2sam.txt (Sec. 3.2, Appendix C Tables 9/10, Appendix
+F Eq. 5); where the paper is silent, the authors' code (notes/methods.md).
+
+Per reference label value (a multi-label reference runs one binary problem per
+value; background = every valid grid cell outside that value):
+
+* foreground cells = ``mask_to_grid(mask) > 0``; their RAW features are
+  clustered into ``n`` parts for every ``n`` in ``config.n_pos``
+  (k-means++, ``n_init=10``, seed 0); prototype = L2-normalised part mean;
+* medical mode: background features clustered likewise into ``m`` parts for
+  every ``m`` in ``config.n_neg``; negatives = argmax of each background
+  prototype's similarity map. Natural mode: one negative at the argmin of the
+  mean foreground-part similarity (PerSAM style; ``n_neg = (0,)`` = none);
+* on a target, for every candidate ``(n, m)``: positives = argmax of each part
+  similarity, then the three-step decode (points, single mask -> points +
+  step-1 low-res logits -> points + box of the current mask + logits);
+* retrieval: target features at the grid cells the predicted low-res logits
+  touch (``> 0``) vs the reference foreground features, exact OT cost
+  (:mod:`oneshotsam.methods.retrieval`); empty prediction = infinite cost; the
+  smallest cost wins. All candidates empty: the class is absent (empty labels,
+  listed in ``TargetResult.absent``).
+
+Every image is encoded once (the backend caches by content); candidates only
+cost decoder calls. Imports numpy only at module level.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+
+from oneshotsam.methods.base import (
+    OneShotError, ProgressFn, RunResult, TargetResult, check_reference, no_progress)
+from oneshotsam.methods.features import (
+    PartPrototypes, box_of_mask, extreme_cells, lowres_to_grid, masked_features,
+    part_prototypes, reference_cells, similarity_maps, valid_cells_mask)
+from oneshotsam.methods.persam import (
+    ClassOutcome, EncodedImage, ImageEncoder, assemble_result, labels_dtype, prompts_report)
+from oneshotsam.methods.retrieval import COSTS, DEFAULT_MAX_POINTS, DEFAULT_NUM_ITERMAX, retrieve
+from oneshotsam.types import Image2D
+
+__all__ = ["P2SAMConfig", "P2SAM"]
+
+MODES = ("medical", "natural")
+
+
+@dataclass(frozen=True)
+class P2SAMConfig:
+    """P2SAM settings (presets: ``oneshotsam/presets/p2sam.json``).
+
+    Attributes:
+        mode: ``"medical"`` (negatives from background parts) or ``"natural"``
+            (one PerSAM-style negative).
+        n_pos: candidate foreground part counts (= positive points).
+        n_neg: candidate background part counts (medical); natural mode:
+            ``(1,)`` one negative or ``(0,)`` none.
+        cost: OT ground cost, ``"sqeuclidean"`` (authors' code) or ``"cosine"``
+            (paper Appendix F).
+        max_ot_points: bound on each OT point set (uniform-stride subsampling;
+            0 = exact on all cells).
+        ot_num_itermax: POT ``emd2`` iteration limit.
+        kmeans_n_init: k-means restarts (10 = the authors' scikit-learn 1.0).
+        seed: k-means ``random_state``.
+        window: intensity window the preset suggests (CLI), or None.
+        source: where the settings come from.
+    """
+
+    mode: str = "medical"
+    n_pos: tuple[int, ...] = (1, 2, 3, 4, 5)
+    n_neg: tuple[int, ...] = (1, 2, 3)
+    cost: str = "sqeuclidean"
+    max_ot_points: int = DEFAULT_MAX_POINTS
+    ot_num_itermax: int = DEFAULT_NUM_ITERMAX
+    kmeans_n_init: int = 10
+    seed: int = 0
+    window: str | None = None
+    source: str = ""
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise OneShotError(f"P2SAM mode must be one of {MODES}; got {self.mode!r}")
+        if self.cost not in COSTS:
+            raise OneShotError(f"P2SAM cost must be one of {COSTS}; got {self.cost!r}")
+        for what, rng, low in (("n_pos", self.n_pos, 1), ("n_neg", self.n_neg, 0)):
+            vals = tuple(int(v) for v in np.atleast_1d(rng))
+            if not vals or min(vals) < low:
+                raise OneShotError(f"P2SAM {what} must be a non-empty list of counts >= {low}; "
+                                   f"got {rng!r}")
+            object.__setattr__(self, what, vals)
+        if self.mode == "natural" and not set(self.n_neg) <= {0, 1}:
+            raise OneShotError("natural mode places one negative at most: n_neg must be "
+                               f"[1] or [0]; got {list(self.n_neg)}")
+        if self.max_ot_points < 0 or self.ot_num_itermax < 1 or self.kmeans_n_init < 1:
+            raise OneShotError("max_ot_points must be >= 0 and ot_num_itermax, kmeans_n_init >= 1")
+
+    @property
+    def candidates(self) -> list[tuple[int, int]]:
+        """Candidate ``(n_pos, n_neg)`` pairs in retrieval order."""
+        return [(n, m) for n in self.n_pos for m in self.n_neg]
+
+
+@dataclass
+class _ClassPrior:
+    """Reference-side knowledge of one label value."""
+
+    value: int
+    fg_features: np.ndarray                          # (N, C) raw, subsampled for OT
+    fg_parts: dict[int, PartPrototypes]
+    bg_parts: dict[int, PartPrototypes]
+    n_fg_cells: int
+    messages: list[str] = field(default_factory=list)
+
+
+class P2SAM:
+    """P2SAM on any :class:`~oneshotsam.backends.base.PromptableSegmenter`."""
+
+    name = "p2sam"
+
+    def __init__(self, backend, config: P2SAMConfig = P2SAMConfig()) -> None:
+        if backend is None:
+            raise OneShotError("P2SAM needs a SAM backend: build one with "
+                               "oneshotsam.backends.factory.create_backend(NAME, CHECKPOINT)")
+        self.backend = backend
+        self.config = config
+
+    @classmethod
+    def from_preset(cls, preset: str | None = None, backend=None, device: str = "auto",
+                    **overrides: Any) -> P2SAM:
+        from oneshotsam.presets import config_from_preset
+
+        return cls(backend, config_from_preset(P2SAMConfig, "p2sam", preset, **overrides))
+
+    # -- reference ----------------------------------------------------------------
+    def prepare_reference(self, ref: EncodedImage, reference_labels: np.ndarray,
+                          values: Sequence[int]) -> list[_ClassPrior]:
+        """Part prototypes of every label value (k-means once per part count)."""
+        cfg = self.config
+        lab = np.asarray(reference_labels)
+        priors = []
+        for v in values:
+            cells = reference_cells(self.backend, lab == v, ref.mapping, f"reference label {v}")
+            fg = masked_features(ref.feature_map, cells.foreground)
+            bg = masked_features(ref.feature_map, cells.background)
+            fg_parts = {n: part_prototypes(fg, n, cfg.seed, cfg.kmeans_n_init) for n in cfg.n_pos}
+            bg_parts = {}
+            if cfg.mode == "medical":
+                bg_parts = {m: part_prototypes(bg, m, cfg.seed, cfg.kmeans_n_init)
+                            for m in cfg.n_neg if m > 0}
+            msgs = list(cells.messages) + [
+                f"label {v}: {p.message}" for p in (*fg_parts.values(), *bg_parts.values())
+                if p.message]
+            priors.append(_ClassPrior(v, fg, fg_parts, bg_parts, fg.shape[0], msgs))
+        return priors
+
+    # -- run ----------------------------------------------------------------------
+    def segment(self, reference: Image2D, reference_labels: np.ndarray,
+                targets: Sequence[Image2D], progress: ProgressFn = no_progress) -> RunResult:
+        """Segment every target like the reference (see the module docstring)."""
+        values = check_reference(reference, reference_labels)
+        encoder = ImageEncoder(self.backend)
+        calls0 = getattr(self.backend, "encode_calls", 0)
+        t0 = time.perf_counter()
+        ref = encoder.encode(reference)
+        priors = self.prepare_reference(ref, reference_labels, values)
+        ref_seconds = time.perf_counter() - t0
+        dtype = labels_dtype(reference_labels)
+        results: list[TargetResult] = []
+        cancelled = False
+        for i, target in enumerate(targets):
+            results.append(self.segment_target(encoder.encode(target), priors, dtype, target.name))
+            if not progress(i + 1, len(targets), f"p2sam: {target.name or i}"):
+                cancelled = len(results) < len(targets)
+                break
+        report = {
+            "method": self.name, "config": asdict(self.config), "cost": self.config.cost,
+            "cost_note": ("squared Euclidean on raw features (authors' code)"
+                          if self.config.cost == "sqeuclidean"
+                          else "cosine distance 1 - cos (paper Appendix F, Eq. 5)"),
+            "reference": {"encode_s": round(ref.seconds, 4),
+                          "prepare_s": round(ref_seconds - ref.seconds, 4),
+                          "classes": {str(p.value): {"foreground_cells": p.n_fg_cells}
+                                      for p in priors}},
+            "messages": [m for p in priors for m in p.messages],
+            "encode_calls": getattr(self.backend, "encode_calls", 0) - calls0,
+        }
+        return RunResult(results, cancelled, report)
+
+    def segment_target(self, enc: EncodedImage, priors: Sequence[_ClassPrior],
+                       dtype: np.dtype = np.dtype(np.int32), name: str = "") -> TargetResult:
+        """One target from an already encoded image and prepared priors."""
+        timings = {"encode": enc.seconds, "decode": 0.0, "retrieval": 0.0}
+        outcomes = {p.value: self._segment_class(enc, p, timings) for p in priors}
+        rep: dict[str, Any] = {"target": name,
+                               "timings_s": {k: round(v, 4) for k, v in timings.items()}}
+        return assemble_result(outcomes, enc, dtype, rep)
+
+    def _negative_cells(self, enc: EncodedImage, prior: _ClassPrior, m: int,
+                        pos_maps: np.ndarray) -> np.ndarray:
+        if m == 0:
+            return np.zeros((0, 2), dtype=np.int64)
+        if self.config.mode == "natural":
+            return extreme_cells(pos_maps.mean(axis=0), enc.valid_hw, "min")
+        sims = similarity_maps(enc.feature_map, prior.bg_parts[m].prototypes)
+        return extreme_cells(sims, enc.valid_hw, "max")
+
+    def _three_step(self, enc: EncodedImage, pts: np.ndarray, lab: np.ndarray):
+        """Points -> + logits -> + box + logits, single mask each (medical mode)."""
+        dec = self.backend.decode(enc.emb, pts, lab, multimask=False)
+        dec = self.backend.decode(enc.emb, pts, lab, mask_logits=dec.low_res_logits[0],
+                                  multimask=False)
+        box = box_of_mask(dec.masks[0])
+        if box is not None:
+            dec = self.backend.decode(enc.emb, pts, lab, box_xyxy=box,
+                                      mask_logits=dec.low_res_logits[0], multimask=False)
+        return dec, box
+
+    def _segment_class(self, enc: EncodedImage, prior: _ClassPrior,
+                       timings: dict[str, float]) -> ClassOutcome:
+        cfg = self.config
+        g = int(self.backend.grid_size)
+        valid = valid_cells_mask(g, enc.valid_hw)
+        pos_cache = {}
+        for n, parts in prior.fg_parts.items():
+            maps = similarity_maps(enc.feature_map, parts.prototypes)
+            pos_cache[n] = (maps, extreme_cells(maps, enc.valid_hw, "max"))
+        decoded, feats, keys, cand_rep = [], [], [], []
+        memo: dict[bytes, tuple] = {}
+        t0 = time.perf_counter()
+        for n, m in cfg.candidates:
+            maps, pos_cells = pos_cache[n]
+            cells = np.concatenate([pos_cells, self._negative_cells(enc, prior, m, maps)])
+            pts = enc.mapping.cells_to_points_xy(cells)
+            lab = np.concatenate([np.ones(len(pos_cells), np.int64),
+                                  np.zeros(len(cells) - len(pos_cells), np.int64)])
+            key = pts.tobytes() + lab.tobytes()
+            if key not in memo:  # parts collapsed: same prompts as an earlier candidate
+                memo[key] = self._three_step(enc, pts, lab)
+            dec, box = memo[key]
+            grid_fg = (lowres_to_grid(dec.low_res_logits[0], g, "max") > 0) & valid
+            decoded.append((pts, lab, box, dec))
+            feats.append(masked_features(enc.feature_map, grid_fg))
+            keys.append(np.packbits(grid_fg).tobytes())
+            cand_rep.append({"n_pos": n, "n_neg": m, "score": float(dec.scores[0]),
+                             "area_px": int(np.count_nonzero(dec.masks[0])),
+                             "grid_cells": int(grid_fg.sum())})
+        timings["decode"] += time.perf_counter() - t0
+        res = retrieve(prior.fg_features, feats, cost=cfg.cost, max_points=cfg.max_ot_points,
+                       num_itermax=cfg.ot_num_itermax, keys=keys)
+        timings["retrieval"] += res.seconds
+        for c, cost in zip(cand_rep, res.costs):
+            c["cost"] = float(cost) if np.isfinite(cost) else None
+        rep: dict[str, Any] = {"candidates": cand_rep, "cost": cfg.cost}
+        if res.best is None:  # every candidate empty: the structure is absent
+            pts, lab, box, dec = decoded[0]
+            rep.update({"chosen": None, "absent": True, "score": float(dec.scores[0]),
+                        "prompts": prompts_report(pts, lab, box), "area_px": 0})
+            hw = enc.mapping.image_hw
+            return ClassOutcome(np.zeros(hw, bool), dec.low_res_logits[0], 0.0, rep)
+        pts, lab, box, dec = decoded[res.best]
+        mask = np.asarray(dec.masks[0], dtype=bool)
+        rep.update({"chosen": {"n_pos": cand_rep[res.best]["n_pos"],
+                               "n_neg": cand_rep[res.best]["n_neg"]},
+                    "absent": False, "score": float(dec.scores[0]),
+                    "prompts": prompts_report(pts, lab, box), "area_px": int(mask.sum())})
+        return ClassOutcome(mask, dec.low_res_logits[0], float(dec.scores[0]), rep)

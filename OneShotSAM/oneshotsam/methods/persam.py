@@ -1,0 +1,251 @@
+"""PerSAM (Zhang et al. 2023), training-free, the baseline of P2SAM and Med-PerSAM.
+
+Per reference label value: prototype = mean raw reference foreground feature
+(grid cells with mask coverage > 0); on a target, cosine similarity with the
+L2-normalised features; positive point = argmax, negative point = argmin (valid
+cells only); then PerSAM's cascade:
+
+1. points, single mask, with target-semantic prompting (the unnormalised
+   prototype added to the decoder tokens, ``decode(token_prototype=...)``) and,
+   when the backend's ``decode`` accepts ``attn_sim`` (oneshotsam's SAM 1 and
+   SAM 2 backends do), target-guided attention from the similarity map;
+2. points + step-1 low-res logits, multimask, best predicted IoU;
+3. points + box of the step-2 mask + its logits, multimask, best predicted IoU.
+
+With a backend whose ``decode`` has no ``attn_sim`` the baseline runs without
+target-guided attention (recorded in the report). An empty mask at any step is
+a defined outcome: the class is reported absent for that target.
+
+This module also holds the helpers P2SAM shares (encoding with per-image
+geometry, assembling multi-class results). Imports numpy only at module level.
+"""
+
+from __future__ import annotations
+
+import inspect
+import time
+from dataclasses import asdict, dataclass
+from typing import Any, Sequence
+
+import numpy as np
+
+from oneshotsam.methods.base import (
+    OneShotError, ProgressFn, RunResult, TargetResult, check_reference, no_progress)
+from oneshotsam.methods.features import (
+    GridMapping, box_of_mask, combine_label_masks, extreme_cells, grid_mapping, masked_features,
+    mean_prototype, reference_cells, similarity_maps)
+from oneshotsam.types import Image2D
+
+__all__ = ["PerSAMConfig", "PerSAM", "EncodedImage", "ImageEncoder", "ClassOutcome",
+           "assemble_result", "labels_dtype"]
+
+
+@dataclass(frozen=True)
+class PerSAMConfig:
+    """PerSAM settings (presets: ``oneshotsam/presets/persam.json``).
+
+    Attributes:
+        semantic_prompting: add the mean prototype to the decoder tokens (step 1).
+        target_guided_attention: bias the token-to-image attention with the
+            similarity map (step 1), when the backend supports it.
+        cascade: run the two refinement steps (else step 1 only).
+        window: intensity window the preset suggests (used by the CLI), or None.
+        source: where the settings come from.
+    """
+
+    semantic_prompting: bool = True
+    target_guided_attention: bool = True
+    cascade: bool = True
+    window: str | None = None
+    source: str = ""
+
+
+@dataclass
+class EncodedImage:
+    """One embedded image with its grid geometry (all image-frame ``(H, W)``)."""
+
+    emb: Any
+    feature_map: np.ndarray       # (C, G, G) float32 raw features
+    valid_hw: tuple[int, int]
+    mapping: GridMapping
+    seconds: float
+
+
+class ImageEncoder:
+    """Embeds images through a backend (once each: the backend caches by content)
+    and caches the :class:`GridMapping` per image size."""
+
+    def __init__(self, backend) -> None:
+        self.backend = backend
+        self._maps: dict[tuple, GridMapping] = {}
+
+    def encode(self, image: Image2D) -> EncodedImage:
+        if not isinstance(image, Image2D):
+            raise OneShotError(f"images must be oneshotsam.types.Image2D; got {type(image).__name__}")
+        t0 = time.perf_counter()
+        emb = self.backend.embed(image.rgb_uint8())
+        seconds = time.perf_counter() - t0
+        fmap = np.asarray(self.backend.feature_map(emb), dtype=np.float32)
+        valid = tuple(int(v) for v in self.backend.valid_grid_hw(emb))
+        key = (image.shape_hw, valid)
+        if key not in self._maps:
+            self._maps[key] = grid_mapping(self.backend, image.shape_hw, valid)
+        return EncodedImage(emb, fmap, valid, self._maps[key], seconds)
+
+
+@dataclass
+class ClassOutcome:
+    """The answer for one label value on one target.
+
+    ``mask`` ``(H, W)`` bool (empty = absent), ``low_res`` ``(4G, 4G)`` logits of
+    the chosen mask, ``score`` its predicted IoU, ``report`` JSON-ready details.
+    """
+
+    mask: np.ndarray
+    low_res: np.ndarray
+    score: float
+    report: dict[str, Any]
+
+
+def labels_dtype(reference_labels: np.ndarray) -> np.dtype:
+    """Output label dtype: the reference's integer dtype (bool -> uint8, float -> int32)."""
+    dt = np.asarray(reference_labels).dtype
+    if dt == bool:
+        return np.dtype(np.uint8)
+    if np.issubdtype(dt, np.integer):
+        return dt
+    return np.dtype(np.int32)
+
+
+def assemble_result(outcomes: dict[int, ClassOutcome], enc: EncodedImage, dtype: np.dtype,
+                    report: dict[str, Any]) -> TargetResult:
+    """Combine per-class outcomes: highest upsampled logit wins where classes
+    overlap, background where none predicts; confidence = mean predicted IoU of
+    the present classes (0 when all are absent)."""
+    hw = enc.mapping.image_hw
+    present = {v: o for v, o in outcomes.items() if o.mask.any()}
+    if len(present) > 1:
+        logits = {v: enc.mapping.upsample_lowres(o.low_res) for v, o in present.items()}
+    else:
+        logits = {v: np.zeros(hw, np.float32) for v in present}
+    labels = combine_label_masks({v: o.mask for v, o in present.items()}, logits, hw, dtype)
+    class_conf = {v: (float(np.clip(o.score, 0.0, 1.0)) if v in present else 0.0)
+                  for v, o in outcomes.items()}
+    absent = sorted(v for v in outcomes if v not in present)
+    conf = float(np.mean([class_conf[v] for v in present])) if present else 0.0
+    report["classes"] = {str(v): o.report for v, o in outcomes.items()}
+    if absent:
+        report.setdefault("messages", []).append(
+            f"label(s) {absent} judged absent from {report.get('target', 'the target')}: "
+            "every prompt set gave an empty mask")
+    return TargetResult(labels=labels, confidence=conf, class_confidence=class_conf,
+                        report=report, absent=absent)
+
+
+def prompts_report(points_xy: np.ndarray, point_labels: np.ndarray, box) -> dict[str, Any]:
+    return {"points_xy": np.round(np.asarray(points_xy, dtype=float), 2).tolist(),
+            "point_labels": np.asarray(point_labels).astype(int).tolist(),
+            "box_xyxy": None if box is None else np.asarray(box, dtype=float).tolist()}
+
+
+def _accepts(fn, name: str) -> bool:
+    try:
+        return name in inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+@dataclass
+class _Prior:
+    value: int
+    prototype: np.ndarray          # (C,) raw mean
+    n_cells: int
+    messages: tuple[str, ...]
+
+
+class PerSAM:
+    """PerSAM on any :class:`~oneshotsam.backends.base.PromptableSegmenter`."""
+
+    name = "persam"
+
+    def __init__(self, backend, config: PerSAMConfig = PerSAMConfig()) -> None:
+        if backend is None:
+            raise OneShotError("PerSAM needs a SAM backend: build one with "
+                               "oneshotsam.backends.factory.create_backend(NAME, CHECKPOINT)")
+        self.backend = backend
+        self.config = config
+        self.attention_supported = _accepts(backend.decode, "attn_sim")
+
+    @classmethod
+    def from_preset(cls, preset: str | None = None, backend=None, device: str = "auto",
+                    **overrides: Any) -> PerSAM:
+        from oneshotsam.presets import config_from_preset
+
+        return cls(backend, config_from_preset(PerSAMConfig, "persam", preset, **overrides))
+
+    def segment(self, reference: Image2D, reference_labels: np.ndarray,
+                targets: Sequence[Image2D], progress: ProgressFn = no_progress) -> RunResult:
+        """Segment every target like the reference (see the module docstring)."""
+        values = check_reference(reference, reference_labels)
+        encoder = ImageEncoder(self.backend)
+        calls0 = getattr(self.backend, "encode_calls", 0)
+        ref = encoder.encode(reference)
+        lab = np.asarray(reference_labels)
+        priors = []
+        for v in values:
+            cells = reference_cells(self.backend, lab == v, ref.mapping, f"reference label {v}")
+            feats = masked_features(ref.feature_map, cells.foreground)
+            priors.append(_Prior(v, mean_prototype(feats), feats.shape[0], cells.messages))
+        use_attn = self.config.target_guided_attention and self.attention_supported
+        messages = [m for p in priors for m in p.messages]
+        if self.config.target_guided_attention and not self.attention_supported:
+            messages.append(f"backend {self.backend.name!r} has no attn_sim: PerSAM runs "
+                            "without target-guided attention")
+        results: list[TargetResult] = []
+        cancelled = False
+        dtype = labels_dtype(lab)
+        for i, target in enumerate(targets):
+            enc = encoder.encode(target)
+            t0 = time.perf_counter()
+            outcomes = {p.value: self._segment_class(enc, p, use_attn) for p in priors}
+            rep = {"target": target.name, "timings_s": {
+                "encode": round(enc.seconds, 4), "decode": round(time.perf_counter() - t0, 4)}}
+            results.append(assemble_result(outcomes, enc, dtype, rep))
+            if not progress(i + 1, len(targets), f"persam: {target.name or i}"):
+                cancelled = len(results) < len(targets)
+                break
+        report = {"method": self.name, "config": asdict(self.config),
+                  "target_guided_attention": use_attn, "messages": messages,
+                  "reference": {str(p.value): {"foreground_cells": p.n_cells} for p in priors},
+                  "encode_calls": getattr(self.backend, "encode_calls", 0) - calls0}
+        return RunResult(results, cancelled, report)
+
+    def _segment_class(self, enc: EncodedImage, prior: _Prior, use_attn: bool) -> ClassOutcome:
+        sim = similarity_maps(enc.feature_map, prior.prototype)[0]
+        cells = np.concatenate([extreme_cells(sim, enc.valid_hw, "max"),
+                                extreme_cells(sim, enc.valid_hw, "min")])
+        pts = enc.mapping.cells_to_points_xy(cells)
+        lab = np.array([1, 0], dtype=np.int64)
+        kw: dict[str, Any] = {}
+        if self.config.semantic_prompting:
+            kw["token_prototype"] = prior.prototype
+        if use_attn:
+            kw["attn_sim"] = sim
+        dec = self.backend.decode(enc.emb, pts, lab, multimask=False, **kw)
+        best, box, steps = 0, None, 1
+        if self.config.cascade:
+            dec = self.backend.decode(enc.emb, pts, lab, mask_logits=dec.low_res_logits[0],
+                                      multimask=True)
+            best = int(np.argmax(dec.scores))
+            steps = 2
+            box = box_of_mask(dec.masks[best])
+            if box is not None:
+                dec = self.backend.decode(enc.emb, pts, lab, box_xyxy=box,
+                                          mask_logits=dec.low_res_logits[best], multimask=True)
+                best = int(np.argmax(dec.scores))
+                steps = 3
+        mask = np.asarray(dec.masks[best], dtype=bool)
+        rep = {"prompts": prompts_report(pts, lab, box), "steps": steps,
+               "score": float(dec.scores[best]), "area_px": int(mask.sum()),
+               "absent": not bool(mask.any())}
+        return ClassOutcome(mask, dec.low_res_logits[best], float(dec.scores[best]), rep)

@@ -1,0 +1,153 @@
+"""Slice engines: how one slice's labels are predicted from another's.
+
+An engine answers two questions, both in native slice pixel grids:
+
+* ``cross(r, labels_hw)``: labels of reference slice ``r`` -> the follow-up's
+  slice at the same physical position (aligned grid, same index ``r``);
+* ``step(src, src_labels_hw, dst)``: labels of processing slice ``src`` ->
+  neighbouring processing slice ``dst`` (within-volume propagation).
+
+:class:`MethodEngine` uses any 2D :class:`~oneshotsam.methods.base.OneShotMethod`
+(``segment(reference, labels, [target])``): ``chain`` mode takes the
+already-segmented neighbour as the reference (bounded memory: the backend's
+cache holds the few most recent embeddings), ``direct`` mode the physically
+nearest seed slice (one method call per seed with all its slices as targets,
+which suits methods that train on all targets at once).
+Numpy only at import time.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+
+from oneshotsam.methods.base import OneShotError, OneShotMethod, TargetResult
+from oneshotsam.types import Image2D
+from oneshotsam.volume.slices import slice_image, square_plane, unsquare_plane
+
+
+@dataclass
+class SliceStack:
+    """Windowed slices of one volume along one array axis.
+
+    Attributes:
+        windowed: ``(K, J, I)`` float32 in [0, 1] (read-only use).
+        array_axis: sliced axis of the array.
+        spacing_rc_mm: native in-plane spacing of the slices.
+        name: volume name for reports.
+    """
+
+    windowed: np.ndarray
+    array_axis: int
+    spacing_rc_mm: tuple[float, float]
+    name: str
+    cache_size: int = 16
+
+    def __post_init__(self) -> None:
+        self._cache: OrderedDict[int, tuple[Image2D, tuple[int, int]]] = OrderedDict()
+
+    @property
+    def n_slices(self) -> int:
+        return int(self.windowed.shape[self.array_axis])
+
+    def image(self, index: int) -> Image2D:
+        """Square-pixel Image2D of slice ``index`` (small LRU cache)."""
+        if index in self._cache:
+            self._cache.move_to_end(index)
+            return self._cache[index][0]
+        img, hw = slice_image(self.windowed, self.array_axis, index, self.spacing_rc_mm,
+                              f"{self.name}[{index}]")
+        self._cache[index] = (img, hw)
+        while len(self._cache) > self.cache_size:
+            self._cache.popitem(last=False)
+        return img
+
+    def plane(self, index: int) -> np.ndarray:
+        """Native ``(H, W)`` float32 windowed plane."""
+        from oneshotsam.geometry import get_slice
+
+        return np.asarray(get_slice(self.windowed, self.array_axis, index), dtype=np.float32)
+
+    @property
+    def native_hw(self) -> tuple[int, int]:
+        return self.plane(0).shape[:2]
+
+    def labels_to_square(self, labels_hw: np.ndarray) -> np.ndarray:
+        return square_plane(np.asarray(labels_hw), self.spacing_rc_mm, nearest=True)[0]
+
+    def labels_from_square(self, labels_sq: np.ndarray) -> np.ndarray:
+        return unsquare_plane(np.asarray(labels_sq), self.native_hw)
+
+    @property
+    def pixel_area_mm2(self) -> float:
+        return float(self.spacing_rc_mm[0] * self.spacing_rc_mm[1])
+
+
+def _native(result: TargetResult, stack: SliceStack) -> TargetResult:
+    result.labels = stack.labels_from_square(result.labels)
+    return result
+
+
+class MethodEngine:
+    """Propagation through a 2D one-shot method (see module docstring)."""
+
+    def __init__(self, method: OneShotMethod, mode: str = "chain") -> None:
+        if mode not in ("chain", "direct"):
+            raise OneShotError(f"unknown propagation mode {mode!r}: use auto, chain or direct")
+        self.method = method
+        self.mode = mode
+        self.ref: SliceStack | None = None
+        self.proc: SliceStack | None = None
+        self.seed_labels: dict[int, np.ndarray] = {}
+        self._direct: dict[int, TargetResult] = {}
+        self.calls = 0
+
+    def describe(self) -> dict[str, Any]:
+        return {"engine": f"method-{self.mode}", "method": getattr(self.method, "name", "?"),
+                "method_calls": self.calls}
+
+    def prepare(self, ref: SliceStack, proc: SliceStack, ref_slices: list[int],
+                ref_labels: dict[int, np.ndarray], followup: bool,
+                tick: Callable[[str], bool]) -> bool:
+        """Set the stacks for one job; returns False if cancelled (nothing to train here)."""
+        self.ref, self.proc = ref, proc
+        self._direct.clear()
+        return True
+
+    def _segment(self, ref_img: Image2D, ref_lab_sq: np.ndarray,
+                 targets: list[Image2D]) -> list[TargetResult]:
+        self.calls += 1
+        run = self.method.segment(ref_img, ref_lab_sq, targets)
+        if len(run.results) != len(targets):
+            raise OneShotError("the method returned fewer results than targets (cancelled?)")
+        return run.results
+
+    def cross(self, r: int, labels_hw: np.ndarray) -> TargetResult:
+        assert self.ref is not None and self.proc is not None
+        res = self._segment(self.ref.image(r), self.ref.labels_to_square(labels_hw),
+                            [self.proc.image(r)])[0]
+        return _native(res, self.proc)
+
+    def step(self, src: int, src_labels: np.ndarray, dst: int) -> TargetResult:
+        """Chain: ``dst`` from its neighbour ``src``; direct: the run's precomputed answer."""
+        assert self.proc is not None
+        if dst in self._direct:
+            return self._direct.pop(dst)
+        res = self._segment(self.proc.image(src), self.proc.labels_to_square(src_labels),
+                            [self.proc.image(dst)])[0]
+        return _native(res, self.proc)
+
+    def begin_run(self, run: Any, seed_labels: np.ndarray) -> None:
+        """Direct mode: segment all slices of a run from its seed in one call
+        (labels of slices after a stop are discarded by the walker)."""
+        assert self.proc is not None
+        if self.mode != "direct" or not run.indices:
+            return
+        self._direct.clear()
+        results = self._segment(self.proc.image(run.seed), self.proc.labels_to_square(seed_labels),
+                                [self.proc.image(k) for k in run.indices])
+        for k, res in zip(run.indices, results):
+            self._direct[k] = _native(res, self.proc)

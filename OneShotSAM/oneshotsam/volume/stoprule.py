@@ -1,0 +1,111 @@
+"""The absence rule: where does a propagated structure end?
+
+Propagation walks outward from an annotated slice, one slice at a time. For
+each label value ``v`` still alive, the 2D method predicts ``v`` on the next
+slice ``dst`` from the previous slice ``src``. The label is judged ABSENT on
+``dst`` (removed there, and no longer propagated further in that direction: no
+leaping over gaps) when any of these holds, using only the method's own
+evidence:
+
+1. the method itself reports ``v`` absent (``TargetResult.absent``);
+2. the predicted area is below ``min_area_mm2`` (physical, so independent of
+   pixel size);
+3. the predicted area shrank below ``min_area_ratio`` times the area of ``v``
+   on ``src`` (a structure ends smoothly: a collapse means the method found
+   nothing that matches);
+4. the method's class confidence is below ``min_confidence`` (SAM predicted
+   IoU, retrieval score, warp similarity; 0 disables);
+5. ``min_appearance`` > 0 and the mean windowed intensity inside the
+   prediction is unlike the annotated structure: ``exp(-z^2 / 2)`` with
+   ``z = |mean_dst - mean_ref| / std_ref`` below ``min_appearance``.
+
+A positive prompt is therefore never forced onto a slice: an empty or
+collapsing prediction stops the label. Review flags mark low confidence,
+large area changes and the last slice before a stop.
+Numpy only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class StopRule:
+    """Thresholds of the absence rule (see module docstring)."""
+
+    min_area_ratio: float = 0.15
+    min_area_mm2: float = 4.0
+    min_confidence: float = 0.0
+    min_appearance: float = 0.0
+    review_confidence: float = 0.5
+    review_area_change: float = 1.6
+
+
+@dataclass
+class LabelDecision:
+    """Verdict for one label value on one destination slice."""
+
+    value: int
+    present: bool
+    area_mm2: float
+    src_area_mm2: float
+    confidence: float
+    appearance: float | None
+    reason: str  # "" when present
+
+
+def appearance_score(image: np.ndarray, mask: np.ndarray, ref_mean: float, ref_std: float) -> float:
+    """``exp(-z^2/2)`` agreement of the mean intensity inside ``mask`` with the
+    annotated structure's ``(ref_mean, ref_std)`` (windowed units); 0 for an
+    empty mask."""
+    if not mask.any():
+        return 0.0
+    z = abs(float(image[mask].mean()) - ref_mean) / max(ref_std, 1e-3)
+    return float(np.exp(-0.5 * z * z))
+
+
+def decide_label(rule: StopRule, value: int, pred_mask: np.ndarray, src_mask: np.ndarray,
+                 pixel_area_mm2: float, confidence: float, method_absent: bool,
+                 appearance: float | None = None) -> LabelDecision:
+    """Apply the absence rule to one label on one slice.
+
+    Args:
+        pred_mask, src_mask: ``(H, W)`` bool masks of ``value`` on dst and src
+            (same pixel grid; ``pixel_area_mm2`` is the area of one pixel).
+        confidence: method confidence for this label in [0, 1].
+        method_absent: the method itself judged the label absent.
+        appearance: :func:`appearance_score` or None when not computed.
+    """
+    area = float(pred_mask.sum()) * pixel_area_mm2
+    src_area = float(src_mask.sum()) * pixel_area_mm2
+    reason = ""
+    if method_absent:
+        reason = "method reports the structure absent"
+    elif area < rule.min_area_mm2:
+        reason = f"predicted area {area:.1f} mm2 < {rule.min_area_mm2} mm2"
+    elif src_area > 0 and area < rule.min_area_ratio * src_area:
+        reason = (f"predicted area collapsed to {area / src_area:.2f} of the neighbouring slice "
+                  f"(< {rule.min_area_ratio})")
+    elif rule.min_confidence > 0 and confidence < rule.min_confidence:
+        reason = f"confidence {confidence:.2f} < {rule.min_confidence}"
+    elif rule.min_appearance > 0 and appearance is not None and appearance < rule.min_appearance:
+        reason = f"appearance {appearance:.2f} unlike the annotated structure (< {rule.min_appearance})"
+    return LabelDecision(int(value), reason == "", area, src_area, float(confidence), appearance,
+                         reason)
+
+
+def review_flag(rule: StopRule, confidence: float, decisions: list[LabelDecision]) -> tuple[bool, str]:
+    """Should a reviewer check this slice first? Returns (flag, why)."""
+    if confidence < rule.review_confidence:
+        return True, f"confidence {confidence:.2f} < {rule.review_confidence}"
+    for d in decisions:
+        if not d.present:
+            return True, f"label {d.value} stops here: {d.reason}"
+        if d.src_area_mm2 > 0 and d.area_mm2 > 0:
+            change = max(d.area_mm2 / d.src_area_mm2, d.src_area_mm2 / d.area_mm2)
+            if change > rule.review_area_change:
+                return True, f"label {d.value} area changed x{change:.2f} from its neighbour"
+    return False, ""

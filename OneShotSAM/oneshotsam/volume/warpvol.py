@@ -1,0 +1,261 @@
+"""Volume engine for ``medpersam-warp``: ONE warping network per volume.
+
+Med-PerSAM (paper section 3.1) trains a warping network at test time on
+(reference, target) pairs. Warping a far slice straight onto the single
+annotated slice is poor when the structure changes size along the volume, so
+for volumes this engine trains one network (D's
+:class:`~oneshotsam.methods.medpersam.nice_trans.NiceTrans2D` with D's
+:class:`~oneshotsam.methods.medpersam.losses.WarpLosses`) on
+
+* every pair of ADJACENT processing slices, in both directions
+  (``L_warp = l_img L_img + l_reg ||grad phi||^2``, paper Eq. 1);
+* for a follow-up, the cross-visit pairs (reference slice ``r`` -> aligned
+  follow-up slice ``r``) of the annotated slices, over-sampled;
+* the paper's ``L_aug`` on the annotated slice(s): the annotated slice warped
+  onto augmented copies of itself (Table 13 transforms), with the DiceCE
+  loss between the warped and the augmented masks (Eq. 3).
+
+Propagation then chains: slice ``k``'s labels are warped onto slice ``k +- 1``
+with the network's flow for that pair (one forward pass per slice: bounded
+memory, no stack of embeddings). Confidence = image similarity after warping
+(SSIM or LNCC in [0, 1]). Flows are in normalised coordinates, so a flow
+computed on the small working grid is applied to the native-resolution labels
+(nearest via argmax of the bilinearly warped one-hot).
+
+Torch is imported lazily (inside methods).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Callable
+
+import numpy as np
+
+from oneshotsam.methods.base import OneShotError, TargetResult
+
+#: network of the CPU volume preset (measured on LA: see docs/volume_propagation.md)
+_NET = {"enc_channels": 8, "dec_channels": 16, "n_levels": 3, "max_channels": 32,
+        "finest_scale": 1, "convs_per_block": 1, "affine": True}
+_LOSS = {"image_loss": "ncc", "ncc_window": 9, "lambda_img": 1.0, "lambda_reg": 0.75,
+         "lambda_aug": 0.1, "lambda_seg": 1.0, "lambda_ce": 0.001}
+
+
+@dataclass(frozen=True)
+class VolumeWarpConfig:
+    """Settings of the volume warp engine (source in brackets).
+
+    Attributes:
+        net: NetConfig fields [B.3 architecture, CPU-sized: measured].
+        loss: LossConfig fields [B.1; Table 12 weights; NCC for MR/CT slices with
+            black padding, B.1].
+        resolution: long side of the working grid in pixels (physical aspect
+            kept; sides rounded to multiples of 2**n_levels) [measured].
+        steps: optimiser steps [measured].
+        batch: adjacent/cross pairs per step [measured].
+        aug_per_step: augmented annotated copies per step (L_aug) [Eq. 3].
+        cross_repeat: over-sampling of the cross-visit pairs [measured].
+        lr: AdamW learning rate [B.4 1e-4 for 30 epochs; higher for a short
+            schedule: measured].
+        refine_sigma: appearance refinement after each warp: pixels of label
+            ``v`` whose (3x3 median-filtered) windowed intensity is more than
+            ``refine_sigma`` standard deviations from ``v``'s mean on the
+            annotated slice(s) are removed, holes filled (0 disables). This lets
+            a structure shrink to nothing where it ends, so the area rule of
+            :mod:`oneshotsam.volume.stoprule` can stop it [measured on LA].
+        threads: torch threads (None = leave).
+    """
+
+    net: dict = field(default_factory=lambda: dict(_NET))
+    loss: dict = field(default_factory=lambda: dict(_LOSS))
+    resolution: int = 128
+    steps: int = 300
+    batch: int = 8
+    aug_per_step: int = 2
+    cross_repeat: int = 8
+    lr: float = 2e-3
+    refine_sigma: float = 2.5
+    threads: int | None = None
+
+    @classmethod
+    def from_overrides(cls, overrides: dict[str, Any]) -> "VolumeWarpConfig":
+        names = {f.name for f in fields(cls)}
+        bad = sorted(set(overrides) - names)
+        if bad:
+            raise OneShotError(f"unknown settings {bad} for the volume warp engine; valid: "
+                               f"{sorted(names)}")
+        kw = dict(overrides)
+        for key, base in (("net", _NET), ("loss", _LOSS)):
+            if key in kw:
+                kw[key] = {**base, **dict(kw[key])}
+        return cls(**kw)
+
+
+def _work_hw(native_hw: tuple[int, int], spacing_rc: tuple[float, float], res: int,
+             mult: int) -> tuple[int, int]:
+    ph, pw = native_hw[0] * spacing_rc[0], native_hw[1] * spacing_rc[1]
+    s = res / max(ph, pw)
+    return (max(mult * 2, int(round(ph * s / mult)) * mult),
+            max(mult * 2, int(round(pw * s / mult)) * mult))
+
+
+class WarpVolumeEngine:
+    """See module docstring. Use through :func:`oneshotsam.volume.pipeline.propagate`."""
+
+    def __init__(self, vcfg: VolumeWarpConfig = VolumeWarpConfig(), device: str = "cpu",
+                 seed: int = 0) -> None:
+        self.vcfg, self.device, self.seed = vcfg, device, seed
+        self.history: list[float] = []
+        self.timing: dict[str, float] = {}
+
+    @classmethod
+    def from_config(cls, cfg, method=None) -> "WarpVolumeEngine":
+        device = cfg.device
+        if device == "auto":
+            import torch
+
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        return cls(VolumeWarpConfig.from_overrides(dict(cfg.method_overrides)), device, cfg.seed)
+
+    def describe(self) -> dict[str, Any]:
+        return {"engine": "warp-volume", "method": "medpersam-warp", "device": self.device,
+                "settings": asdict(self.vcfg), "seconds": self.timing,
+                "loss_first_last": [round(self.history[0], 4), round(self.history[-1], 4)]
+                if self.history else []}
+
+    # ------------------------------------------------------------------ training
+    def prepare(self, ref, proc, ref_slices: list[int], ref_labels: dict[int, np.ndarray],
+                followup: bool, tick: Callable[[str], bool]) -> bool:
+        import torch
+        import torch.nn.functional as F
+
+        from oneshotsam.methods.medpersam.losses import LossConfig, WarpLosses
+        from oneshotsam.methods.medpersam.nice_trans import NetConfig, NiceTrans2D
+
+        t0 = time.perf_counter()
+        v = self.vcfg
+        if v.threads:
+            torch.set_num_threads(int(v.threads))
+        torch.manual_seed(self.seed)
+        self.ref, self.proc = ref, proc
+        self.values = sorted({int(x) for lab in ref_labels.values() for x in np.unique(lab) if x})
+        self.stats = {}
+        for v_ in self.values:
+            px = np.concatenate([(ref.plane(r))[ref_labels[r] == v_] for r in ref_slices])
+            self.stats[v_] = (float(px.mean()), float(max(px.std(), 1e-3)))
+        net_cfg = NetConfig(**v.net)
+        self.work_hw = _work_hw(proc.native_hw, proc.spacing_rc_mm, v.resolution, 2 ** net_cfg.n_levels)
+        dev = torch.device(self.device)
+
+        def stack(s, idx):
+            t = torch.from_numpy(np.stack([s.plane(k) for k in idx])[:, None]).to(dev)
+            return F.interpolate(t, size=self.work_hw, mode="bilinear", align_corners=True)
+
+        n = proc.n_slices
+        self.proc_w = stack(proc, range(n))
+        self.ref_w = stack(ref, ref_slices) if followup else None
+        self.ref_pos = {r: i for i, r in enumerate(ref_slices)}
+        self.losses = WarpLosses(LossConfig(**v.loss))
+        self.net = NiceTrans2D(net_cfg).to(dev)
+        pairs = [(k, k + 1) for k in range(n - 1)] + [(k + 1, k) for k in range(n - 1)]
+        busy = self.proc_w.flatten(1).std(dim=1) > 1e-3  # skip empty (outside-FOV) slices
+        pairs = [(a, b) for a, b in pairs if busy[a] and busy[b]]
+        cross = [(r, r) for r in ref_slices] * v.cross_repeat if followup else []
+        aug_src = [(self.ref_w[self.ref_pos[r]] if followup else self.proc_w[r], ref_labels[r])
+                   for r in ref_slices]
+        aug_src = [(img[None], self._onehot_work(lab)) for img, lab in aug_src]
+        opt = torch.optim.AdamW(self.net.parameters(), lr=v.lr)
+        gen = torch.Generator().manual_seed(self.seed)
+        rng = np.random.default_rng(self.seed)
+        from oneshotsam.methods.medpersam.augment import AugConfig, augment_pair
+
+        aug_cfg = AugConfig()
+        lam = self.losses.cfg
+        self.net.train()
+        for step in range(v.steps):
+            items = [("adj", pairs[i]) for i in rng.integers(0, len(pairs), v.batch)] if pairs else []
+            if cross:
+                items += [("cross", cross[i]) for i in rng.integers(0, len(cross), max(1, v.batch // 4))]
+            mov = torch.cat([self.proc_w[a:a + 1] if kind == "adj" else self.ref_w[self.ref_pos[a]][None]
+                             for kind, (a, _) in items]) if items else None
+            fix = torch.cat([self.proc_w[b:b + 1] for _, (_, b) in items]) if items else None
+            loss = torch.zeros((), device=dev)
+            if items:
+                flow = self.net(mov, fix)
+                loss = self.losses.warp_loss(self._warp(mov, flow), fix, flow)
+            if v.aug_per_step > 0 and aug_src:
+                img, oh = aug_src[int(rng.integers(0, len(aug_src)))]
+                a_img, a_oh = augment_pair(img, oh, v.aug_per_step, aug_cfg, gen)
+                flow = self.net(img, a_img)
+                l_aug = (self.losses.warp_loss(self._warp(img, flow), a_img, flow)
+                         + lam.lambda_seg * self.losses.seg(self._warp(oh, flow), a_oh))
+                loss = loss + lam.lambda_aug * l_aug
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            self.history.append(float(loss.detach()))
+            if (step + 1) % 10 == 0 and not tick(f"training warp network: step {step + 1}/{v.steps}"):
+                self.net.eval()
+                return False
+        self.net.eval()
+        self.timing["train"] = round(time.perf_counter() - t0, 3)
+        return True
+
+    def _warp(self, moving, flow):
+        from oneshotsam.methods.medpersam.nice_trans import warp_any
+
+        return warp_any(moving, flow)
+
+    def _onehot(self, labels: np.ndarray):
+        import torch
+
+        lab = np.asarray(labels)
+        chans = [lab == 0] + [lab == v for v in self.values]
+        return torch.from_numpy(np.stack(chans).astype(np.float32))[None].to(self.device)
+
+    def _onehot_work(self, labels: np.ndarray):
+        import torch.nn.functional as F
+
+        oh = F.interpolate(self._onehot(labels), size=self.work_hw, mode="bilinear",
+                           align_corners=True)
+        return oh / oh.sum(dim=1, keepdim=True).clamp_min(1e-6)
+
+    # ------------------------------------------------------------------ inference
+    def _refine(self, out: np.ndarray, plane: np.ndarray) -> np.ndarray:
+        """Appearance refinement (see ``VolumeWarpConfig.refine_sigma``)."""
+        if self.vcfg.refine_sigma <= 0:
+            return out
+        import cv2
+        from scipy import ndimage as ndi
+
+        smooth = cv2.medianBlur(np.ascontiguousarray(plane, dtype=np.float32), 3)
+        res = np.zeros_like(out)
+        for v, (mu, sd) in self.stats.items():
+            m = (out == v) & (np.abs(smooth - mu) <= self.vcfg.refine_sigma * sd)
+            res[ndi.binary_fill_holes(m) & (res == 0)] = v
+        return res
+
+    def _predict(self, moving_w, fixed_w, labels: np.ndarray, dst_plane: np.ndarray) -> TargetResult:
+        import torch
+
+        from oneshotsam.methods.medpersam.nice_trans import upsample_flow
+
+        with torch.no_grad():
+            flow = self.net(moving_w[None], fixed_w[None])
+            sim = float(self.losses.similarity(self._warp(moving_w[None], flow), fixed_w[None])[0])
+            hw = tuple(np.asarray(labels).shape)
+            probs = self._warp(self._onehot(labels), upsample_flow(flow, hw))[0].cpu().numpy()
+        values = np.array([0] + self.values)
+        present = np.unique(labels)
+        keep = np.isin(values, present)
+        probs[~keep] = -1.0  # a label absent on the source cannot appear on dst
+        out = self._refine(values[np.argmax(probs, axis=0)].astype(np.asarray(labels).dtype), dst_plane)
+        return TargetResult(out, confidence=sim, class_confidence={int(v): sim for v in self.values},
+                            report={"similarity": round(sim, 4)})
+
+    def step(self, src: int, src_labels: np.ndarray, dst: int) -> TargetResult:
+        return self._predict(self.proc_w[src], self.proc_w[dst], src_labels, self.proc.plane(dst))
+
+    def cross(self, r: int, labels_hw: np.ndarray) -> TargetResult:
+        return self._predict(self.ref_w[self.ref_pos[r]], self.proc_w[r], labels_hw, self.proc.plane(r))
