@@ -34,6 +34,7 @@ from oneshotsam.methods.base import OneShotError, ProgressFn, no_progress
 from OneShotSAMLib import parameters as P
 from OneShotSAMLib.mrml_bridge import (SliceWriter, copy_segment_style, labels_from_segments,
                                        plane_hash, volume_from_node)
+from OneShotSAMLib.review import Output, plan_update
 
 
 @dataclass
@@ -77,19 +78,6 @@ class ProgressClock:
         if done <= 0 or total <= 0 or done > total:
             return None
         return (time.perf_counter() - self.t0) / done * (total - done)
-
-
-@dataclass
-class _Output:
-    volume_node: Any
-    seg_node: Any
-    segment_ids: list[str]
-    target_name: str
-    array_axis: int = -1
-    protected: set[int] = field(default_factory=set)
-    written: dict[int, str] = field(default_factory=dict)
-    writer: SliceWriter | None = None
-    created: bool = False
 
 
 class OneShotSAMLogic:
@@ -273,44 +261,10 @@ class OneShotSAMLogic:
 
     def _plan(self, node: Any, s: P.RunSettings, seg_node: Any, seg_ids: list[str],
               ref_node: Any, target_nodes: list[Any], annotated: list[int], axis: int,
-              record: dict, update: bool) -> tuple[list[_Output], list[set[int]], list[int]]:
+              record: dict, update: bool) -> tuple[list[Output], list[set[int]], list[int]]:
         """Outputs, user slices per output (never rewritten) and the reference slices."""
-        from oneshotsam.geometry import get_slice, slice_geometry
-
         if update:
-            outs: list[_Output] = []
-            fixed: list[set[int]] = []
-            for o in record["outputs"]:
-                vol = self._resolve_volume(o)
-                segn = self.scene.GetNodeByID(o["segmentation"])
-                if vol is None or segn is None:
-                    raise OneShotError("a node of the last run was deleted: run again instead of Update")
-                a = int(o["array_axis"])
-                if a < 0:
-                    a = slice_geometry(volume_from_node(vol), record["axis"]).array_axis
-                out = _Output(vol, segn, list(o["segment_ids"]), o["target_name"], a)
-                lab = labels_from_segments(segn, out.segment_ids, vol)
-                user, labelled = set(), set()
-                for k in range(lab.shape[a]):
-                    plane = get_slice(lab, a, k)
-                    old = o["written"].get(str(k))
-                    if (old is None and plane.any()) or (old is not None and plane_hash(plane) != old):
-                        user.add(k)
-                    if plane.any():
-                        labelled.add(k)
-                out.protected = set(o.get("protected", [])) | user
-                outs.append(out)
-                # user slices that hold labels are the (extra) references
-                fixed.append((user | set(o.get("protected", []))) & labelled)
-            if record["mode"] == "self":
-                ref_slices = sorted(fixed[0])
-                fixed = [fixed[0] - set(record["reference_slices"])]
-            else:
-                ref_slices = list(record["reference_slices"])
-            if not any(fixed) and record["mode"] != "self":
-                raise OneShotError("no slice was edited since the last run: correct some slices "
-                                   "in the Segment Editor first")
-            return outs, fixed, ref_slices
+            return plan_update(self.scene, record)
 
         if s.reference_slices is not None:
             missing = [k for k in s.reference_slices if k not in annotated]
@@ -321,13 +275,13 @@ class OneShotSAMLogic:
         else:
             ref_slices = annotated
         if s.target_mode == "self":
-            out = _Output(ref_node, seg_node, seg_ids, ref_node.GetName(), axis,
+            out = Output(ref_node, seg_node, seg_ids, ref_node.GetName(), axis,
                           protected=set(annotated))
             return [out], [set()], ref_slices
         outs = [self._new_output(seg_node, seg_ids, t) for t in target_nodes]
         return outs, [set() for _ in outs], ref_slices
 
-    def _new_output(self, seg_node: Any, seg_ids: list[str], target: Any) -> _Output:
+    def _new_output(self, seg_node: Any, seg_ids: list[str], target: Any) -> Output:
         import slicer
 
         name = f"{target.GetName()} OneShotSAM"
@@ -343,15 +297,9 @@ class OneShotSAMLogic:
             new_id = out_node.GetSegmentation().GenerateUniqueSegmentID(sid)
             out_node.GetSegmentation().AddSegment(segment, new_id)
             ids.append(new_id)
-        return _Output(target, out_node, ids, target.GetName(), created=True)
+        return Output(target, out_node, ids, target.GetName(), created=True)
 
-    def _resolve_volume(self, o: dict) -> Any:
-        if o.get("sequence"):
-            seq = self.scene.GetNodeByID(o["sequence"])
-            return None if seq is None else seq.GetNthDataNode(int(o["sequence_item"]))
-        return self.scene.GetNodeByID(o["volume"])
-
-    def _snapshot(self, outputs: list[_Output]) -> None:
+    def _snapshot(self, outputs: list[Output]) -> None:
         import slicer
 
         saved: dict[str, Any] = {}
@@ -366,7 +314,7 @@ class OneShotSAMLogic:
         self._undo = {"segmentations": saved, "created": created,
                       "record": pnode.GetParameter("RunRecord")}
 
-    def _finish(self, node: Any, s: P.RunSettings, outputs: list[_Output], ref_slices: list[int],
+    def _finish(self, node: Any, s: P.RunSettings, outputs: list[Output], ref_slices: list[int],
                 fixed: list[set[int]], record: dict, update: bool) -> None:
         import slicer
 

@@ -207,3 +207,25 @@ def copy_segment_style(source: Any, target: Any) -> None:
     target.SetColor(source.GetColor())
     if source.HasTerminology():
         target.SetTerminology(source.GetTerminology())
+
+
+def slice_index_at_ras(volume_node: Any, ras_world: Sequence[float], axis: str) -> tuple[int, int]:
+    """``(array_axis, slice_index)`` of the slice along ``axis`` through a world RAS point
+    (e.g. the red view's centre); the index is clamped into the volume."""
+    from oneshotsam.geometry import slice_geometry
+
+    vol = volume_from_node(volume_node)
+    a = slice_geometry(vol, axis).array_axis
+    ijk = np.linalg.inv(ijk_to_world_ras(volume_node)) @ np.r_[np.asarray(ras_world, float)[:3], 1.0]
+    k = int(round(float(ijk[2 - a])))
+    return a, int(min(max(k, 0), vol.shape_kji[a] - 1))
+
+
+def slice_center_ras(volume_node: Any, array_axis: int, slice_index: int) -> np.ndarray:
+    """World RAS ``(3,)`` of the centre of one slice (to jump the views there)."""
+    import slicer.util
+
+    shape = slicer.util.arrayFromVolume(volume_node).shape
+    ijk = [(shape[2] - 1) / 2.0, (shape[1] - 1) / 2.0, (shape[0] - 1) / 2.0]
+    ijk[2 - int(array_axis)] = float(slice_index)
+    return (ijk_to_world_ras(volume_node) @ np.r_[ijk, 1.0])[:3]

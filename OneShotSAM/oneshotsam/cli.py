@@ -86,6 +86,9 @@ def _add_segment(sub: argparse._SubParsersAction, common: argparse.ArgumentParse
     p.add_argument("--reference-slice", type=int, default=None, metavar="K",
                    help="for a 3D reference: index of the annotated slice along --axis "
                         "(default: the only annotated slice)")
+    p.add_argument("--target-slices", type=int, nargs="+", default=None, metavar="K",
+                   help="for 3D targets: segment only these slices along --axis (the others "
+                        "stay 0 in the output volume); default: every slice")
     p.add_argument("--axis", default="axial", choices=("axial", "coronal", "sagittal"),
                    help="slice orientation for 3D inputs (default axial)")
     p.add_argument("--json", default=None, metavar="REPORT",
@@ -111,7 +114,9 @@ def _add_weights(sub: argparse._SubParsersAction, common: argparse.ArgumentParse
                        help="list or download official SAM / SAM 2 checkpoints")
     wsub = p.add_subparsers(dest="weights_command", metavar="{list,download}")
     wsub.required = True
-    wsub.add_parser("list", parents=[common], help="known checkpoints, licences and cache state")
+    lst = wsub.add_parser("list", parents=[common],
+                          help="known checkpoints, licences and which are downloaded")
+    lst.add_argument("--dir", default=None, help="folder to look in (default: the per-user cache)")
     d = wsub.add_parser("download", parents=[common],
                         help="download a checkpoint (resumable, SHA-256 verified)")
     d.add_argument("name", help="checkpoint name, e.g. sam-vit-b (see `oneshotsam weights list`)")

@@ -16,12 +16,12 @@ from oneshotsam.methods.base import OneShotError
 
 
 def run(args: argparse.Namespace) -> int:
-    from oneshotsam.benchmark2d import run_benchmark
     from oneshotsam.cli_segment import check_model_args, jsonable, parse_overrides, write_json_atomic
     data = Path(args.data)
     if not data.is_dir():
         raise OneShotError(f"data folder not found: {data} (pass --data PATH to the folder "
                            "holding jsrt/, acdc/, lung4d/)")
+    from oneshotsam.benchmark2d import run_benchmark
     checkpoint = check_model_args(args.method, args.backend, args.checkpoint)
     kwargs = dict(preset=args.preset, backend=args.backend, checkpoint=checkpoint,
                   limit=args.limit, out_dir=args.output_dir)

@@ -213,19 +213,29 @@ def _stem_of(path: Path) -> str:
     return path.stem
 
 
-def load_image_source(path: Path, window_text: str | None, axis: str) -> Source:
-    """Read one reference or target image / volume and window it."""
+def load_image_source(path: Path, window_text: str | None, axis: str,
+                      slices: list[int] | None = None) -> Source:
+    """Read one reference or target image / volume and window it.
+
+    ``slices``: for a volume, the slice indices along ``axis`` to segment
+    (None = every slice); ignored for 2D images.
+    """
     from oneshotsam import medio
     if is_volume_file(path):
         from oneshotsam.geometry import get_slice, slice_geometry
         vol = medio.read_volume(path)
         window = choose_window(vol.voxels, path, window_text)
         sg = slice_geometry(vol, axis)
+        indices = list(range(sg.n_slices)) if slices is None else sorted(set(slices))
+        bad = [k for k in indices if not 0 <= k < sg.n_slices]
+        if bad:
+            raise OneShotError(f"--target-slices {bad} outside 0..{sg.n_slices - 1} "
+                               f"({axis} slices of {path})")
         images = [Image2D(window.apply(get_slice(vol.voxels, sg.array_axis, k)),
                           spacing_mm=sg.spacing_rc_mm, name=f"{_stem_of(path)}[{k}]")
-                  for k in range(sg.n_slices)]
+                  for k in indices]
         return Source(path, "volume", images, window, volume=vol, array_axis=sg.array_axis,
-                      slice_indices=list(range(sg.n_slices)))
+                      slice_indices=indices)
     raw = medio.read_image2d(path)
     window = choose_window(raw.array, path, window_text)
     image = Image2D(window.apply(raw.array), spacing_mm=tuple(raw.spacing_mm)[:2],

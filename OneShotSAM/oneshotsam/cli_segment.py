@@ -250,7 +250,8 @@ def run(args: argparse.Namespace) -> int:
                          args.axis, args.reference_slice)
     target_paths = expand_targets(args.targets, exclude=(Path(args.reference_image),
                                                          Path(args.reference_mask)))
-    sources = [load_image_source(p, args.window, args.axis) for p in target_paths]
+    target_slices = getattr(args, "target_slices", None)
+    sources = [load_image_source(p, args.window, args.axis, target_slices) for p in target_paths]
     names: dict[str, Path] = {}
     for src in sources:
         if ref.image.is_rgb != src.images[0].is_rgb:
@@ -290,6 +291,7 @@ def run(args: argparse.Namespace) -> int:
             "config": method_config(method),
             "reference": {"image": str(ref.source.path), "mask": args.reference_mask,
                           "slice_index": ref.slice_index, "axis": args.axis,
+                          "target_slices": target_slices,
                           "label_values": ref.values,
                           "window": {"low": ref.source.window.low, "high": ref.source.window.high,
                                      "source": ref.source.window.source}},

@@ -23,18 +23,18 @@ def _size(n: int | None) -> str:
     return "?"
 
 
-def list_weights() -> str:
+def list_weights(dest_dir: str | None = None) -> str:
     """The table printed by ``oneshotsam weights list``."""
-    from oneshotsam.backends.checkpoints import REGISTRY, cache_dir, default_checkpoint_path
-    rows = [("name", "family", "licence", "size", "sha256", "cached")]
-    for name, info in REGISTRY.items():
-        path = default_checkpoint_path(name)
-        rows.append((name, info.family, info.licence, _size(info.size_bytes),
-                     "known" if info.sha256 else "pass --sha256",
-                     str(path) if path is not None and path.is_file() else "-"))
+    from oneshotsam.backends.checkpoints import cache_dir
+    from oneshotsam.backends.download import weights_table
+    rows = [("name", "family", "licence", "size", "sha256", "downloaded")]
+    for r in weights_table(dest_dir):
+        rows.append((r["name"], r["family"], r["licence"], _size(r["size_bytes"]),
+                     "recorded" if r["sha256"] else "needs --sha256", r["downloaded"] or "-"))
     widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
     lines = ["  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() for r in rows]
-    lines.append(f"cache folder: {cache_dir()} (set ONESHOTSAM_CACHE to change it)")
+    where = Path(dest_dir).expanduser() if dest_dir else cache_dir()
+    lines.append(f"folder: {where} (default: $ONESHOTSAM_CACHE or ~/.cache/oneshotsam)")
     return "\n".join(lines)
 
 
@@ -55,7 +55,7 @@ class _DownloadProgress:
 
 def run(args: argparse.Namespace) -> int:
     if args.weights_command == "list":
-        print(list_weights())
+        print(list_weights(args.dir))
         return 0
     from oneshotsam.backends.download import download
     path = download(args.name, dest_dir=Path(args.dir) if args.dir else None,

@@ -170,7 +170,7 @@ def pair_by_stem(pred_paths: Sequence[Path], gt_paths: Sequence[Path]
 def _read_labels(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
     """Label array and its ijk->LPS affine (None for 2D files)."""
     if medio.split_suffix(path)[1] in medio.IMAGE2D_SUFFIXES:
-        raw = medio.read_image2d(path)
+        raw = medio.read_label_image2d(path)  # palette PNG -> its indices
         a = np.asarray(raw.array)
         if a.ndim == 3:
             if not (np.array_equal(a[..., 0], a[..., 1]) and np.array_equal(a[..., 0], a[..., 2])):

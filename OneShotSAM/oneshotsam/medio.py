@@ -148,7 +148,13 @@ def read_image2d(path: str | Path) -> RawImage2D:
     if p.is_dir():
         raise OneShotError(f"{p} is a folder; a 2D image file is needed here (a DICOM folder is a "
                            "volume: use the volume commands)")
-    img = _sitk_read(p)
+    try:
+        img = _sitk_read(p)
+    except OneShotError:
+        fallback = _cv2_raster(p)  # e.g. grey + alpha PNG, which ITK cannot read
+        if fallback is None:
+            raise
+        return fallback
     dim = img.GetDimension()
     arr = sitk.GetArrayFromImage(img)
     ncomp = img.GetNumberOfComponentsPerPixel()
@@ -173,6 +179,41 @@ def read_image2d(path: str | Path) -> RawImage2D:
     meta = {"dimension": dim, "singleton_axis": singleton, "origin": tuple(img.GetOrigin()),
             "spacing": tuple(sp), "direction": tuple(img.GetDirection()), "suffix": split_suffix(p)[1]}
     return RawImage2D(array=arr, spacing_mm=spacing_rc, path=str(p), meta=meta)
+
+
+def _cv2_raster(p: Path) -> RawImage2D | None:
+    """OpenCV reading of a 2D raster file (BGR(A) -> RGB; equal channels -> grey), or None."""
+    if split_suffix(p)[1] not in IMAGE2D_SUFFIXES:
+        return None
+    import cv2
+
+    a = cv2.imread(str(p), cv2.IMREAD_UNCHANGED)
+    if a is None or a.ndim not in (2, 3):
+        return None
+    if a.ndim == 3:
+        a = np.ascontiguousarray(a[..., :3][..., ::-1])
+        if np.array_equal(a[..., 0], a[..., 1]) and np.array_equal(a[..., 0], a[..., 2]):
+            a = np.ascontiguousarray(a[..., 0])
+    meta = {"dimension": 2, "singleton_axis": None, "origin": (0.0, 0.0), "spacing": (1.0, 1.0),
+            "direction": (1.0, 0.0, 0.0, 1.0), "suffix": split_suffix(p)[1]}
+    return RawImage2D(array=a, spacing_mm=(1.0, 1.0), path=str(p), meta=meta)
+
+
+def read_label_image2d(path: str | Path) -> RawImage2D:
+    """:func:`read_image2d` for masks: an indexed (palette) PNG/BMP/TIFF keeps its palette
+    indices, which are the label values (a plain read expands them to RGB colours)."""
+    raw = read_image2d(path)
+    if raw.array.ndim == 3 and split_suffix(raw.path)[1] in IMAGE2D_SUFFIXES:
+        try:
+            from PIL import Image
+        except ImportError:  # Pillow comes with torchvision; without it keep the colours
+            return raw
+        with Image.open(raw.path) as im:
+            if im.mode == "P":
+                idx = np.asarray(im)
+                if idx.shape == raw.shape_hw:
+                    return RawImage2D(array=idx, spacing_mm=raw.spacing_mm, path=raw.path, meta=raw.meta)
+    return raw
 
 
 def _dicom_series_files(folder: Path, must_contain: Path | None = None) -> tuple[list[str], dict]:

@@ -169,3 +169,4 @@ def test_device_errors():
         create_backend("sam-vit-z", random_weights=True)
     with pytest.raises(OneShotError, match="random_weights"):
         create_backend("sam-tiny-test")
+

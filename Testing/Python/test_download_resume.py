@@ -64,7 +64,8 @@ def server():
     srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
     srv.truncate_once = False
     srv.requests = []
-    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05},
+                              daemon=True)
     thread.start()
     yield srv, f"http://127.0.0.1:{srv.server_address[1]}"
     srv.shutdown()
@@ -138,8 +139,12 @@ def test_unreachable_host(tmp_path):
 
 RESOLVE_CASES = [
     ("sam-vit-b", None, ("sam_vit_b_01ec64.pth", dl.REGISTRY["sam-vit-b"].sha256)),
-    ("sam2.1-hiera-tiny", None, ("sam2.1_hiera_tiny.pt", None)),
-    ("sam2.1-hiera-tiny", "AB" * 32, ("sam2.1_hiera_tiny.pt", "ab" * 32)),
+    ("sam2.1-hiera-tiny", None, ("sam2.1_hiera_tiny.pt", dl.REGISTRY["sam2.1-hiera-tiny"].sha256)),
+    # the user's value equal to the official one (any case) is accepted
+    ("sam-vit-h", dl.REGISTRY["sam-vit-h"].sha256.upper(),
+     ("sam_vit_h_4b8939.pth", dl.REGISTRY["sam-vit-h"].sha256)),
+    ("https://host/dir/w.pt", "AB" * 32, ("w.pt", "ab" * 32)),
+    ("https://host/dir/w.pt", None, ("w.pt", None)),
     ("https://host/dir/w%20x.pt", "cd" * 32, ("w x.pt", "cd" * 32)),
 ]
 
@@ -161,4 +166,5 @@ def test_weights_table(tmp_path):
     (tmp_path / "sam_vit_b_01ec64.pth").write_bytes(b"x")
     rows = {r["name"]: r for r in dl.weights_table(tmp_path)}
     assert rows["sam-vit-b"]["downloaded"] == str(tmp_path / "sam_vit_b_01ec64.pth")
-    assert rows["sam-vit-h"]["downloaded"] is None and rows["sam2.1-hiera-large"]["sha256"] is None
+    assert rows["sam-vit-h"]["downloaded"] is None
+    assert all(len(r["sha256"]) == 64 for r in rows.values())

@@ -248,10 +248,11 @@ def write_dicom_series(arr_kji: np.ndarray, folder: Path, spacing, origin, direc
     return files
 
 
-def test_dicom_series_folder(tmp_path):
+@pytest.mark.parametrize("direction", [(1.0, 0, 0, 0, 1.0, 0, 0, 0, 1.0), tuple(OBLIQUE_DIR.ravel())],
+                         ids=["axial", "oblique"])
+def test_dicom_series_folder(tmp_path, direction):
     arr = (np.arange(4 * 5 * 6, dtype=np.int16).reshape(4, 5, 6) - 50)
     spacing, origin = (0.7, 0.8, 2.5), (-10.0, 20.0, 30.0)
-    direction = (1.0, 0, 0, 0, 1.0, 0, 0, 0, 1.0)
     files = write_dicom_series(arr, tmp_path / "series", spacing, origin, direction)
     for src in (tmp_path / "series", files[2]):  # the folder, or one file of the series
         vol = medio.read_volume(src)
@@ -356,3 +357,19 @@ def test_seg_nrrd_opens_in_slicer_mrml(tmp_path):
     s = seg.GetNthSegment(0)
     assert s.GetName() == "tumour" and np.allclose(s.GetColor(), (0.9, 0.1, 0.2), atol=1e-4)
     assert s.GetLabelValue() == 4
+
+
+def test_grey_alpha_png_and_palette_mask(tmp_path):
+    pil = pytest.importorskip("PIL.Image")
+    a = np.array([[0, 1, 2], [2, 1, 0]], np.uint8)
+    im = pil.fromarray(a, mode="P")
+    im.putpalette([0, 0, 0, 255, 0, 0, 0, 255, 0] + [0] * 759)
+    im.save(tmp_path / "pal.png")
+    assert medio.read_image2d(tmp_path / "pal.png").array.shape == (2, 3, 3)  # an image: colours
+    mask = medio.read_label_image2d(tmp_path / "pal.png")  # a mask: palette indices = labels
+    assert mask.array.shape == (2, 3) and np.array_equal(mask.array, a)
+    pil.fromarray(np.dstack([a * 100, np.full_like(a, 255)]), mode="LA").save(tmp_path / "la.png")
+    la = medio.read_image2d(tmp_path / "la.png")  # ITK cannot read grey+alpha: OpenCV fallback
+    assert la.array.shape == (2, 3) and np.array_equal(la.array, a * 100)
+    grey = medio.read_label_image2d(write_sitk(a, tmp_path / "g.png"))
+    assert np.array_equal(grey.array, a)

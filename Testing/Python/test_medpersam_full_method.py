@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -103,9 +105,11 @@ def test_retraining_loop_encodes_each_image_once(backend_name, rounds, mem_mb):
         assert sess.train_calls[1]["pseudo"][1].shape == HW
         assert set(np.unique(sess.train_calls[1]["pseudo"][1])) <= {0, 1, 3}
     assert not out.cancelled and len(out.results) == 3
+    json.dumps(out.report)
     for r in out.results:
         assert r.labels.shape == HW and set(np.unique(r.labels)) <= {0, 1, 3}
-        assert 0.0 <= r.confidence <= 1.0
+        assert 0.0 <= r.confidence <= 1.0 and r.labels.dtype == lab.dtype
+        json.dumps(r.report)
         assert r.report["round"] == rounds and r.report["rounds_completed"] == rounds + 1
         for v in ("1", "3"):
             c = r.report["classes"][v]
@@ -113,8 +117,13 @@ def test_retraining_loop_encodes_each_image_once(backend_name, rounds, mem_mb):
             assert c["prompts"]["box_xyxy"] is not None
             assert sum(c["prompts"]["point_labels"]) == 5
     assert out.report["embedding_store"]["in_memory"] == 0  # released after the last round
-    if rounds and mem_mb == 0.0:
-        assert out.report["rounds_completed"] == rounds + 1
+    peak = out.report["embedding_store"]["peak"]
+    if rounds == 0:
+        assert peak == {"in_memory": 0, "on_disk": 0, "memory_mb": 0.0}  # nothing kept
+    elif mem_mb == 0.0:
+        assert peak["in_memory"] == 0 and peak["on_disk"] == 3  # all spilled to disk
+    else:
+        assert peak["in_memory"] == 3 and peak["on_disk"] == 0 and peak["memory_mb"] > 0
 
 
 def test_disk_spill_gives_same_answers():

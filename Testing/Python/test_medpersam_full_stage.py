@@ -192,3 +192,14 @@ def test_segment_classes_one_mask_prompt_per_class_and_highest_logit():
     np.testing.assert_array_equal(be.calls[1]["mask_logits"], be.mask_to_logits(warped == 2, (H, W)))
     assert labels[50, 50] == 2 and labels[20, 20] == 1 and labels[40, 20] == 1 and labels[62, 2] == 0
     assert set(outs) == {1, 2} and labels.dtype == np.int32
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_smooth_mask_hole_filling_equals_whole_image_fill(seed):
+    from scipy.ndimage import binary_fill_holes
+    rng = np.random.default_rng(seed)
+    m = rng.uniform(size=(40, 50)) < 0.55          # noisy blob with many holes
+    m[:, : rng.integers(0, 20)] = False
+    if seed % 2:
+        m[0, :] = True                             # touching the border
+    np.testing.assert_array_equal(smooth_mask(m, 1), binary_fill_holes(m))

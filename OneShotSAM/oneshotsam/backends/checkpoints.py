@@ -1,11 +1,17 @@
 """Official checkpoints: registry, cache location and safe loading.
 
 The registry lists Meta's official files (dl.fbaipublicfiles.com, Apache-2.0).
-SHA-256 values are recorded only where they could be confirmed from several
-independent public sources (SAM 1); the SAM 2.1 values could not be found from
-this machine and are ``None``: :func:`oneshotsam.backends.download.download`
-then refuses to finish unless the user supplies ``--sha256 HEX`` (never a
-guessed hash).
+SHA-256 values were not computed here (no internet on the build machines);
+they are recorded only where several independent public sources agree:
+
+* SAM 1: the values published with many projects verifying these exact URLs;
+* SAM 2.1: the Git LFS object ids (= SHA-256 of the file) of the same files on
+  Hugging Face (``facebook/sam2.1-hiera-small`` and mirrors of all four); their
+  byte sizes match the CDN files' published sizes.
+
+An entry whose SHA-256 is ``None`` makes
+:func:`oneshotsam.backends.download.download` refuse to finish unless the user
+supplies ``--sha256 HEX`` (never a guessed hash).
 
 Importing this module does not import torch.
 """
@@ -57,13 +63,20 @@ REGISTRY: dict[str, CheckpointInfo] = {c.name: c for c in (
                    "a7bf3b02f3ebf1267aba913ff637d9a2d5c33d3173bb679e46d9f338c26f262e",
                    2564550879, "Apache-2.0", "sam1"),
     CheckpointInfo("sam2.1-hiera-tiny", _SAM2 + "sam2.1_hiera_tiny.pt", "sam2.1_hiera_tiny.pt",
-                   None, None, "Apache-2.0", "sam2"),
+                   "7402e0d864fa82708a20fbd15bc84245c2f26dff0eb43a4b5b93452deb34be69",
+                   156008466, "Apache-2.0", "sam2"),
     CheckpointInfo("sam2.1-hiera-small", _SAM2 + "sam2.1_hiera_small.pt",
-                   "sam2.1_hiera_small.pt", None, None, "Apache-2.0", "sam2"),
+                   "sam2.1_hiera_small.pt",
+                   "6d1aa6f30de5c92224f8172114de081d104bbd23dd9dc5c58996f0cad5dc4d38",
+                   184416285, "Apache-2.0", "sam2"),
     CheckpointInfo("sam2.1-hiera-base-plus", _SAM2 + "sam2.1_hiera_base_plus.pt",
-                   "sam2.1_hiera_base_plus.pt", None, None, "Apache-2.0", "sam2"),
+                   "sam2.1_hiera_base_plus.pt",
+                   "a2345aede8715ab1d5d31b4a509fb160c5a4af1970f199d9054ccfb746c004c5",
+                   323606802, "Apache-2.0", "sam2"),
     CheckpointInfo("sam2.1-hiera-large", _SAM2 + "sam2.1_hiera_large.pt",
-                   "sam2.1_hiera_large.pt", None, None, "Apache-2.0", "sam2"),
+                   "sam2.1_hiera_large.pt",
+                   "2647878d5dfa5098f2f8649825738a9345572bae2d4350a2468587ece47dd318",
+                   898083611, "Apache-2.0", "sam2"),
 )}
 
 

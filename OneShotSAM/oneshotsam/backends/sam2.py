@@ -35,8 +35,15 @@ def build_sam2_model(config: str, overrides: list[str] | None = None):
     Built on CPU with ``build_sam2`` (its default post-processing: dynamic
     multimask fallback via stability, as ``SAM2ImagePredictor`` uses).
     """
+    from hydra.core.global_hydra import GlobalHydra
+
+    import sam2  # noqa: F401  (initialises Hydra's config search path on import)
     from sam2.build_sam import build_sam2
 
+    if not GlobalHydra.instance().is_initialized():  # cleared by someone since the import
+        from hydra import initialize_config_module
+
+        initialize_config_module("sam2", version_base="1.2")
     return build_sam2(config, ckpt_path=None, device="cpu", mode="eval",
                       hydra_overrides_extra=list(overrides or []))
 

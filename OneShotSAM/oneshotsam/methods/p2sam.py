@@ -28,6 +28,7 @@ cost decoder calls. Imports numpy only at module level.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Sequence
@@ -127,6 +128,7 @@ class P2SAM:
                                "oneshotsam.backends.factory.create_backend(NAME, CHECKPOINT)")
         self.backend = backend
         self.config = config
+        self._prior_cache: tuple[tuple, list[_ClassPrior]] | None = None
 
     @classmethod
     def from_preset(cls, preset: str | None = None, backend=None, device: str = "auto",
@@ -166,7 +168,14 @@ class P2SAM:
         calls0 = getattr(self.backend, "encode_calls", 0)
         t0 = time.perf_counter()
         ref = encoder.encode(reference)
-        priors = self.prepare_reference(ref, reference_labels, values)
+        lab = np.asarray(reference_labels)
+        key = (ref.emb.key, lab.shape, lab.dtype.str,
+               hashlib.sha1(np.ascontiguousarray(lab).tobytes()).hexdigest())
+        if self._prior_cache is not None and self._prior_cache[0] == key:
+            priors = self._prior_cache[1]  # same reference as the last call: reuse k-means
+        else:
+            priors = self.prepare_reference(ref, lab, values)
+            self._prior_cache = (key, priors)
         ref_seconds = time.perf_counter() - t0
         dtype = labels_dtype(reference_labels)
         results: list[TargetResult] = []
@@ -200,13 +209,15 @@ class P2SAM:
         return assemble_result(outcomes, enc, dtype, rep)
 
     def _negative_cells(self, enc: EncodedImage, prior: _ClassPrior, m: int,
-                        pos_maps: np.ndarray) -> np.ndarray:
+                        pos_maps: np.ndarray, cache: dict[int, np.ndarray]) -> np.ndarray:
         if m == 0:
             return np.zeros((0, 2), dtype=np.int64)
         if self.config.mode == "natural":
             return extreme_cells(pos_maps.mean(axis=0), enc.valid_hw, "min")
-        sims = similarity_maps(enc.feature_map, prior.bg_parts[m].prototypes)
-        return extreme_cells(sims, enc.valid_hw, "max")
+        if m not in cache:
+            sims = similarity_maps(enc.feature_map, prior.bg_parts[m].prototypes)
+            cache[m] = extreme_cells(sims, enc.valid_hw, "max")
+        return cache[m]
 
     def _three_step(self, enc: EncodedImage, pts: np.ndarray, lab: np.ndarray):
         """Points -> + logits -> + box + logits, single mask each (medical mode)."""
@@ -219,6 +230,35 @@ class P2SAM:
                                       mask_logits=dec.low_res_logits[0], multimask=False)
         return dec, box
 
+    def _three_step_batched(self, enc: EncodedImage, prompts: list[tuple[np.ndarray, np.ndarray]]):
+        """The same three steps for all prompt sets at once, through an optional
+        ``backend.decode_batch(emb, points_xy (B, N, 2), point_labels (B, N)
+        [-1 = padding], box_xyxy (B, 4) | None, mask_logits (B, 4G, 4G) | None,
+        multimask) -> list[Decoded]``."""
+        n = max(len(lab) for _, lab in prompts)
+        pts = np.zeros((len(prompts), n, 2), np.float32)
+        labs = np.full((len(prompts), n), -1, np.int64)
+        for i, (p, lab) in enumerate(prompts):
+            pts[i, : len(lab)], labs[i, : len(lab)] = p, lab
+        batch = self.backend.decode_batch
+        decs = batch(enc.emb, pts, labs, multimask=False)
+        decs = batch(enc.emb, pts, labs, mask_logits=np.stack([d.low_res_logits[0] for d in decs]),
+                     multimask=False)
+        boxes = [box_of_mask(d.masks[0]) for d in decs]
+        idx = [i for i, b in enumerate(boxes) if b is not None]
+        if idx:
+            third = batch(enc.emb, pts[idx], labs[idx], box_xyxy=np.stack([boxes[i] for i in idx]),
+                          mask_logits=np.stack([decs[i].low_res_logits[0] for i in idx]),
+                          multimask=False)
+            for i, d in zip(idx, third):
+                decs[i] = d
+        return list(zip(decs, boxes))
+
+    def _decode_all(self, enc: EncodedImage, prompts: list[tuple[np.ndarray, np.ndarray]]):
+        if getattr(self.backend, "decode_batch", None) is not None and len(prompts) > 1:
+            return self._three_step_batched(enc, prompts)
+        return [self._three_step(enc, p, lab) for p, lab in prompts]
+
     def _segment_class(self, enc: EncodedImage, prior: _ClassPrior,
                        timings: dict[str, float]) -> ClassOutcome:
         cfg = self.config
@@ -228,19 +268,25 @@ class P2SAM:
         for n, parts in prior.fg_parts.items():
             maps = similarity_maps(enc.feature_map, parts.prototypes)
             pos_cache[n] = (maps, extreme_cells(maps, enc.valid_hw, "max"))
-        decoded, feats, keys, cand_rep = [], [], [], []
-        memo: dict[bytes, tuple] = {}
         t0 = time.perf_counter()
+        prompts, which = [], []
+        index: dict[bytes, int] = {}
+        neg_cache: dict[int, np.ndarray] = {}
         for n, m in cfg.candidates:
             maps, pos_cells = pos_cache[n]
-            cells = np.concatenate([pos_cells, self._negative_cells(enc, prior, m, maps)])
+            cells = np.concatenate([pos_cells, self._negative_cells(enc, prior, m, maps, neg_cache)])
             pts = enc.mapping.cells_to_points_xy(cells)
             lab = np.concatenate([np.ones(len(pos_cells), np.int64),
                                   np.zeros(len(cells) - len(pos_cells), np.int64)])
             key = pts.tobytes() + lab.tobytes()
-            if key not in memo:  # parts collapsed: same prompts as an earlier candidate
-                memo[key] = self._three_step(enc, pts, lab)
-            dec, box = memo[key]
+            if key not in index:  # parts collapsed: same prompts as an earlier candidate
+                index[key] = len(prompts)
+                prompts.append((pts, lab))
+            which.append(index[key])
+        outs = self._decode_all(enc, prompts)
+        decoded, feats, keys, cand_rep = [], [], [], []
+        for (n, m), j in zip(cfg.candidates, which):
+            (pts, lab), (dec, box) = prompts[j], outs[j]
             grid_fg = (lowres_to_grid(dec.low_res_logits[0], g, "max") > 0) & valid
             decoded.append((pts, lab, box, dec))
             feats.append(masked_features(enc.feature_map, grid_fg))

@@ -11,8 +11,10 @@ initialised by the rigid result; Mattes mutual information (32 bins, 20 %
 random sampling, fixed seed), regular-step gradient descent with scales from
 physical shift, 3-level pyramid (shrink 4/2/1, smoothing 2/1/0 voxels; the
 shrink factor is capped so a thin volume keeps at least 4 voxels per axis).
-A result is kept only when it improves the metric over the identity;
-otherwise the identity is reported with the reason. SimpleITK is imported lazily.
+The affine result is kept only when it improves the metric over the rigid
+one, and any result only when it improves over the identity; otherwise the
+simpler transform is reported with the reason. Single-threaded for
+reproducibility. SimpleITK is imported lazily.
 """
 
 from __future__ import annotations
@@ -81,7 +83,7 @@ def _register(fixed, moving, initial, iterations: int, seed: int):
     reg = sitk.ImageRegistrationMethod()
     reg.SetMetricAsMattesMutualInformation(numberOfHistogramBins=32)
     reg.SetMetricSamplingStrategy(reg.RANDOM)
-    reg.SetMetricSamplingPercentage(0.2, seed)
+    reg.SetMetricSamplingPercentage(0.2, 7919 + int(seed))  # 0 would mean wall clock
     reg.SetInterpolator(sitk.sitkLinear)
     reg.SetOptimizerAsRegularStepGradientDescent(learningRate=1.0, minStep=1e-3,
                                                  numberOfIterations=iterations,
@@ -92,6 +94,7 @@ def _register(fixed, moving, initial, iterations: int, seed: int):
     reg.SetSmoothingSigmasPerLevel(smooth)
     reg.SmoothingSigmasAreSpecifiedInPhysicalUnitsOff()
     reg.SetInitialTransform(initial, inPlace=False)
+    reg.SetNumberOfThreads(1)  # deterministic (random sampling is split across threads otherwise)
     out = reg.Execute(fixed, moving)
     return out, reg
 
@@ -102,9 +105,10 @@ def _metric(fixed, moving, transform, seed: int) -> float:
     reg = sitk.ImageRegistrationMethod()
     reg.SetMetricAsMattesMutualInformation(numberOfHistogramBins=32)
     reg.SetMetricSamplingStrategy(reg.RANDOM)
-    reg.SetMetricSamplingPercentage(0.2, seed)
+    reg.SetMetricSamplingPercentage(0.2, 7919 + int(seed))  # 0 would mean wall clock
     reg.SetInterpolator(sitk.sitkLinear)
     reg.SetInitialTransform(transform)
+    reg.SetNumberOfThreads(1)
     return float(reg.MetricEvaluate(fixed, moving))
 
 
@@ -127,9 +131,12 @@ def _matrix_report(tx) -> dict[str, Any]:
     t = np.array(tx.GetTranslation(), dtype=np.float64)
     c = np.array(tx.GetCenter(), dtype=np.float64)
     offset = t + c - m @ c  # x_target = m @ x_ref + offset
+    u, s, vt = np.linalg.svd(m)
+    rot = u @ vt  # closest rotation (polar decomposition); s = principal scales
     return {"matrix_ref_to_target": np.round(m, 6).tolist(),
             "offset_mm": np.round(offset, 4).tolist(),
-            "rotation_deg": round(float(np.degrees(np.arccos(np.clip((np.trace(m) - 1) / 2, -1, 1)))), 3)}
+            "rotation_deg": round(float(np.degrees(np.arccos(np.clip((np.trace(rot) - 1) / 2, -1, 1)))), 3),
+            "scales": np.round(s, 4).tolist()}
 
 
 def align_volumes(reference: Volume, target: Volume, window: tuple[float, float],
@@ -164,10 +171,13 @@ def align_volumes(reference: Volume, target: Volume, window: tuple[float, float]
             aff0.SetTranslation(rigid.GetTranslation())
             aff, reg2 = _register(fixed, moving, aff0, iterations, seed)
             aff = _flatten(aff)
+            m_rigid, m_aff = _metric(fixed, moving, rigid, seed), _metric(fixed, moving, aff, seed)
             report["affine"] = {"metric": round(float(reg2.GetMetricValue()), 6),
                                 "iterations": int(reg2.GetOptimizerIteration()),
-                                "stop": reg2.GetOptimizerStopConditionDescription()}
-            best, best_kind = aff, "affine"
+                                "stop": reg2.GetOptimizerStopConditionDescription(),
+                                "kept": bool(m_aff < m_rigid)}
+            if m_aff < m_rigid:  # the affine stage can wander: keep it only when it helps
+                best, best_kind = aff, "affine"
     except RuntimeError as exc:  # ITK failure (e.g. no overlap): keep identity, say why
         report.update(kind="identity", reason=f"registration failed: {exc}".splitlines()[0],
                       seconds=round(time.perf_counter() - t0, 3))

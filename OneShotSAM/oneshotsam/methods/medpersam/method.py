@@ -36,10 +36,8 @@ targets, each from its newest finished round, ``report["round"]`` says which).
 from __future__ import annotations
 
 import dataclasses
-import os
-import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -47,7 +45,7 @@ import numpy as np
 from oneshotsam.methods.base import (
     OneShotError, ProgressFn, RunResult, TargetResult, check_reference, no_progress)
 from oneshotsam.methods.medpersam.prompts import PromptConfig
-from oneshotsam.methods.medpersam.sam_stage import SamStageConfig, segment_classes
+from oneshotsam.methods.medpersam.sam_stage import EmbeddingStore, SamStageConfig, segment_classes
 from oneshotsam.types import Image2D
 
 #: preset keys of the SAM stage -> (sub-config, field)
@@ -121,73 +119,6 @@ def known_keys() -> set[str]:
             | {f.name for f in dataclasses.fields(WarpConfig)})
 
 
-class EmbeddingStore:
-    """SAM embeddings kept between rounds: RAM up to a budget, then a temp folder."""
-
-    def __init__(self, budget_mb: float) -> None:
-        self.budget = float(budget_mb) * 2 ** 20
-        self.used = 0.0
-        self._ram: dict[int, tuple[Any, float]] = {}
-        self._disk: dict[int, str] = {}
-        self._dir: tempfile.TemporaryDirectory | None = None
-
-    def put(self, index: int, emb) -> None:
-        import torch
-
-        emb.extra.pop("feature_map_np", None)  # the backend's numpy copy: recomputable
-        size = float(_nbytes(emb.features) + _nbytes(emb.extra))
-        if self.used + size <= self.budget:
-            self._ram[index] = (emb, size)
-            self.used += size
-            return
-        if self._dir is None:
-            self._dir = tempfile.TemporaryDirectory(prefix="oneshotsam_emb_")
-        path = os.path.join(self._dir.name, f"{index}.pt")
-        torch.save(emb, path)
-        self._disk[index] = path
-
-    def get(self, index: int):
-        import torch
-
-        if index in self._ram:
-            return self._ram[index][0]
-        return torch.load(self._disk[index], weights_only=False)
-
-    def drop(self, index: int) -> None:
-        if index in self._ram:
-            self.used -= self._ram.pop(index)[1]
-        path = self._disk.pop(index, None)
-        if path is not None and os.path.exists(path):
-            os.remove(path)
-
-    def __contains__(self, index: int) -> bool:
-        return index in self._ram or index in self._disk
-
-    def stats(self) -> dict[str, Any]:
-        return {"in_memory": len(self._ram), "on_disk": len(self._disk),
-                "memory_mb": round(self.used / 2 ** 20, 2)}
-
-    def close(self) -> None:
-        self._ram.clear()
-        self._disk.clear()
-        self.used = 0.0
-        if self._dir is not None:
-            self._dir.cleanup()
-            self._dir = None
-
-
-def _nbytes(obj: Any) -> int:
-    if hasattr(obj, "element_size") and hasattr(obj, "nelement"):
-        return int(obj.element_size() * obj.nelement())
-    if isinstance(obj, np.ndarray):
-        return int(obj.nbytes)
-    if isinstance(obj, dict):
-        return sum(_nbytes(v) for v in obj.values())
-    if isinstance(obj, (list, tuple)):
-        return sum(_nbytes(v) for v in obj)
-    return 0
-
-
 @dataclass
 class _TargetState:
     """What survives between rounds for one target (small)."""
@@ -195,8 +126,6 @@ class _TargetState:
     similarity: dict[int, np.ndarray]  # label -> (G, G)
     valid_hw: tuple[int, int]
     encode_s: float
-    result: TargetResult | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class MedPerSAM:
@@ -222,6 +151,8 @@ class MedPerSAM:
         self.config = config if config is not None else MedPerSAMConfig()
         self.device = device
         self._session_factory = session_factory
+        self._mappings: dict = {}
+        self._label_dtype = np.dtype(np.int32)
 
     @classmethod
     def from_preset(cls, preset: str | None = None, backend=None, device: str = "auto",
@@ -302,10 +233,10 @@ class MedPerSAM:
         del emb
         return self._result(labels, outcomes, warp, values, rnd,
                             {"warp": t_warp, "encode": st.encode_s if rnd == 0 else 0.0,
-                             "sam": t_sam})
+                             "sam": t_sam}, self._label_dtype)
 
     @staticmethod
-    def _result(labels, outcomes, warp, values, rnd, timings) -> TargetResult:
+    def _result(labels, outcomes, warp, values, rnd, timings, dtype) -> TargetResult:
         sim = float(np.clip(warp.similarity, 0.0, 1.0))
         present = [v for v in values if np.any(labels == v)]
         class_conf = {}
@@ -322,7 +253,7 @@ class MedPerSAM:
         report = {"round": rnd, "warp_similarity": round(sim, 4),
                   "flow_stats": warp.flow_stats, "classes": classes,
                   "timings_s": {k: round(float(t), 4) for k, t in timings.items()}}
-        out_labels = np.asarray(labels).astype(np.asarray(warp.labels).dtype, copy=False)
+        out_labels = np.asarray(labels).astype(dtype, copy=False)
         return TargetResult(labels=out_labels, confidence=conf, class_confidence=class_conf,
                             report=report, absent=[v for v in values if v not in present])
 
@@ -339,16 +270,15 @@ class MedPerSAM:
             return RunResult([], report={"method": self.name, "message": "no targets"})
         cfg = self.config
         lab = np.asarray(reference_labels)
+        self._label_dtype = np.uint8 if lab.dtype == bool else lab.dtype
         n, rounds = len(targets), int(cfg.retrain_rounds)
         t_start = time.perf_counter()
         enc0 = getattr(self.backend, "encode_calls", 0)
-        self._mappings: dict = {}
+        self._mappings = {}
         cancel = {"flag": False}
-        done = {"units": 0}
         total = 2 * n * (rounds + 1)
 
         def tick(units: int, message: str) -> bool:
-            done["units"] = units
             if not progress(min(units, total), total, message):
                 cancel["flag"] = True
             return not cancel["flag"]
@@ -386,7 +316,7 @@ class MedPerSAM:
                     break
                 rounds_done = rnd + 1
         finally:
-            store_stats = store.stats()
+            store_stats = {**store.stats(), "peak": dict(store.peak)}
             store.close()
             self._mappings = {}
         results = [r for r in latest if r is not None]

@@ -1,0 +1,93 @@
+"""Model weights for the Slicer module: official checkpoints or a local file.
+
+Downloads go through the engine (``oneshotsam.backends.download``: official
+URLs only, resume, SHA-256 check, atomic rename) into a cache OUTSIDE the
+extension folder: Slicer's cache folder (``slicer.app.cachePath``) inside the
+application, the engine's cache elsewhere. Nothing is downloaded without the
+user's consent: the Widget asks first and passes a progress callback.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from oneshotsam.methods.base import OneShotError, ProgressFn, no_progress
+
+#: methods that need SAM weights
+NEEDS_WEIGHTS = ("medpersam", "p2sam", "persam")
+
+
+@dataclass(frozen=True)
+class WeightsStatus:
+    """Where a backend's checkpoint is (or would go).
+
+    Attributes:
+        backend: backend name (``"sam-vit-b"``...).
+        path: the local checkpoint path, or None when neither given nor cached.
+        official: the backend has an official download.
+        url, size_bytes: of the official file (None otherwise).
+    """
+
+    backend: str
+    path: Path | None
+    official: bool
+    url: str | None
+    size_bytes: int | None
+
+
+def weights_dir() -> Path:
+    """``<Slicer cache>/OneShotSAM/weights`` inside Slicer, else the engine's cache."""
+    try:
+        import slicer
+
+        app = getattr(slicer, "app", None)
+        if app is not None:
+            return Path(app.cachePath) / "OneShotSAM" / "weights"
+    except ImportError:
+        pass
+    from oneshotsam.backends.checkpoints import cache_dir
+
+    return cache_dir()
+
+
+def status(backend: str, checkpoint: str | None = None, folder: Path | None = None) -> WeightsStatus:
+    """Find the checkpoint of ``backend``: the given file, else the cached official one."""
+    from oneshotsam.backends.checkpoints import REGISTRY
+
+    info = REGISTRY.get(backend)
+    if checkpoint:
+        p = Path(checkpoint).expanduser()
+        if not p.is_file():
+            raise OneShotError(f"checkpoint file not found: {p}; choose an existing file or "
+                               "download the official weights")
+        return WeightsStatus(backend, p, info is not None, info.url if info else None,
+                             info.size_bytes if info else None)
+    if info is None:
+        return WeightsStatus(backend, None, False, None, None)
+    cached = (folder or weights_dir()) / info.filename
+    return WeightsStatus(backend, cached if cached.is_file() else None, True, info.url,
+                         info.size_bytes)
+
+
+def download(backend: str, progress: ProgressFn = no_progress, folder: Path | None = None) -> Path:
+    """Download the official checkpoint of ``backend`` (call only after the user agreed)."""
+    from oneshotsam.backends.download import download as engine_download
+
+    return engine_download(backend, dest_dir=folder or weights_dir(), progress=progress)
+
+
+def accept_local_file(path: str, backend: str) -> Path:
+    """Validate a user-chosen checkpoint file (exists; official SHA-256 when it is the official file)."""
+    from oneshotsam.backends.checkpoints import REGISTRY
+    from oneshotsam.backends.download import file_sha256
+
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise OneShotError(f"checkpoint file not found: {p}")
+    info = REGISTRY.get(backend)
+    if info is not None and info.sha256 and p.name == info.filename:
+        if file_sha256(p) != info.sha256:
+            raise OneShotError(f"{p} has the official file name of {backend} but not its SHA-256: "
+                               "the file is corrupted or incomplete; download it again")
+    return p

@@ -1,0 +1,26 @@
+"""``oneshotsam evaluate --predictions DIR --ground-truth DIR [--labels 1 2 3] [--json OUT]``.
+
+Pairs label files of the two folders by file stem (:func:`oneshotsam.evaluate.pair_by_stem`:
+``case01.png`` with ``case01.png``, ``patient001_ED.nii.gz`` with
+``patient001_ED_label.nii.gz``), prints Dice and IoU per class, per case and
+their means (mean over classes, then over cases), and writes the table as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from oneshotsam.methods.base import OneShotError
+
+
+def run(args: argparse.Namespace) -> int:
+    from oneshotsam.evaluate import evaluate_pairs, format_table, to_json
+    for opt, folder in (("--predictions", args.predictions), ("--ground-truth", args.ground_truth)):
+        if not Path(folder).exists():
+            raise OneShotError(f"{opt} {folder} not found")
+    table = evaluate_pairs(Path(args.predictions), Path(args.ground_truth), labels=args.labels)
+    print(format_table(table))
+    if args.json:
+        to_json(table, Path(args.json))
+    return 0

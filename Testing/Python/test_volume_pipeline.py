@@ -1,0 +1,181 @@
+"""Volume propagation: outward chaining, stop rule, few-shot references,
+cancellation, events and bad inputs (synthetic volumes, a stand-in method)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from oneshotsam.methods.base import OneShotError
+from oneshotsam.types import Volume
+from oneshotsam.volume.chain import plan_runs
+from oneshotsam.volume.pipeline import PropagationConfig, SliceEvent, propagate
+from oneshotsam.volume.slices import nearest_reference
+from oneshotsam.volume.stoprule import StopRule, decide_label
+from volume_synth import BrightMethod, affine, ellipsoid, sample
+
+CFG = PropagationConfig(method="bright-test", propagation="chain", window="0,1")
+
+
+def _two_blobs() -> tuple[Volume, np.ndarray]:
+    """20 axial slices (2 mm): a ball over slices ~4..12 and, after a gap of empty
+    slices, a second bright ball over slices ~16..19 at the same (x, y)."""
+    a = affine((1.0, 1.0, 2.0), (0, 0, 0))
+    w1 = ellipsoid((12, 12, 16), (6, 6, 8.5))
+    w2 = ellipsoid((12, 12, 36), (5, 5, 3.5))
+    vol = sample(lambda p: np.maximum(w1(p), w2(p)), (20, 24, 24), a, "two")
+    truth = (sample(w1, (20, 24, 24), a).voxels > 0.5).astype(np.uint8)
+    return vol, truth
+
+
+def _annotate(vol: Volume, truth: np.ndarray, slices) -> Volume:
+    lab = np.zeros_like(truth)
+    for k in slices:
+        lab[k] = truth[k]
+    return Volume(lab, vol.ijk_to_lps, "lab", {"segments": [{"value": 1, "name": "ball",
+                                                            "color": [1, 0, 0]}]})
+
+
+def test_within_volume_fills_structure_and_stops_at_gap() -> None:
+    vol, truth = _two_blobs()
+    res = propagate(vol, _annotate(vol, truth, [8]), config=CFG, method=BrightMethod())
+    out = np.asarray(res.label_volumes[0].voxels)
+    assert out.shape == truth.shape and not res.cancelled
+    np.testing.assert_array_equal(out, truth)  # the second ball (beyond the gap) stays empty
+    rep = res.report["targets"][0]
+    extent = np.nonzero(truth.any(axis=(1, 2)))[0]
+    assert rep["slices_seed"] == [8]
+    assert rep["slices_predicted"] == [k for k in range(extent.min(), extent.max() + 1) if k != 8]
+    assert extent.max() + 1 in rep["slices_stopped"] and extent.min() - 1 in rep["slices_stopped"]
+    assert res.label_volumes[0].meta["segments"][0]["name"] == "ball"
+    assert res.report["cancelled"] is False and res.report["window"]["low"] == 0.0
+
+
+def test_chain_never_calls_method_beyond_a_stop() -> None:
+    vol, truth = _two_blobs()
+    m = BrightMethod()
+    propagate(vol, _annotate(vol, truth, [8]), config=CFG, method=m)
+    called = {int(name.split("[")[1].rstrip("]")) for _, tg in m.calls for name in tg}
+    extent = np.nonzero(truth.any(axis=(1, 2)))[0]
+    assert max(called) == extent.max() + 1 and min(called) == extent.min() - 1
+
+
+@pytest.mark.parametrize("seeds, n, positions, expect", [
+    # two seeds split the slices between them at the physical midpoint
+    ([2, 8], 11, np.arange(11) * 2.0, {(2, -1): [1, 0], (2, 1): [3, 4, 5], (8, -1): [7, 6], (8, 1): [9, 10]}),
+    # flipped storage (positions decrease with the index): same split, physical distances
+    ([2, 8], 11, -np.arange(11) * 2.0, {(2, -1): [1, 0], (2, 1): [3, 4, 5], (8, -1): [7, 6], (8, 1): [9, 10]}),
+    # non-uniform spacing: slice 5 is physically nearer seed 8
+    ([2, 8], 10, np.array([0, 1, 2, 3, 4, 9, 9.5, 10, 10.5, 11.0]),
+     {(2, -1): [1, 0], (2, 1): [3, 4], (8, -1): [7, 6, 5], (8, 1): [9]}),
+])
+def test_plan_runs_nearest_seed(seeds, n, positions, expect) -> None:
+    runs = {(r.seed, r.direction): r.indices for r in plan_runs(n, positions, seeds)}
+    assert runs == expect
+
+
+@pytest.mark.parametrize("positions, refs, index, expect", [
+    (np.arange(10) * 3.0, [1, 7], 4, 1),           # tie -> lower index
+    (np.arange(10) * 3.0, [1, 7], 5, 7),
+    (np.array([0, 1, 2, 10, 11, 12.0]), [0, 5], 3, 5),  # physical, not index, distance
+])
+def test_nearest_reference(positions, refs, index, expect) -> None:
+    assert nearest_reference(positions, refs, index) == expect
+
+
+def test_few_shot_each_slice_uses_nearest_annotation() -> None:
+    vol, truth = _two_blobs()
+    m = BrightMethod()
+    res = propagate(vol, _annotate(vol, truth, [6, 11]), config=CFG, method=m)
+    per = {p["slice"]: p for p in res.report["targets"][0]["per_slice"]}
+    assert per[7]["seed"] == 6 and per[8]["seed"] == 6   # 8 is nearer 6 (tie 8.5 -> lower)
+    assert per[9]["seed"] == 11 and per[10]["seed"] == 11 and per[12]["seed"] == 11
+    np.testing.assert_array_equal(np.asarray(res.label_volumes[0].voxels), truth)
+
+
+def test_reference_slices_select_subset_and_fixed_slices_kept() -> None:
+    vol, truth = _two_blobs()
+    lab = _annotate(vol, truth, [5, 8, 10])
+    cfg = PropagationConfig(method="bright-test", propagation="chain", window="0,1",
+                            reference_slices=(8,), fixed_slices=(10,))
+    res = propagate(vol, lab, config=cfg, method=BrightMethod())
+    rep = res.report
+    assert rep["reference"]["reference_slices"] == [8] and rep["reference"]["annotated_slices"] == [5, 8, 10]
+    assert rep["targets"][0]["slices_seed"] == [8, 10]
+
+
+@pytest.mark.parametrize("stop_after", [1, 3])
+def test_cancel_returns_finished_slices_consistently(stop_after: int) -> None:
+    vol, truth = _two_blobs()
+    calls = []
+
+    def progress(done, total, msg):
+        calls.append(done)
+        return len(calls) < stop_after
+
+    events: list[SliceEvent] = []
+    res = propagate(vol, _annotate(vol, truth, [8]), config=CFG, progress=progress,
+                    on_slice=events.append, method=BrightMethod())
+    assert res.cancelled and res.report["cancelled"]
+    out = np.asarray(res.label_volumes[0].voxels)
+    rep = res.report["targets"][0]
+    done = set(rep["slices_seed"]) | set(rep["slices_predicted"])
+    assert len(rep["slices_predicted"]) == stop_after
+    for k in range(out.shape[0]):
+        if k in done:
+            np.testing.assert_array_equal(out[k], truth[k])
+        else:
+            assert not out[k].any()
+    assert {e.slice_index for e in events} == done | set(rep["slices_stopped"])
+
+
+def test_events_match_output_and_carry_scores() -> None:
+    vol, truth = _two_blobs()
+    events: list[SliceEvent] = []
+    res = propagate(vol, _annotate(vol, truth, [8]), config=CFG, on_slice=events.append,
+                    method=BrightMethod())
+    out = np.asarray(res.label_volumes[0].voxels)
+    assert len({e.slice_index for e in events}) == len(events)
+    for e in events:
+        assert e.target_index == 0 and e.array_axis == 0
+        np.testing.assert_array_equal(e.labels, out[e.slice_index])
+        assert 0.0 <= e.confidence <= 1.0
+    per = res.report["targets"][0]["per_slice"]
+    assert all("confidence" in p and "flagged" in p for p in per)
+    # the slices where the ball ends are flagged for review (area collapse / stop)
+    assert res.report["targets"][0]["slices_flagged"]
+
+
+@pytest.mark.parametrize("area, src, conf, absent, rule, present", [
+    (100, 100, 0.9, False, StopRule(), True),
+    (0, 100, 0.9, False, StopRule(), False),                       # empty
+    (10, 100, 0.9, False, StopRule(min_area_ratio=0.15), False),   # collapse
+    (20, 100, 0.9, False, StopRule(min_area_ratio=0.15), True),
+    (3, 3, 0.9, False, StopRule(min_area_mm2=4.0), False),          # too small physically
+    (100, 100, 0.9, True, StopRule(), False),                       # method says absent
+    (100, 100, 0.2, False, StopRule(min_confidence=0.3), False),
+])
+def test_stop_rule_table(area, src, conf, absent, rule, present) -> None:
+    pred = np.zeros((20, 20), bool)
+    pred.flat[:area] = True
+    s = np.zeros((20, 20), bool)
+    s.flat[:src] = True
+    d = decide_label(rule, 1, pred, s, 1.0, conf, absent)
+    assert d.present is present and (d.reason == "") is present
+
+
+def test_bad_inputs_raise_oneshot_error() -> None:
+    vol, truth = _two_blobs()
+    with pytest.raises(OneShotError, match="empty"):
+        propagate(vol, Volume(np.zeros_like(truth), vol.ijk_to_lps), config=CFG, method=BrightMethod())
+    other = Volume(truth, affine((1.0, 1.0, 2.5), (0, 0, 0)))
+    with pytest.raises(OneShotError, match="grid"):
+        propagate(vol, other, config=CFG, method=BrightMethod())
+    with pytest.raises(OneShotError, match="has no label"):
+        propagate(vol, _annotate(vol, truth, [8]), config=PropagationConfig(
+            window="0,1", reference_slices=(2,)), method=BrightMethod())
+    with pytest.raises(OneShotError, match="axis"):
+        propagate(vol, _annotate(vol, truth, [8]), config=PropagationConfig(axis="oblique"),
+                  method=BrightMethod())
+    with pytest.raises(OneShotError, match="Volume"):
+        propagate(np.zeros((3, 4, 4)), _annotate(vol, truth, [8]), config=CFG)  # type: ignore[arg-type]
