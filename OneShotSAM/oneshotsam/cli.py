@@ -102,8 +102,10 @@ def _add_evaluate(sub: argparse._SubParsersAction, common: argparse.ArgumentPars
         "evaluate", parents=[common], help="Dice and IoU of predictions against ground truth",
         description="Pairs label images of two folders by file stem and prints Dice and IoU "
                     "per class, per case, and their means.")
-    p.add_argument("--predictions", required=True, metavar="DIR")
-    p.add_argument("--ground-truth", required=True, metavar="DIR")
+    p.add_argument("--predictions", required=True, nargs="+", metavar="DIR",
+                   help="folder(s) or file(s) of predicted label images / volumes")
+    p.add_argument("--ground-truth", required=True, nargs="+", metavar="DIR",
+                   help="folder(s) or file(s) of ground-truth label maps, paired by file stem")
     p.add_argument("--labels", nargs="+", type=int, default=None,
                    help="label values to score (default: every non-zero value in the ground truth)")
     p.add_argument("--json", default=None, metavar="OUT", help="write the table as JSON")

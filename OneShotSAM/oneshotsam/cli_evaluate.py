@@ -1,4 +1,4 @@
-"""``oneshotsam evaluate --predictions DIR --ground-truth DIR [--labels 1 2 3] [--json OUT]``.
+"""``oneshotsam evaluate --predictions DIR|FILE... --ground-truth DIR|FILE... [--labels 1 2 3] [--json OUT]``.
 
 Pairs label files of the two folders by file stem (:func:`oneshotsam.evaluate.pair_by_stem`:
 ``case01.png`` with ``case01.png``, ``patient001_ED.nii.gz`` with
@@ -16,10 +16,12 @@ from oneshotsam.methods.base import OneShotError
 
 def run(args: argparse.Namespace) -> int:
     from oneshotsam.evaluate import evaluate_pairs, format_table, to_json
-    for opt, folder in (("--predictions", args.predictions), ("--ground-truth", args.ground_truth)):
-        if not Path(folder).exists():
-            raise OneShotError(f"{opt} {folder} not found")
-    table = evaluate_pairs(Path(args.predictions), Path(args.ground_truth), labels=args.labels)
+    for opt, items in (("--predictions", args.predictions), ("--ground-truth", args.ground_truth)):
+        for item in items:
+            if not Path(item).exists():
+                raise OneShotError(f"{opt} {item} not found")
+    table = evaluate_pairs([Path(p) for p in args.predictions],
+                           [Path(p) for p in args.ground_truth], labels=args.labels)
     print(format_table(table))
     if args.json:
         to_json(table, Path(args.json))

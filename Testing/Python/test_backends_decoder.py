@@ -148,3 +148,44 @@ def test_grid_round_trip(seg, hw, box):
     up = torch.nn.functional.interpolate(torch.as_tensor(logits)[None, None],
                                          size=(seg.input_size,) * 2, mode="bilinear")
     assert up.shape[-1] == seg.input_size
+
+
+def test_decode_batch_equals_sequential(seg):
+    img = np.random.default_rng(5).integers(0, 256, (70, 100, 3), dtype=np.uint8)
+    emb = seg.embed(img)
+    side = 4 * seg.grid_size
+    pts = np.array([[[10, 10], [50, 40], [0, 0]],     # 2 points + padding
+                    [[20, 30], [99, 69], [60, 5]],    # 3 points
+                    [[30, 30], [0, 0], [0, 0]],       # 1 point + padding
+                    [[5, 60], [40, 20], [0, 0]]], float)
+    labs = np.array([[1, 0, -1], [1, 1, 0], [1, -1, -1], [0, 1, -1]])
+    boxes = np.array([[0, 0, 99, 69], [10, 10, 60, 50], [20, 20, 40, 40], [5, 5, 50, 65]], float)
+    logits = np.random.default_rng(0).normal(size=(4, side, side)).astype(np.float32) * 4
+    for kw in (dict(), dict(box_xyxy=boxes), dict(box_xyxy=boxes, mask_logits=logits)):
+        for multimask in (False, True):
+            batch = seg.decode_batch(emb, pts, labs, multimask=multimask, **kw)
+            assert len(batch) == 4
+            for i, d in enumerate(batch):
+                keep = labs[i] >= 0
+                one = seg.decode(emb, points_xy=pts[i][keep], point_labels=labs[i][keep],
+                                 box_xyxy=None if "box_xyxy" not in kw else boxes[i],
+                                 mask_logits=None if "mask_logits" not in kw else logits[i],
+                                 multimask=multimask)
+                np.testing.assert_allclose(d.low_res_logits, one.low_res_logits, atol=1e-4)
+                np.testing.assert_allclose(d.scores, one.scores, atol=1e-5)
+                assert d.masks.shape == one.masks.shape
+                assert (d.masks != one.masks).mean() < 1e-3  # logits equal to float noise
+    boxes_only = seg.decode_batch(emb, box_xyxy=boxes)
+    assert [d.masks.shape for d in boxes_only] == [(1, 70, 100)] * 4
+
+
+def test_decode_batch_errors(seg):
+    from oneshotsam.methods.base import OneShotError
+
+    emb = seg.embed(np.zeros((30, 30, 3), np.uint8))
+    with pytest.raises(OneShotError):
+        seg.decode_batch(emb)
+    with pytest.raises(OneShotError):
+        seg.decode_batch(emb, np.zeros((2, 1, 2)), np.ones((3, 1), int))
+    with pytest.raises(OneShotError):
+        seg.decode_batch(emb, np.zeros((2, 1, 2)), np.full((2, 1), 3))

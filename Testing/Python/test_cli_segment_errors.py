@@ -145,6 +145,18 @@ def _output_is_file(p):
     return {"--output-dir": f}
 
 
+def _duplicate_names(p):
+    (p["tmp"] / "other").mkdir()
+    dup = write(p["tmp"] / "other" / "t1.png", blob_image()[0])
+    return {"--targets": [p["target"], dup]}
+
+
+def _rgb_target_for_grey_reference(p):
+    rgb = np.repeat(blob_image()[0][..., None], 3, axis=2)
+    rgb[..., 0] //= 2
+    return {"--targets": write(p["tmp"] / "rgb.png", rgb, is_vector=True)}
+
+
 CASES: list[tuple[str, Callable[[dict], dict], str]] = [
     ("empty_mask", _empty_mask, "reference mask is empty"),
     ("all_ones_mask", _full_mask, "covers the whole reference image"),
@@ -162,6 +174,8 @@ CASES: list[tuple[str, Callable[[dict], dict], str]] = [
     ("bad_override", _bad_override, "KEY=VALUE"),
     ("volume_several_annotated_slices", _volume_many_slices, "--reference-slice"),
     ("output_dir_is_a_file", _output_is_file, "not a folder"),
+    ("duplicate_output_names", _duplicate_names, "would both be written as t1.png"),
+    ("rgb_target_grey_reference", _rgb_target_for_grey_reference, "the reference is grey"),
 ]
 
 

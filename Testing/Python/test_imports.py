@@ -44,6 +44,7 @@ LIGHT_MODULES = [
     "oneshotsam.volume",
     "oneshotsam.volume.pipeline",
     "oneshotsam.volume.cli",
+    "oneshotsam.benchmark2d",
 ]
 
 _PROBE = """

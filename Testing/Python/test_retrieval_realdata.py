@@ -45,7 +45,7 @@ def _candidates(mask_cells):
     from scipy import ndimage
 
     out = [ndimage.binary_erosion(mask_cells, iterations=2), mask_cells]
-    out += [ndimage.binary_dilation(mask_cells, iterations=k) for k in (2, 5)]
+    out += [ndimage.binary_dilation(mask_cells, iterations=k) for k in (2, 3)]
     out.append(np.roll(mask_cells, 6, axis=1))
     return [c for c in out if c.any()]
 

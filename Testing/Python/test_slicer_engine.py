@@ -166,7 +166,7 @@ def _read_into_node(scene, path, name):
 
 @pytest.mark.data
 @pytest.mark.slow
-def test_acdc_through_logic_equals_engine(clean, data_root):
+def test_acdc_through_logic_equals_engine(clean, data_root, monkeypatch):
     import slicer.util
 
     from oneshotsam.medio import read_label_volume, read_volume
@@ -190,7 +190,16 @@ def test_acdc_through_logic_equals_engine(clean, data_root):
         sid = seg.GetSegmentation().AddEmptySegment("", name, [v / 3.0, 0.2, 0.2])
         w.write(sid, 0, k, lab[k] == v)
         ids.append(sid)
-    overrides = {"steps": 80, "resolution": 64, "threads": 1}
+    overrides = {"steps": 40, "resolution": 64, "threads": 1}
+    seen = {}
+    real = pipeline_mod.propagate
+
+    def spy(*args, **kw):
+        seen["args"] = args
+        seen["result"] = real(*args, **kw)
+        return seen["result"]
+
+    monkeypatch.setattr(pipeline_mod, "propagate", spy)
     logic = OneShotSAMLogic(clean)
     node = logic.parameter_node()
     P.set_inputs(node, ed, seg, (es,))
@@ -203,18 +212,28 @@ def test_acdc_through_logic_equals_engine(clean, data_root):
     for v, sid in enumerate(oids, start=1):
         via_logic[labels_from_segments(out_node, [sid], es) > 0] = v
 
+    # 1. the engine received exactly what the engine's own reader gives
     ref_lab = read_label_volume(d / "patient001_ED_label.nii.gz")
     keep = np.zeros_like(np.asarray(ref_lab.voxels))
     keep[k] = np.asarray(ref_lab.voxels)[k]
+    ref_in, lab_in, tgts_in = seen["args"][:3]
+    ed_engine, es_engine = read_volume(d / "patient001_ED.nii.gz"), read_volume(d / "patient001_ES.nii.gz")
+    np.testing.assert_array_equal(ref_in.voxels, ed_engine.voxels)
+    np.testing.assert_allclose(ref_in.ijk_to_lps, ed_engine.ijk_to_lps)
+    np.testing.assert_array_equal(lab_in.voxels, keep)
+    np.testing.assert_array_equal(tgts_in[0].voxels, es_engine.voxels)
+    np.testing.assert_allclose(tgts_in[0].ijk_to_lps, es_engine.ijk_to_lps)
+    # 2. what the Logic wrote into the segments is exactly the engine's result
+    np.testing.assert_array_equal(via_logic, np.asarray(seen["result"].label_volumes[0].voxels))
+    monkeypatch.setattr(pipeline_mod, "propagate", real)
+    # 3. an independent engine run (training is not bit-reproducible run to run) scores the same
     from oneshotsam.geometry import volume_like
     cfg = PropagationConfig(method="medpersam-warp", device="cpu",
                             method_overrides=tuple(sorted(overrides.items())), reference_slices=(k,))
-    res = propagate(read_volume(d / "patient001_ED.nii.gz"), volume_like(ref_lab, keep),
-                    [read_volume(d / "patient001_ES.nii.gz")], cfg)
+    res = propagate(ed_engine, volume_like(ref_lab, keep), [es_engine], cfg)
     via_engine = np.asarray(res.label_volumes[0].voxels)
     d_logic = np.mean([dice(via_logic == v, gt_es == v) for v in (1, 2, 3)])
     d_engine = np.mean([dice(via_engine == v, gt_es == v) for v in (1, 2, 3)])
     print(f"ACDC patient001 mid-slice ED->ES mean Dice: logic {d_logic:.4f} engine {d_engine:.4f}")
-    assert d_logic == pytest.approx(d_engine, abs=1e-6)
-    np.testing.assert_array_equal(via_logic, via_engine)     # the bridge loses nothing
+    assert d_logic == pytest.approx(d_engine, abs=0.03)
     assert d_logic > 0.3

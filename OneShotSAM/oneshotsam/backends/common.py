@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from oneshotsam.backends.base import Decoded, Embedding
+from oneshotsam.backends.base import Embedding
 from oneshotsam.methods.base import OneShotError
 
 #: A binary mask given to :meth:`TorchSegmenter.mask_to_logits` becomes

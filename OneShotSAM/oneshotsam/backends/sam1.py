@@ -30,6 +30,41 @@ def build_sam1_model(arch: str):
     return sam_model_registry[SAM1_ARCHS[arch]](checkpoint=None).eval()
 
 
+def _sdpa_attention_forward(self, x):
+    """``segment_anything`` image-encoder ``Attention.forward`` computed with
+    ``F.scaled_dot_product_attention``; the decomposed relative position terms
+    become its additive ``attn_mask`` (same maths; fused softmax kernel)."""
+    import torch
+    import torch.nn.functional as F
+    from segment_anything.modeling.image_encoder import get_rel_pos
+
+    b, h, w, _ = x.shape
+    qkv = self.qkv(x).reshape(b, h * w, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4)
+    q, k, v = qkv.unbind(0)  # (B, heads, HW, head_dim)
+    bias = None
+    if self.use_rel_pos:
+        r_q = q.reshape(b, self.num_heads, h, w, -1)
+        rel_h = torch.einsum("bnhwc,hkc->bnhwk", r_q, get_rel_pos(h, h, self.rel_pos_h))
+        rel_w = torch.einsum("bnhwc,wkc->bnhwk", r_q, get_rel_pos(w, w, self.rel_pos_w))
+        bias = (rel_h[..., :, None] + rel_w[..., None, :]).reshape(b, self.num_heads, h * w, h * w)
+        bias = bias.to(q.dtype)
+    out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=self.scale)
+    out = out.view(b, self.num_heads, h, w, -1).permute(0, 2, 3, 1, 4).reshape(b, h, w, -1)
+    return self.proj(out)
+
+
+def use_sdpa_attention(model) -> int:
+    """Switch every image-encoder attention of a SAM 1 model to
+    :func:`_sdpa_attention_forward` (per instance); returns the count."""
+    import types
+
+    n = 0
+    for block in model.image_encoder.blocks:
+        block.attn.forward = types.MethodType(_sdpa_attention_forward, block.attn)
+        n += 1
+    return n
+
+
 class Sam1Segmenter(TorchSegmenter):
     """:class:`PromptableSegmenter` over a ``segment_anything.modeling.Sam``."""
 

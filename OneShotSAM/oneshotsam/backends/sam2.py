@@ -37,8 +37,7 @@ def build_sam2_model(config: str, overrides: list[str] | None = None):
     """
     from hydra.core.global_hydra import GlobalHydra
 
-    import sam2  # noqa: F401  (initialises Hydra's config search path on import)
-    from sam2.build_sam import build_sam2
+    from sam2.build_sam import build_sam2  # importing sam2 initialises Hydra
 
     if not GlobalHydra.instance().is_initialized():  # cleared by someone since the import
         from hydra import initialize_config_module
@@ -90,7 +89,8 @@ class Sam2Segmenter(TorchSegmenter):
         points = (coords, labels) if coords is not None else None
         if box is not None:
             box_coords = box.reshape(-1, 2, 2)
-            box_labels = torch.tensor([[2, 3]], dtype=torch.int, device=box.device)
+            box_labels = torch.tensor([[2, 3]], dtype=torch.int, device=box.device).expand(
+                box_coords.shape[0], -1)
             if points is not None:
                 points = (torch.cat([box_coords, points[0]], dim=1),
                           torch.cat([box_labels, points[1]], dim=1))

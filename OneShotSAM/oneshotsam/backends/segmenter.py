@@ -106,24 +106,80 @@ class TorchSegmenter:
         token-to-image attention of every two-way block, then re-softmaxes
         (PerSAM's code). Works for SAM 1 and SAM 2 decoders.
         """
-        import torch
-
         self._check_emb(emb)
-        hw = emb.image_hw
-        coords = labels = box = mask = proto = sim = None
+        xy = lab = None
         if points_xy is not None or point_labels is not None:
             xy, lab = _check_points(points_xy, point_labels)
-            coords = torch.as_tensor(self._to_input_xy(xy, hw), dtype=torch.float,
-                                     device=self.device)[None]
-            labels = torch.as_tensor(lab, dtype=torch.int, device=self.device)[None]
-        if box_xyxy is not None:
-            b = _check_box(box_xyxy)
-            box = torch.as_tensor(self._to_input_xy(b.reshape(2, 2), hw).reshape(1, 4),
-                                  dtype=torch.float, device=self.device)
+        box = None if box_xyxy is None else _check_box(box_xyxy)[None]
         side = 4 * self.grid_size
+        mask = (None if mask_logits is None else
+                _check_array(mask_logits, (side, side), "mask_logits")[None])
+        return self._decode_group(emb, None if xy is None else xy[None],
+                                  None if lab is None else lab[None], box, mask, multimask,
+                                  *self._extras(token_prototype, attn_sim))[0]
+
+    def decode_batch(self, emb: Embedding, points_xy: np.ndarray | None = None,
+                     point_labels: np.ndarray | None = None,
+                     box_xyxy: np.ndarray | None = None, mask_logits: np.ndarray | None = None,
+                     multimask: bool = False, token_prototype: np.ndarray | None = None,
+                     attn_sim: np.ndarray | None = None) -> list[Decoded]:
+        """Decode B prompt sets on one embedding; ``result[b]`` equals
+        ``decode(emb, <set b>)`` exactly.
+
+        Args:
+            points_xy: ``(B, N, 2)`` pixel ``(x, y)``; point_labels ``(B, N)``
+                with 1 / 0, and -1 marking padding (sets of fewer points).
+            box_xyxy: ``(B, 4)`` or None; mask_logits: ``(B, 4G, 4G)`` or None.
+            token_prototype, attn_sim: shared by all sets (see :meth:`decode`).
+
+        Sets are grouped by their number of real points and each group runs as
+        one batch through the decoder (no padding tokens reach SAM, so results
+        do not depend on batching).
+        """
+        self._check_emb(emb)
+        sizes = {len(a) for a in (points_xy, point_labels, box_xyxy, mask_logits)
+                 if a is not None}
+        if len(sizes) != 1:
+            raise OneShotError("decode_batch needs at least one prompt array and the same "
+                               f"number of prompt sets B in each; got sizes {sorted(sizes)}")
+        n_sets = sizes.pop()
+        sets: list[tuple[np.ndarray, np.ndarray] | None] = [None] * n_sets
+        if points_xy is not None or point_labels is not None:
+            if points_xy is None or point_labels is None:
+                raise OneShotError("points_xy and point_labels must be given together")
+            xy = np.asarray(points_xy, dtype=np.float64)
+            lab = np.asarray(point_labels)
+            if xy.ndim != 3 or xy.shape[2] != 2 or lab.shape != xy.shape[:2]:
+                raise OneShotError(f"points_xy must be (B, N, 2) and point_labels (B, N); got "
+                                   f"{xy.shape} and {lab.shape}")
+            for i in range(n_sets):
+                keep = lab[i] != -1
+                sets[i] = _check_points(xy[i][keep], lab[i][keep])
+        boxes = None
+        if box_xyxy is not None:
+            boxes = np.stack([_check_box(b) for b in np.asarray(box_xyxy, dtype=np.float64)])
+        side = 4 * self.grid_size
+        masks = None
         if mask_logits is not None:
-            m = _check_array(mask_logits, (side, side), "mask_logits")
-            mask = torch.as_tensor(m, dtype=torch.float, device=self.device)[None, None]
+            masks = _check_array(mask_logits, (n_sets, side, side), "mask_logits")
+        extras = self._extras(token_prototype, attn_sim)
+        groups: dict[int, list[int]] = {}
+        for i, st in enumerate(sets):
+            groups.setdefault(-1 if st is None else len(st[1]), []).append(i)
+        out: list[Decoded | None] = [None] * n_sets
+        for n, idx in groups.items():
+            xy_g = None if n < 0 else np.stack([sets[i][0] for i in idx]).reshape(len(idx), n, 2)
+            lab_g = None if n < 0 else np.stack([sets[i][1] for i in idx]).reshape(len(idx), n)
+            res = self._decode_group(emb, xy_g, lab_g, None if boxes is None else boxes[idx],
+                                     None if masks is None else masks[idx], multimask, *extras)
+            for i, d in zip(idx, res):
+                out[i] = d
+        return out  # type: ignore[return-value]
+
+    def _extras(self, token_prototype, attn_sim):
+        import torch
+
+        proto = sim = None
         if token_prototype is not None:
             p = _check_array(token_prototype, (self.token_dim,), "token_prototype")
             proto = torch.as_tensor(p, dtype=torch.float, device=self.device).view(1, 1, -1)
@@ -133,16 +189,33 @@ class TorchSegmenter:
             s = (s - s.mean()) / max(float(s.std(ddof=1)), 1e-12)
             s = 1.0 / (1.0 + np.exp(-s))
             sim = torch.as_tensor(s, dtype=torch.float, device=self.device).view(1, 1, 1, g * g)
+        return proto, sim
+
+    def _decode_group(self, emb, xy, lab, box, mask, multimask, proto, sim) -> list[Decoded]:
+        """Validated numpy prompts with a leading batch axis -> one Decoded per set."""
+        import torch
+
+        hw = emb.image_hw
+        dev = self.device
+        coords = labels = box_t = mask_t = None
+        if xy is not None:
+            coords = torch.as_tensor(self._to_input_xy(xy, hw), dtype=torch.float, device=dev)
+            labels = torch.as_tensor(lab, dtype=torch.int, device=dev)
+        if box is not None:
+            box_t = torch.as_tensor(self._to_input_xy(box.reshape(-1, 2, 2), hw).reshape(-1, 4),
+                                    dtype=torch.float, device=dev)
+        if mask is not None:
+            mask_t = torch.as_tensor(mask, dtype=torch.float, device=dev)[:, None]
         with torch.inference_mode():
-            low_res, iou = self._prompt_decode(emb, coords, labels, box, mask, bool(multimask),
-                                               proto, sim)
-            full = self._upsample(low_res, hw)
-            masks = (full > self.model.mask_threshold)[0].cpu().numpy()
+            low_res, iou = self._prompt_decode(emb, coords, labels, box_t, mask_t,
+                                               bool(multimask), proto, sim)
+            masks = (self._upsample(low_res, hw) > self.model.mask_threshold).cpu().numpy()
             if self.low_res_clamp is not None:
                 low_res = low_res.clamp(-self.low_res_clamp, self.low_res_clamp)
-            low = low_res[0].float().cpu().numpy().astype(np.float32)
-            scores = iou[0].float().cpu().numpy().astype(np.float32)
-        return Decoded(masks=masks, scores=scores, low_res_logits=low)
+            low = low_res.float().cpu().numpy().astype(np.float32)
+            scores = iou.float().cpu().numpy().astype(np.float32)
+        return [Decoded(masks=masks[i], scores=scores[i], low_res_logits=low[i])
+                for i in range(low.shape[0])]
 
     def feature_map(self, emb: Embedding) -> np.ndarray:
         """``(C, G, G)`` float32 raw image features (encoder neck output; SAM 2:

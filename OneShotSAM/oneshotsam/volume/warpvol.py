@@ -70,7 +70,7 @@ class VolumeWarpConfig:
     net: dict = field(default_factory=lambda: dict(_NET))
     loss: dict = field(default_factory=lambda: dict(_LOSS))
     resolution: int = 128
-    steps: int = 300
+    steps: int = 120
     batch: int = 8
     aug_per_step: int = 2
     cross_repeat: int = 8
