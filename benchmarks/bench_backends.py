@@ -36,7 +36,8 @@ def _median_time(fn, n: int) -> tuple[float, float, float]:
     return statistics.median(times), min(times), max(times)
 
 
-def measure(name: str, repeats: int, decodes: int, threads: int, device: str) -> dict:
+def measure(name: str, repeats: int, decodes: int, threads: int, device: str,
+            fast_attention: bool | None = None) -> dict:
     """Time one backend in this process; returns a JSON-able dict."""
     import numpy as np
     import torch
@@ -48,14 +49,14 @@ def measure(name: str, repeats: int, decodes: int, threads: int, device: str) ->
     rng = np.random.default_rng(0)
     t0 = time.perf_counter()
     seg = create_backend(name, random_weights=True, device=device, cache_size=0,
-                         precision="fp32")
+                         precision="fp32", fast_attention=fast_attention)
     row["build_s"] = time.perf_counter() - t0
     row["device"] = seg.device
     img = rng.integers(0, 256, (1024, 1024, 3), dtype=np.uint8)
     sync = torch.cuda.synchronize if seg.device.startswith("cuda") else (lambda: None)
+    seg.embed(img)  # warm-up (allocator, kernels)
     for precision in ("fp32", "bf16"):
         seg.precision = precision
-        seg.embed(img)  # warm-up (allocator, kernels)
         sync()
         med, lo, hi = _median_time(lambda: (seg.embed(img), sync()), repeats)
         row[f"encode_{precision}_s"] = [round(med, 3), round(lo, 3), round(hi, 3)]
@@ -99,18 +100,22 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--decodes", type=int, default=20)
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--fast-attention", choices=("auto", "on", "off"), default="auto",
+                    help="SAM 1 encoder attention through SDPA (auto: on for real SAM 1)")
     ap.add_argument("--json", default=None, help="also write the rows to this JSON file")
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
+        fast = {"auto": None, "on": True, "off": False}[args.fast_attention]
         print(json.dumps(measure(args.child, args.repeats, args.decodes, args.threads,
-                                 args.device)))
+                                 args.device, fast)))
         return 0
     rows = []
     for name in args.backends:
         cmd = [sys.executable, os.path.abspath(__file__), "--child", name,
                "--repeats", str(args.repeats), "--decodes", str(args.decodes),
-               "--threads", str(args.threads), "--device", args.device]
+               "--threads", str(args.threads), "--device", args.device,
+               "--fast-attention", args.fast_attention]
         res = subprocess.run(cmd, capture_output=True, text=True)
         if res.returncode != 0:
             rows.append({"backend": name, "error": res.stderr.strip().splitlines()[-1]

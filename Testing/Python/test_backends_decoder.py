@@ -189,3 +189,11 @@ def test_decode_batch_errors(seg):
         seg.decode_batch(emb, np.zeros((2, 1, 2)), np.ones((3, 1), int))
     with pytest.raises(OneShotError):
         seg.decode_batch(emb, np.zeros((2, 1, 2)), np.full((2, 1), 3))
+
+
+def test_sam1_sdpa_attention_same_features():
+    img = np.random.default_rng(4).integers(0, 256, (100, 128, 3), dtype=np.uint8)
+    stock = create_backend("sam-tiny-test", random_weights=True, fast_attention=False)
+    fast = create_backend("sam-tiny-test", random_weights=True, fast_attention=True)
+    np.testing.assert_allclose(fast.feature_map(fast.embed(img)),
+                               stock.feature_map(stock.embed(img)), rtol=0, atol=1e-5)

@@ -93,7 +93,7 @@ def test_pseudo_label_retraining_adds_the_seg_term():
                        [Image2D(timg)])
     h0 = sess.train(epochs=1)
     assert h0["steps"] == 2 and all("retrain" not in p for p in h0["history"])
-    h1 = sess.train(pseudo_labels={0: tlab})
+    h1 = sess.train(epochs=1, pseudo_labels={0: tlab})
     assert h1["steps"] == 2 and all("retrain" in p for p in h1["history"])
     with pytest.raises(OneShotError):
         sess.train(pseudo_labels={0: tlab[:10]})

@@ -63,7 +63,8 @@ def build_model(name: str):
 
 def create_backend(name: str, checkpoint: str | Path | None = None, device: str = "auto",
                    random_weights: bool = False, cache_size: int = 8, *,
-                   precision: str = "auto") -> PromptableSegmenter:
+                   precision: str = "auto",
+                   fast_attention: bool | None = None) -> PromptableSegmenter:
     """Create a SAM 1 / SAM 2.1 promptable segmenter.
 
     Args:
@@ -80,6 +81,10 @@ def create_backend(name: str, checkpoint: str | Path | None = None, device: str 
             architectures -- measured faster on CPU, see
             benchmarks/bench_backends.py -- fp32 for tiny models), ``"fp32"``
             or ``"bf16"``.
+        fast_attention: SAM 1 image encoder attention through
+            ``F.scaled_dot_product_attention`` (same features to ~3e-6 in fp32,
+            measured faster on CPU); None = on for the real SAM 1
+            architectures, off for the tiny test model (stock code path).
 
     Raises:
         OneShotError: unknown name, missing / corrupt / mismatched checkpoint,
@@ -110,7 +115,10 @@ def create_backend(name: str, checkpoint: str | Path | None = None, device: str 
         precision = "fp32"
     kwargs = dict(device=device, precision=precision, cache_size=cache_size)
     if name in SAM1_ARCHS or name == "sam-tiny-test":
-        from oneshotsam.backends.sam1 import Sam1Segmenter
+        from oneshotsam.backends.sam1 import Sam1Segmenter, use_sdpa_attention
+
+        if fast_attention if fast_attention is not None else name in SAM1_ARCHS:
+            use_sdpa_attention(model)
 
         return Sam1Segmenter(model, name, **kwargs)
     from oneshotsam.backends.sam2 import Sam2Segmenter

@@ -22,8 +22,15 @@ value; background = every valid grid cell outside that value):
   smallest cost wins. All candidates empty: the class is absent (empty labels,
   listed in ``TargetResult.absent``).
 
+Natural mode uses the same three-step decode (the paper does not describe a
+different one). No PerSAM attention injection or semantic prompting (authors'
+medical mode).
+
 Every image is encoded once (the backend caches by content); candidates only
-cost decoder calls. Imports numpy only at module level.
+cost decoder calls, and identical prompt sets (part counts that collapse) are
+decoded once. A backend offering ``decode_batch`` gets all candidates of a
+step in one call. The reference's k-means parts are reused while the same
+reference is segmented again. Imports numpy only at module level.
 """
 
 from __future__ import annotations

@@ -26,9 +26,10 @@ __all__ = ["load_preset", "list_presets", "default_preset", "available_methods",
 
 
 def _file_stem(method: str) -> str:
-    """``medpersam-warp`` shares ``medpersam.json``; other names map 1:1."""
+    """``<method>.json`` when it exists; ``medpersam-warp`` falls back to
+    ``medpersam.json`` (one file holds both Med-PerSAM variants)."""
     m = method.strip().lower()
-    if m == "medpersam-warp":
+    if m == "medpersam-warp" and not resources.files(__package__).joinpath(f"{m}.json").is_file():
         return "medpersam"
     return m
 

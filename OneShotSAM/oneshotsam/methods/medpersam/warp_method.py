@@ -10,7 +10,7 @@ Imports numpy only at module level.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import numpy as np
@@ -41,7 +41,7 @@ class WarpMethodConfig:
         seed: random seed of the test-time training.
     """
 
-    warp: WarpConfig = WarpConfig()
+    warp: WarpConfig = field(default_factory=WarpConfig)  # built lazily (imports torch)
     preset: str = ""
     seed: int = 0
 
