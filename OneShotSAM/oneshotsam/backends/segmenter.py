@@ -25,6 +25,11 @@ from oneshotsam.methods.base import OneShotError
 class TorchSegmenter:
     """A promptable segmenter over a SAM-family torch model.
 
+    Beyond the :class:`~oneshotsam.backends.base.PromptableSegmenter` protocol:
+    :meth:`decode_batch` (B prompt sets in one decoder pass, results equal to
+    :meth:`decode`), ``attn_sim`` (PerSAM target-guided attention),
+    :meth:`clear_cache` and ``token_dim`` (length of a ``token_prototype``).
+
     Attributes:
         name: backend name (``"sam-vit-b"``, ``"sam2-tiny-test"``, ...).
         grid_size: side G of the square feature grid (64 for real models).

@@ -51,8 +51,9 @@ class PropagationConfig:
             reference grid for within-volume runs): used as references, never rewritten.
         propagation: ``"auto"`` | ``"chain"`` (each slice from its already
             segmented neighbour) | ``"direct"`` (each slice from its physically
-            nearest annotated slice). ``auto`` = the volume warp engine for
-            ``medpersam-warp``, chain otherwise.
+            nearest annotated slice) | ``"warp-volume"`` (one warping network
+            trained on the whole volume, :mod:`oneshotsam.volume.warpvol`).
+            ``auto`` = warp-volume for ``medpersam-warp``, chain otherwise.
         registration: ``"rigid"`` or ``"affine"`` (affine is initialised by rigid).
         stop_min_area_ratio: a label ends on a slice whose predicted area is below
             this fraction of its area on the neighbouring (source) slice.
@@ -63,7 +64,8 @@ class PropagationConfig:
         review_confidence: slices with confidence below this are flagged for review.
         review_area_change: slices whose area changes by more than this factor
             relative to their source slice are flagged for review.
-        method_overrides: extra ``(key, value)`` settings for the method.
+        method_overrides: extra ``(key, value)`` settings for the method (or, for
+            the warp-volume engine, ``VolumeWarpConfig`` fields such as ``steps``).
         seed: random seed (training-based methods).
     """
 

@@ -18,7 +18,8 @@ for volumes this engine trains one network (D's
 Propagation then chains: slice ``k``'s labels are warped onto slice ``k +- 1``
 with the network's flow for that pair (one forward pass per slice: bounded
 memory, no stack of embeddings). Confidence = image similarity after warping
-(SSIM or LNCC in [0, 1]). Flows are in normalised coordinates, so a flow
+(SSIM or LNCC in [0, 1]) times the fraction of warped label pixels that pass
+the appearance refinement (per label: ``class_confidence``). Flows are in normalised coordinates, so a flow
 computed on the small working grid is applied to the native-resolution labels
 (nearest via argmax of the bilinearly warped one-hot).
 
@@ -277,11 +278,17 @@ class WarpVolumeEngine:
         present = np.unique(labels)
         keep = np.isin(values, present)
         probs[~keep] = -1.0  # a label absent on the source cannot appear on dst
-        crop = self._refine(values[np.argmax(probs, axis=0)].astype(full.dtype), dst_plane[r0:r1, c0:c1])
+        warped = values[np.argmax(probs, axis=0)].astype(full.dtype)
+        crop = self._refine(warped, dst_plane[r0:r1, c0:c1])
+        # per label: fraction of the warped pixels that look like the annotated structure
+        kept = {int(v): float(((crop == v) & (warped == v)).sum() / max(1, (warped == v).sum()))
+                for v in self.values if (warped == v).any()}
         out = np.zeros_like(full)
         out[r0:r1, c0:c1] = crop
-        return TargetResult(out, confidence=sim, class_confidence={int(v): sim for v in self.values},
-                            report={"similarity": round(sim, 4)})
+        conf = sim * (float(np.mean(list(kept.values()))) if kept else 1.0)
+        return TargetResult(out, confidence=conf,
+                            class_confidence={v: sim * kept.get(v, 1.0) for v in self.values},
+                            report={"similarity": round(sim, 4), "appearance_kept": kept})
 
     def step(self, src: int, src_labels: np.ndarray, dst: int) -> TargetResult:
         return self._predict(self.proc_w[src], self.proc_w[dst], src_labels, self.proc.plane(dst))
