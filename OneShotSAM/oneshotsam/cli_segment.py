@@ -137,6 +137,15 @@ def method_config(method: Any) -> Any:
     return None
 
 
+def resolved_preset(method: str) -> str | None:
+    """The preset a method uses when none is given (``presets.default_preset``)."""
+    try:
+        from oneshotsam.presets import default_preset
+        return default_preset(method)
+    except (ImportError, OneShotError):
+        return None
+
+
 class _Progress:
     """``progress(done, total, message)`` printing to stderr at most every 0.5 s."""
 
@@ -283,7 +292,8 @@ def run(args: argparse.Namespace) -> int:
         report = {
             "command": "segment",
             "method": args.method,
-            "preset": args.preset,
+            "preset": args.preset or resolved_preset(args.method),
+            "preset_given": args.preset is not None,
             "backend": args.backend if info.needs_backend else None,
             "checkpoint": checkpoint,
             "device": args.device,

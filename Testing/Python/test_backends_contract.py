@@ -170,3 +170,18 @@ def test_device_errors():
     with pytest.raises(OneShotError, match="random_weights"):
         create_backend("sam-tiny-test")
 
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_bf16_encoder_close_to_fp32(name):
+    img = _image(64, 96, seed=9)
+    fp = create_backend(name, random_weights=True, precision="fp32")
+    bf = create_backend(name, random_weights=True, precision="bf16")
+    assert (fp.precision, bf.precision) == ("fp32", "bf16")
+    f32, f16 = fp.feature_map(fp.embed(img)), bf.feature_map(bf.embed(img))
+    assert f16.dtype == np.float32 and np.isfinite(f16).all()
+    assert np.abs(f16 - f32).max() <= 0.05 * np.abs(f32).max() + 1e-3
+    out = bf.decode(bf.embed(img), points_xy=[[10, 10]], point_labels=[1])
+    assert out.masks.shape == (1, 64, 96)
+    with pytest.raises(OneShotError, match="precision"):
+        create_backend(name, random_weights=True, precision="fp16")

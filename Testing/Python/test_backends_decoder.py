@@ -150,7 +150,9 @@ def test_grid_round_trip(seg, hw, box):
     assert up.shape[-1] == seg.input_size
 
 
-def test_decode_batch_equals_sequential(seg):
+@pytest.mark.parametrize("chunk", [1, 64])
+def test_decode_batch_equals_sequential(seg, chunk, monkeypatch):
+    monkeypatch.setattr(seg, "decode_batch_size", chunk)
     img = np.random.default_rng(5).integers(0, 256, (70, 100, 3), dtype=np.uint8)
     emb = seg.embed(img)
     side = 4 * seg.grid_size

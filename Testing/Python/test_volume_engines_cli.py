@@ -18,8 +18,8 @@ TINY_WARP = (("steps", 4), ("resolution", 32), ("batch", 2), ("aug_per_step", 1)
 
 def _volume(shape=(8, 32, 32)):
     aff = affine((1.0, 1.0, 1.5), (0, 0, 0))
-    vol = sample(lambda p: 0.2 + 0.7 * ellipsoid((16, 15, 5), (8, 6, 5))(p), shape, aff, "tiny")
-    truth = (sample(ellipsoid((16, 15, 5), (8, 6, 5)), shape, aff).voxels > 0.5).astype(np.uint8)
+    vol = sample(lambda p: 0.2 + 0.7 * ellipsoid((16, 15, 5), (8, 6, 3))(p), shape, aff, "tiny")
+    truth = (sample(ellipsoid((16, 15, 5), (8, 6, 3)), shape, aff).voxels > 0.5).astype(np.uint8)
     lab = np.zeros_like(truth)
     lab[3] = truth[3]
     return vol, Volume(lab, aff, "lab", {"segments": [{"value": 1, "name": "ball", "color": [0, 1, 0]}]}), truth
@@ -39,8 +39,13 @@ def test_warp_volume_engine_within_and_followup() -> None:
     assert out.shape == truth.shape and np.array_equal(out[3], truth[3])
     per = res.report["targets"][0]["per_slice"]
     assert all(0.0 <= p["confidence"] <= 1.0 for p in per)
-    # an untrained/near-identity warp of a slice onto its neighbour keeps the structure:
-    assert out[2].any() and out[4].any()
+    # the ball spans slices 2..5: warped labels are kept where it is, and the
+    # appearance refinement empties them where it ends, so the area rule stops there
+    assert [k for k in range(8) if out[k].any()] == [2, 3, 4, 5]
+    assert truth[[2, 4, 5]].any(axis=(1, 2)).all() and not truth[[0, 1, 6, 7]].any()
+    stopped = res.report["targets"][0]["slices_stopped"]
+    assert 1 in stopped and 6 in stopped and 0 in stopped and 7 in stopped
+    assert (out[[2, 4, 5]] == truth[[2, 4, 5]]).mean() > 0.97
     # follow-up: the same volume as a target, seeds predicted across visits
     res2 = propagate(vol, lab, [vol], PropagationConfig(
         method="medpersam-warp", window="0,1", device="cpu", align=False, method_overrides=TINY_WARP))
@@ -92,7 +97,7 @@ def test_cli_propagate_writes_outputs_in_target_geometry(tmp_path: Path) -> None
     lab_p = write_label_volume(lab, tmp_path / "ref_labels.seg.nrrd")
     tgt_aff = affine((1.1, 0.9, 1.6), (1.0, -0.5, 0.5), np.diag([-1.0, 1.0, 1.0]))
     tgt_aff[:3, 3] = (31.0, 0.0, 0.0)
-    tgt = sample(lambda p: 0.2 + 0.7 * ellipsoid((16, 15, 5), (8, 6, 5))(p), (8, 34, 30), tgt_aff)
+    tgt = sample(lambda p: 0.2 + 0.7 * ellipsoid((16, 15, 5), (8, 6, 3))(p), (8, 34, 30), tgt_aff)
     tgt_p = _write(tmp_path / "visit2.nrrd", tgt)
     out = tmp_path / "out"
     args = ["propagate", "--reference-volume", str(ref_p), "--reference-labels", str(lab_p),

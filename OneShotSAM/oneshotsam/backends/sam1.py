@@ -106,7 +106,7 @@ class Sam1Segmenter(TorchSegmenter):
         points = (coords, labels) if coords is not None else None
         sparse, dense = self.model.prompt_encoder(points=points, boxes=box, masks=mask)
         return run_mask_decoder(
-            self.model.mask_decoder, emb.features, self.model.prompt_encoder.get_dense_pe(),
+            self.model.mask_decoder, emb.features, self._dense_pe(self.model.prompt_encoder),
             sparse, dense, multimask, token_prototype=proto, attn_sim=sim)
 
     def _upsample(self, maps, image_hw: tuple[int, int]):

@@ -99,7 +99,7 @@ class Sam2Segmenter(TorchSegmenter):
         sparse, dense = self.model.sam_prompt_encoder(points=points, boxes=None, masks=mask)
         return run_mask_decoder(
             self.model.sam_mask_decoder, emb.features,
-            self.model.sam_prompt_encoder.get_dense_pe(), sparse, dense, multimask,
+            self._dense_pe(self.model.sam_prompt_encoder), sparse, dense, multimask,
             token_prototype=proto, attn_sim=sim,
             high_res_features=emb.extra["high_res_feats"])
 
