@@ -145,7 +145,10 @@ def run_benchmark(dataset: str, method_name: str, data_root: str | Path, preset:
     for gi, (ref, rl, pairs) in enumerate(groups):
         values = sorted(int(v) for v in np.unique(rl) if v != 0)
         tm = time.perf_counter()
-        run = method.segment(ref, rl, [t for t, _ in pairs], progress=progress)
+        prog = progress
+        if echo and progress is no_progress and len(groups) == 1:
+            prog = _echo_progress(echo, t0)
+        run = method.segment(ref, rl, [t for t, _ in pairs], progress=prog)
         t_method += time.perf_counter() - tm
         for (tgt, gt), res in zip(pairs, run.results):
             sc = _scores(res.labels, gt, values)
@@ -187,6 +190,15 @@ def run_benchmark(dataset: str, method_name: str, data_root: str | Path, preset:
         out.mkdir(parents=True, exist_ok=True)
         (out / f"{ds}_{method_name}.json").write_text(json.dumps(summary, indent=1))
     return summary
+
+
+def _echo_progress(echo: Callable[[str], None], t0: float) -> ProgressFn:
+    """A progress callback printing about ten lines per run."""
+    def prog(done: int, total: int, msg: str) -> bool:
+        if done == total or done % max(total // 10, 1) == 0:
+            echo(f"  {done}/{total} {msg} ({time.perf_counter() - t0:.0f} s)")
+        return True
+    return prog
 
 
 def format_summary(s: dict) -> str:

@@ -130,7 +130,8 @@ def run_case(name: str, case: dict[str, Any], cfg_kw: dict[str, Any], output_dir
     return row
 
 
-def run_datasets(names: list[str], data: str, limit: int | None = None, method: str = "medpersam-warp",
+def run_datasets(names: list[str], data: str, limit: int | None = None, start: int = 0,
+                 method: str = "medpersam-warp",
                  backend: str | None = None, checkpoint: str | None = None, preset: str | None = None,
                  device: str = "auto", overrides: tuple = (), propagation: str = "auto",
                  output_dir: str | None = None) -> dict[str, Any]:
@@ -142,7 +143,8 @@ def run_datasets(names: list[str], data: str, limit: int | None = None, method: 
               "device": device, "method_overrides": tuple(overrides), "propagation": propagation}
     results: dict[str, Any] = {"config": {**cfg_kw, "method_overrides": dict(overrides)}, "datasets": {}}
     for name in names:
-        cases = _cases(name, root)[: limit or None]
+        cases = _cases(name, root)[start:]
+        cases = cases[: limit] if limit else cases
         if not cases:
             raise OneShotError(f"no {name} cases under {root}")
         rows = []

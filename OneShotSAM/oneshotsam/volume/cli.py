@@ -138,6 +138,7 @@ def add_benchmark_parser(bsub: argparse._SubParsersAction) -> argparse.ArgumentP
                    choices=("la", "acdc-mid", "acdc-all", "brain"))
     p.add_argument("--data", default="../shared/data", help="folder holding la/, acdc/, pyradiomics/")
     p.add_argument("--limit", type=int, default=None, help="first N cases per dataset")
+    p.add_argument("--start", type=int, default=0, help="skip the first N cases (with --limit: a window)")
     p.add_argument("--json", default=None, metavar="OUT", help="write the results as JSON")
     p.add_argument("--output-dir", default=None, help="also write predictions here")
     add_model_args(p)
@@ -148,7 +149,8 @@ def run_benchmark(args: argparse.Namespace) -> int:
     """``oneshotsam benchmark volume``; prints a table, optionally writes JSON."""
     from oneshotsam.volume.benchmark import run_datasets
 
-    results = run_datasets(args.dataset, args.data, limit=args.limit, method=args.method,
+    results = run_datasets(args.dataset, args.data, limit=args.limit, start=args.start,
+                           method=args.method,
                            backend=args.backend, checkpoint=args.checkpoint, preset=args.preset,
                            device=args.device, overrides=parse_overrides(args.overrides),
                            propagation=args.propagation, output_dir=args.output_dir)

@@ -219,3 +219,21 @@ class NiceTrans2D(nn.Module):
 
 def count_parameters(model: nn.Module) -> int:
     return int(sum(p.numel() for p in model.parameters()))
+
+
+def flow_stats(flow: torch.Tensor, theta: torch.Tensor | None = None) -> dict:
+    """Summary of a pixel flow ``(1, 2, H, W)``: mean / max displacement (pixels),
+    fraction of folded pixels (Jacobian determinant of x -> x + u(x) <= 0, forward
+    differences) and the affine matrix when given."""
+    f = flow[0].detach().float()
+    mag = torch.sqrt((f ** 2).sum(0))
+    dy_r = torch.diff(f[0], dim=0)[:, :-1]
+    dy_c = torch.diff(f[0], dim=1)[:-1, :]
+    dx_r = torch.diff(f[1], dim=0)[:, :-1]
+    dx_c = torch.diff(f[1], dim=1)[:-1, :]
+    jac = (1 + dy_r) * (1 + dx_c) - dy_c * dx_r
+    out = {"mean_disp_px": float(mag.mean()), "max_disp_px": float(mag.max()),
+           "folding_fraction": float((jac <= 0).float().mean())}
+    if theta is not None:
+        out["affine"] = [[round(float(v), 5) for v in row] for row in theta[0].detach().float().cpu()]
+    return out

@@ -34,7 +34,7 @@ from __future__ import annotations
 import copy
 import math
 import time
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -378,9 +378,8 @@ class WarpSession:
     def warp_target(self, index: int) -> WarpResult:
         """Warp the reference labels onto target ``index`` (Eq. 4) at its full size."""
         import torch
-        import torch.nn.functional as F
 
-        from oneshotsam.methods.medpersam.nice_trans import flow_to_normalized, identity_grid
+        from oneshotsam.methods.medpersam.nice_trans import flow_stats
         if not 0 <= index < self.n_targets:
             raise OneShotError(f"target index {index} out of range 0..{self.n_targets - 1}")
         old = torch.get_num_threads()
@@ -392,7 +391,7 @@ class WarpSession:
                 fixed = self.targets[index:index + 1]
                 warped = self.net.warp(self.ref, flow)
                 sim = float(self.losses.similarity(warped, fixed)[0])
-                stats = _flow_stats(flow, getattr(self.net, "_last_affine", None))
+                stats = flow_stats(flow, getattr(self.net, "_last_affine", None))
                 probs = self._full_res_probs(flow, self.target_hw[index])
         finally:
             torch.set_num_threads(old)
@@ -406,7 +405,6 @@ class WarpSession:
         import torch.nn.functional as F
 
         from oneshotsam.methods.medpersam.nice_trans import flow_to_normalized
-        S = self.cfg.resolution
         H, W = hw
         y0, y1, x0, x1 = self.roi
         # working-grid position of every target pixel (normalised to [-1, 1] of the ROI)
@@ -445,19 +443,3 @@ def _box_grid(roi, size_hw, like):
 def _harden(p):
     import torch.nn.functional as F
     return F.one_hot(p.argmax(1), p.shape[1]).permute(0, 3, 1, 2).to(p)
-
-
-def _flow_stats(flow, theta) -> dict:
-    import torch
-    f = flow[0]
-    mag = torch.sqrt((f ** 2).sum(0))
-    dy_r = torch.diff(f[0], dim=0)[:, :-1]
-    dy_c = torch.diff(f[0], dim=1)[:-1, :]
-    dx_r = torch.diff(f[1], dim=0)[:, :-1]
-    dx_c = torch.diff(f[1], dim=1)[:-1, :]
-    jac = (1 + dy_r) * (1 + dx_c) - dy_c * dx_r
-    out = {"mean_disp_px": float(mag.mean()), "max_disp_px": float(mag.max()),
-           "folding_fraction": float((jac <= 0).float().mean())}
-    if theta is not None:
-        out["affine"] = [[round(float(v), 5) for v in row] for row in theta[0].detach().float().cpu()]
-    return out
