@@ -13,7 +13,7 @@ from oneshotsam.types import Volume
 from oneshotsam.volume.pipeline import PropagationConfig, propagate
 from volume_synth import affine, ellipsoid, sample
 
-TINY_WARP = (("steps", 4), ("resolution", 32), ("batch", 2), ("aug_per_step", 1), ("cross_repeat", 1))
+TINY_WARP = (("steps", 4), ("followup_steps", 4), ("resolution", 32), ("batch", 2), ("aug_per_step", 1), ("cross_repeat", 1))
 
 
 def _volume(shape=(8, 32, 32)):
