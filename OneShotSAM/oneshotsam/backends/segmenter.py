@@ -11,6 +11,7 @@ Importing this module does not import torch.
 
 from __future__ import annotations
 
+import abc
 from typing import Any
 
 import numpy as np
@@ -22,7 +23,7 @@ from oneshotsam.backends.common import (
 from oneshotsam.methods.base import OneShotError
 
 
-class TorchSegmenter:
+class TorchSegmenter(abc.ABC):
     """A promptable segmenter over a SAM-family torch model.
 
     Beyond the :class:`~oneshotsam.backends.base.PromptableSegmenter` protocol:
@@ -62,20 +63,25 @@ class TorchSegmenter:
     input_size: int
     token_dim: int
 
+    @abc.abstractmethod
     def _encode(self, image: np.ndarray) -> tuple[Any, dict[str, Any]]:
-        raise NotImplementedError
+        """Run the image encoder: (features, extra tensors)."""
 
+    @abc.abstractmethod
     def _to_input_xy(self, xy: np.ndarray, image_hw: tuple[int, int]) -> np.ndarray:
-        raise NotImplementedError
+        """Map ``(N, 2)`` image-frame points to the model input frame."""
 
+    @abc.abstractmethod
     def _prompt_decode(self, emb, coords, labels, box, mask, multimask, proto, sim):
-        raise NotImplementedError
+        """Prompt encoder + mask decoder on input-frame prompts."""
 
+    @abc.abstractmethod
     def _upsample(self, maps, image_hw: tuple[int, int]):
-        raise NotImplementedError
+        """Low-res logits (input frame) to the image frame."""
 
+    @abc.abstractmethod
     def _image_to_input(self, mask, image_hw: tuple[int, int]):
-        raise NotImplementedError
+        """An image-frame map resized (and padded) into the input frame."""
 
     # -- public API -----------------------------------------------------------------
     def embed(self, image_rgb_uint8: np.ndarray) -> Embedding:
