@@ -75,8 +75,9 @@ def jsrt_cases(root: Path, limit: int | None = None):
     return [(ref, rl, [load(i) for i in tids])]
 
 
-def acdc_cases(root: Path, limit: int | None = None):
-    """One group per (patient, slice) pair: ED slice -> same slice at ES."""
+def acdc_cases(root: Path, limit: int | None = None, start: int = 0):
+    """One group per (patient, slice) pair: ED slice -> same slice at ES, for the
+    patients ``[start : start + limit]`` in name order (shards of the full run)."""
     import SimpleITK as sitk
     d = root / "acdc"
     pats = sorted(p.name[:-len("_ED.nii.gz")] for p in d.glob("*_ED.nii.gz"))
@@ -84,7 +85,7 @@ def acdc_cases(root: Path, limit: int | None = None):
         raise OneShotError(f"ACDC data not found under {d} (patientNNN_ED.nii.gz ...)")
     rd = lambda p: sitk.GetArrayFromImage(sitk.ReadImage(str(p)))
     groups = []
-    for pat in pats[: None if limit is None else int(limit)]:
+    for pat in pats[int(start):][: None if limit is None else int(limit)]:
         ed, es = rd(d / f"{pat}_ED.nii.gz"), rd(d / f"{pat}_ES.nii.gz")
         edl, esl = rd(d / f"{pat}_ED_label.nii.gz"), rd(d / f"{pat}_ES_label.nii.gz")
         for k in range(ed.shape[0]):
@@ -117,7 +118,7 @@ def run_benchmark(dataset: str, method_name: str, data_root: str | Path, preset:
                   limit: int | None = None, out_dir: str | Path | None = None,
                   device: str = "auto", overrides: dict[str, Any] | None = None,
                   progress: ProgressFn = no_progress,
-                  echo: Callable[[str], None] | None = print) -> dict:
+                  echo: Callable[[str], None] | None = print, start: int = 0) -> dict:
     """Run a 2D benchmark and return its summary (JSON-serialisable).
 
     Args:
@@ -125,6 +126,8 @@ def run_benchmark(dataset: str, method_name: str, data_root: str | Path, preset:
         method_name: registry name (``medpersam-warp``, ``medpersam``, ``p2sam``, ``persam``).
         data_root: folder holding ``jsrt/``, ``acdc/``, ``lung4d/``.
         limit: JSRT: number of targets; ACDC: number of patients; None = all.
+        start: ACDC only: skip the first ``start`` patients (name order), so that the
+            448-pair run can be split into shards (``start``/``limit``) and combined.
         out_dir: when given, writes ``<dataset>_<method>.json`` (per-case scores) there.
         echo: where progress lines and the final table go (None = silent).
     Returns:
@@ -137,7 +140,10 @@ def run_benchmark(dataset: str, method_name: str, data_root: str | Path, preset:
     t0 = time.perf_counter()
     root = Path(data_root)
     method = make_method(method_name, preset, backend, checkpoint, device, overrides)
-    groups = {"jsrt": jsrt_cases, "acdc": acdc_cases, "lung4d": lung4d_cases}[ds](root, limit)
+    if ds == "acdc":
+        groups = acdc_cases(root, limit, start)
+    else:
+        groups = {"jsrt": jsrt_cases, "lung4d": lung4d_cases}[ds](root, limit)
     names = CLASS_NAMES[ds]
     per_case: list[dict] = []
     t_method = 0.0

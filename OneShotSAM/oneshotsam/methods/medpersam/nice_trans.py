@@ -14,6 +14,13 @@ Architecture (2D port of NICE-Trans, Meng et al. 2023, as Med-PerSAM B.3 describ
   composed with the current flow. Displacement heads are zero-initialised, so an
   untrained network returns the identity warp (zero flow).
 
+Optional NICE-Trans transformer decoder (``transformer_depth > 0``, the ``*-paper``
+presets; :mod:`.nice_trans_blocks`, MONAI Swin blocks): every registration step from
+``transformer_min_scale`` up -- the affine step included -- replaces its conv block by a
+1x1 projection + Swin stage; ``dec_doubling`` widens the decoder to ``dec_channels * 2**s``
+at scale ``s`` and ``affine_only_coarsest`` puts the 4 deformable steps one scale finer
+than the affine step, as NICE-Trans does. The defaults keep the conv-only decoder.
+
 Flow convention (pinned by ``Testing/Python/test_medpersam_warp_convention.py``):
 
 * a flow ``u`` is a dense displacement field of shape ``(B, 2, H, W)`` float32,
@@ -55,6 +62,21 @@ class NetConfig:
             deformable level; the flow is upsampled from there to the working grid.
         convs_per_block: 3x3 conv + LeakyReLU layers per encoder/decoder block.
         affine: whether to run the affine step (paper B.3: yes).
+        transformer_depth: Swin blocks per registration step (NICE-Trans: 4); 0 =
+            conv-only decoder (the CPU presets; all fields below are then unused
+            except ``dec_doubling`` / ``affine_only_coarsest``).
+        head_dim: channels per attention head (NICE-Trans: 16, i.e. heads =
+            width / 16 at every scale).
+        window_size: attention window in pixels (NICE-Trans: 5 in 3D; ours: 8,
+            which divides the power-of-two 2D grids).
+        mlp_ratio: MLP hidden width / block width (NICE-Trans / Swin: 4).
+        dec_doubling: decoder width ``dec_channels * 2**s`` at scale ``s`` (NICE-Trans)
+            instead of a constant ``dec_channels``.
+        affine_only_coarsest: the coarsest scale runs only the affine step and the
+            deformable steps run at scales ``n_levels - 1 .. finest_scale`` (NICE-Trans)
+            instead of ``n_levels .. finest_scale``.
+        transformer_min_scale: steps at finer scales keep the conv block (NICE-Trans's
+            last, full-resolution step is a conv block: 1).
     """
 
     enc_channels: int = 16
@@ -64,6 +86,25 @@ class NetConfig:
     finest_scale: int = 1
     convs_per_block: int = 2
     affine: bool = True
+    transformer_depth: int = 0
+    head_dim: int = 16
+    window_size: int = 8
+    mlp_ratio: float = 4.0
+    dec_doubling: bool = False
+    affine_only_coarsest: bool = False
+    transformer_min_scale: int = 1
+
+    def __post_init__(self) -> None:
+        from oneshotsam.methods.base import OneShotError
+        if self.transformer_depth < 0 or self.head_dim < 1 or self.window_size < 1 or self.mlp_ratio <= 0:
+            raise OneShotError(
+                "net: transformer_depth must be >= 0 and head_dim, window_size, mlp_ratio > 0 "
+                f"(got {self.transformer_depth}, {self.head_dim}, {self.window_size}, {self.mlp_ratio})")
+        first = self.n_levels - 1 if self.affine_only_coarsest else self.n_levels
+        if first < self.finest_scale:
+            raise OneShotError(
+                f"net: no deformable level between scale {first} and finest_scale "
+                f"{self.finest_scale}; lower finest_scale or raise n_levels")
 
 
 def _block(cin: int, cout: int, n: int, stride: int = 1) -> nn.Sequential:
@@ -140,8 +181,9 @@ class NiceTrans2D(nn.Module):
 
     ``forward(moving, fixed)`` takes ``(B, 1, H, W)`` float32 images in [0, 1] (B
     may be 1 for ``moving`` and larger for ``fixed``) with H, W divisible by
-    ``2**n_levels``; returns the pixel flow ``(B, 2, H, W)`` (see module docstring)
-    that warps ``moving`` onto ``fixed``.
+    ``2**n_levels`` (transformer steps accept any size: MONAI pads the windows);
+    returns the pixel flow ``(B, 2, H, W)`` (see module docstring) that warps
+    ``moving`` onto ``fixed``.
     """
 
     def __init__(self, cfg: NetConfig = NetConfig()) -> None:
@@ -154,23 +196,46 @@ class NiceTrans2D(nn.Module):
             [_block(1, chans[0], cfg.convs_per_block)]
             + [_block(chans[s - 1], chans[s], cfg.convs_per_block, stride=2) for s in range(1, n + 1)])
         coarsest = n
-        self.scales = list(range(coarsest, cfg.finest_scale - 1, -1))  # coarse -> fine
+        first = n - 1 if cfg.affine_only_coarsest else n
+        self.scales = list(range(first, cfg.finest_scale - 1, -1))  # coarse -> fine
         d = cfg.dec_channels
+        self.affine_stage = None  # transformer body of the affine step (NICE-Trans)
+        state_ch = 0
+        if cfg.affine and self._use_transformer(coarsest):
+            state_ch = self._width(coarsest)
+            self.affine_stage = self._step_body(2 * chans[coarsest], coarsest)
         self.dec_blocks = nn.ModuleList()
         self.flow_heads = nn.ModuleList()
-        for i, s in enumerate(self.scales):
-            cin = 2 * chans[s] + (d if i > 0 else 0) + 2
-            self.dec_blocks.append(_block(cin, d, cfg.convs_per_block))
-            head = nn.Conv2d(d, 2, 3, 1, 1)
+        for s in self.scales:
+            cin = 2 * chans[s] + state_ch + 2
+            self.dec_blocks.append(self._step_body(cin, s))
+            state_ch = self._width(s)
+            head = nn.Conv2d(state_ch, 2, 3, 1, 1)
             nn.init.zeros_(head.weight)  # identity warp at start (B.3)
             nn.init.zeros_(head.bias)
             self.flow_heads.append(head)
         if cfg.affine:
+            aff_in = self._width(coarsest) if self.affine_stage is not None else 2 * chans[coarsest]
             self.affine_head = nn.Sequential(
-                nn.Linear(2 * chans[coarsest], d), nn.LeakyReLU(0.2, inplace=True), nn.Linear(d, 6))
+                nn.Linear(aff_in, d), nn.LeakyReLU(0.2, inplace=True), nn.Linear(d, 6))
             nn.init.zeros_(self.affine_head[-1].weight)  # residual around identity (B.3)
             nn.init.zeros_(self.affine_head[-1].bias)
         self.warp = make_warp()
+
+    def _width(self, s: int) -> int:
+        return self.cfg.dec_channels * 2 ** s if self.cfg.dec_doubling else self.cfg.dec_channels
+
+    def _use_transformer(self, s: int) -> bool:
+        return self.cfg.transformer_depth > 0 and s >= self.cfg.transformer_min_scale
+
+    def _step_body(self, cin: int, s: int) -> nn.Module:
+        """Conv block, or 1x1 projection + Swin stage (NICE-Trans), ``cin -> width(s)``."""
+        if not self._use_transformer(s):
+            return _block(cin, self._width(s), self.cfg.convs_per_block)
+        from oneshotsam.methods.medpersam.nice_trans_blocks import TransformerStep
+        c = self.cfg
+        return TransformerStep(cin, self._width(s), c.transformer_depth, c.head_dim,
+                               c.window_size, c.mlp_ratio)
 
     def encode(self, x: torch.Tensor) -> list[torch.Tensor]:
         feats = []
@@ -179,9 +244,14 @@ class NiceTrans2D(nn.Module):
             feats.append(x)
         return feats
 
-    def affine_theta(self, fm: torch.Tensor, ff: torch.Tensor) -> torch.Tensor:
-        """``(B, 2, 3)`` affine: identity + learned residual (scale init 1, B.3)."""
-        pooled = torch.cat([fm.mean(dim=(2, 3)), ff.mean(dim=(2, 3))], dim=1)
+    def affine_theta(self, fm: torch.Tensor, ff: torch.Tensor,
+                     state: torch.Tensor | None = None) -> torch.Tensor:
+        """``(B, 2, 3)`` affine: identity + learned residual (scale init 1, B.3), from
+        the pooled coarsest features, or the pooled affine-step ``state`` when given."""
+        if state is not None:
+            pooled = state.mean(dim=(2, 3))
+        else:
+            pooled = torch.cat([fm.mean(dim=(2, 3)), ff.mean(dim=(2, 3))], dim=1)
         res = self.affine_head(pooled).view(-1, 2, 3)
         eye = torch.tensor([[1.0, 0, 0], [0, 1.0, 0]], device=res.device, dtype=res.dtype)
         return eye + res
@@ -195,15 +265,17 @@ class NiceTrans2D(nn.Module):
             both = self.encode(torch.cat([moving, fixed], dim=0))
             fm = [f[:b] for f in both]
             ff = [f[b:] for f in both]
-        top = self.scales[0]
+        top = self.cfg.n_levels
         size = tuple(ff[top].shape[-2:])
+        state = None
+        if self.affine_stage is not None:
+            state = self.affine_stage(torch.cat([fm[top], ff[top]], dim=1))
         if self.cfg.affine:
-            theta = self.affine_theta(fm[top], ff[top])
+            theta = self.affine_theta(fm[top], ff[top], state)
             self._last_affine = theta  # read by the trainer (regulariser on the deformable part)
             flow = affine_to_flow(theta, size)
         else:
             flow = ff[top].new_zeros(b, 2, *size)
-        state = None
         for i, s in enumerate(self.scales):
             size = tuple(ff[s].shape[-2:])
             flow = upsample_flow(flow, size)
