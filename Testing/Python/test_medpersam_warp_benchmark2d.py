@@ -80,3 +80,17 @@ def test_unknown_dataset_and_missing_data(tmp_path):
         run_benchmark("nope", "medpersam-warp", tmp_path, echo=None)
     with pytest.raises(OneShotError):
         run_benchmark("jsrt", "medpersam-warp", tmp_path, preset="paper", overrides=TINY, echo=None)
+
+
+@pytest.mark.parametrize("start,limit,expected", [(0, None, ["patient001", "patient002", "patient003"]),
+                                                  (1, 1, ["patient002"]), (2, 5, ["patient003"]),
+                                                  (3, None, [])])
+def test_acdc_cases_shards_by_patient(tmp_path, start, limit, expected):
+    from oneshotsam.benchmark2d import acdc_cases
+    (tmp_path / "acdc").mkdir()
+    img, lab = _blob_case(0)
+    for p in ("patient001", "patient002", "patient003"):
+        for suffix, a in (("ED", img), ("ES", img), ("ED_label", lab), ("ES_label", lab)):
+            sitk.WriteImage(sitk.GetImageFromArray(a[None]), str(tmp_path / "acdc" / f"{p}_{suffix}.nii.gz"))
+    groups = acdc_cases(tmp_path, limit, start)
+    assert [g[0].name[:10] for g in groups] == expected

@@ -154,3 +154,26 @@ def test_import_is_lazy():
     out = subprocess.run([sys.executable, "-c", "import json;" + code], capture_output=True, text=True,
                          check=True)
     assert json.loads(out.stdout) == []
+
+
+def test_acdc_cpu_preset_is_followup_cpu_with_measured_changes():
+    """acdc-cpu (docs/medpersam_cpu_preset.md): followup-cpu but lambda_reg 0.3, no L_aug
+    copies and 300 steps on the pair; the cpu (JSRT) preset is untouched."""
+    from oneshotsam.presets import load_preset
+    acdc = WarpConfig.from_dict(load_preset("medpersam", "acdc-cpu"))
+    fol = WarpConfig.from_dict(load_preset("medpersam", "followup-cpu"))
+    cpu = WarpConfig.from_dict(load_preset("medpersam", "cpu"))
+    assert (acdc.loss.lambda_reg, acdc.aug_per_step, acdc.min_steps, acdc.max_steps) == (0.3, 0, 300, 300)
+    assert (acdc.resolution, acdc.lr, acdc.roi_margin, acdc.net) == (fol.resolution, fol.lr,
+                                                                     fol.roi_margin, fol.net)
+    assert (cpu.loss.lambda_reg, cpu.aug_per_step, cpu.resolution) == (0.75, None, 128)
+
+
+@pytest.mark.parametrize("aug_per_step,expect_aug", [(0, False), (1, True), (None, True)])
+def test_aug_per_step_zero_drops_the_aug_term(aug_per_step, expect_aug):
+    img, lab = _phantom()
+    cfg = WarpConfig.from_dict({**TINY, "min_steps": 2, "max_steps": 2, "aug_per_step": aug_per_step})
+    sess = WarpSession(cfg, Image2D(img, name="r"), lab, [Image2D(_deform(img, lab)[0], name="t")])
+    hist = sess.train()["history"]
+    assert len(hist) == 2
+    assert all(("aug" in h) == expect_aug for h in hist)

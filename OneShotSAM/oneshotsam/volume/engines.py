@@ -107,6 +107,7 @@ class MethodEngine:
 
     def describe(self) -> dict[str, Any]:
         return {"engine": f"method-{self.mode}", "method": getattr(self.method, "name", "?"),
+                "preset": getattr(getattr(self.method, "config", None), "preset", None),
                 "method_calls": self.calls}
 
     def prepare(self, ref: SliceStack, proc: SliceStack, ref_slices: list[int],

@@ -55,10 +55,41 @@ def _windowed(vol_voxels: np.ndarray, low: float, high: float) -> np.ndarray:
     return np.asarray(apply_window(np.asarray(vol_voxels), low, high), dtype=np.float32)
 
 
-def _engine(cfg: PropagationConfig, method: OneShotMethod | None):
-    """(engine, method) for the configuration; builds the method when not injected."""
+#: ``propagation="auto"`` with ``medpersam-warp`` on follow-ups of a reference contoured
+#: on at least this many contiguous slices (a planning contour) registers each slice
+#: pair across visits with the 2D method (one call per slice, ``direct`` mode) instead
+#: of training one network per volume: ACDC ED (all slices) -> ES, measured in
+#: docs/volume_propagation.md (engineer I).
+DENSE_MIN_SLICES = 3
+#: preset of that per-slice follow-up registration when none is given (measured on
+#: ACDC ED -> ES pairs, docs/medpersam_cpu_preset.md).
+DENSE_FOLLOWUP_PRESET = "acdc-cpu"
+
+
+def dense_followup(ref_slices: Sequence[int], n_targets: int) -> bool:
+    """True for follow-up targets of a reference annotated on a contiguous run of at
+    least :data:`DENSE_MIN_SLICES` slices (every target slice then has an annotated
+    reference slice at the same physical position after alignment)."""
+    s = sorted(set(int(k) for k in ref_slices))
+    return n_targets > 0 and len(s) >= DENSE_MIN_SLICES and s[-1] - s[0] + 1 == len(s)
+
+
+def _engine(cfg: PropagationConfig, method: OneShotMethod | None, dense: bool = False):
+    """(engine, method) for the configuration; builds the method when not injected.
+
+    ``auto``: ``medpersam-warp`` -> per-slice cross-visit registration (``direct``)
+    when ``dense`` (see :func:`dense_followup`), else the warp-volume engine; other
+    methods -> ``chain``."""
     mode = cfg.propagation
     name = getattr(method, "name", cfg.method) if method is not None else cfg.method
+    if mode == "auto" and name == "medpersam-warp" and dense:
+        if method is None:
+            from oneshotsam.methods.registry import build_method
+
+            method = build_method(cfg.method, backend_name=cfg.backend, checkpoint=cfg.checkpoint,
+                                  preset=cfg.preset or DENSE_FOLLOWUP_PRESET, device=cfg.device,
+                                  **dict(cfg.method_overrides))
+        return MethodEngine(method, "direct")
     if mode == "warp-volume" or (mode == "auto" and name == "medpersam-warp"):
         from oneshotsam.volume.warpvol import WarpVolumeEngine
 
@@ -113,7 +144,7 @@ def run_propagation(reference: Volume, reference_labels: Volume, targets: Sequen
         if not 0 <= k < sg.n_slices:
             raise OneShotError(f"fixed slice {k} is outside the volume (0..{sg.n_slices - 1})")
     low, high, window_desc = _window(reference, cfg)
-    engine = _engine(cfg, method)
+    engine = _engine(cfg, method, dense_followup(ref_slices, len(targets)))
     rule = stop_rule_of(cfg)
     ref_stack = SliceStack(_windowed(reference.voxels, low, high), sg.array_axis, sg.spacing_rc_mm,
                            reference.name or "reference")
@@ -173,4 +204,5 @@ def outcome_summary(outcomes: dict[int, SliceOutcome]) -> dict[str, Any]:
     }
 
 
-__all__ = ["run_propagation", "stop_rule_of", "outcome_summary", "plan_runs", "walk_runs"]
+__all__ = ["run_propagation", "stop_rule_of", "outcome_summary", "plan_runs", "walk_runs",
+           "dense_followup", "DENSE_MIN_SLICES", "DENSE_FOLLOWUP_PRESET"]
