@@ -53,7 +53,9 @@ class PropagationConfig:
             segmented neighbour) | ``"direct"`` (each slice from its physically
             nearest annotated slice) | ``"warp-volume"`` (one warping network
             trained on the whole volume, :mod:`oneshotsam.volume.warpvol`).
-            ``auto`` = warp-volume for ``medpersam-warp``, chain otherwise.
+            ``auto`` = for ``medpersam-warp``: per-slice direct pairs (preset ``acdc-cpu``) for
+            follow-ups of a reference annotated on >= 3 contiguous slices, else
+            warp-volume; chain for the other methods (``volume/run.py``).
         registration: ``"rigid"`` or ``"affine"`` (affine is initialised by rigid).
         stop_min_area_ratio: a label ends on a slice whose predicted area is below
             this fraction of its area on the neighbouring (source) slice.
