@@ -71,3 +71,42 @@ def test_auto_engine_for_followups(annotated, engine, calls):
         assert all(per[k]["kind"] == "cross-visit" for k in ks)
         # the same volume as its own follow-up: an (almost) untrained warp is the identity
         assert all((out[k] == truth[k]).mean() > 0.97 for k in ks)
+
+
+@pytest.mark.parametrize("extend", [False, True])
+def test_followup_of_a_contour_stays_within_its_extent(extend):
+    """The planning contour ends where the structure ends: slices beyond it are left
+    empty (and reported) unless ``extend_beyond_contour`` asks for the outward walk."""
+    torch = pytest.importorskip("torch")
+    from oneshotsam.methods.medpersam.warp_method import MedPerSAMWarp
+
+    torch.manual_seed(0)
+    vol, lab, truth = _case()
+    ks = [k for k in range(8) if truth[k].any()]
+    outside = [k for k in range(8) if k not in ks]
+    assert outside, "the synthetic structure must end inside the volume"
+    # the follow-up: the structure has grown by one slice at each end
+    grown = np.zeros_like(truth)
+    for k in ks:
+        grown[k] = truth[k]
+    grown[ks[0] - 1], grown[ks[-1] + 1] = truth[ks[0]], truth[ks[-1]]
+    followup = Volume(np.where(grown > 0, 0.9, 0.2).astype(np.float32), vol.ijk_to_lps, "grown")
+    tiny = MedPerSAMWarp.from_preset(DENSE_FOLLOWUP_PRESET, device="cpu", resolution=32, min_steps=2,
+                                     max_steps=2, net={"enc_channels": 4, "dec_channels": 8,
+                                                       "max_channels": 16, "n_levels": 3})
+    cfg = PropagationConfig(method="medpersam-warp", window="0,1", device="cpu", align=False,
+                            extend_beyond_contour=extend)
+    done = []
+    res = propagate(vol, lab, [followup], cfg, method=tiny,
+                    progress=lambda d, t, m: done.append((d, t)) or True)
+    out = np.asarray(res.label_volumes[0].voxels)
+    rep = res.report["targets"][0]
+    processed = {p["slice"] for p in rep["per_slice"]}
+    assert done[-1][0] == done[-1][1]  # progress reaches its total either way
+    if not extend:
+        assert rep["beyond_contour"]["slices"] == outside
+        assert processed == set(ks)
+        assert not out[outside].any()
+    else:
+        assert "beyond_contour" not in rep
+        assert {ks[0] - 1, ks[-1] + 1} <= processed  # the walk went past both ends

@@ -105,3 +105,22 @@ class CopyMethod(BrightMethod):
             absent = [v for v in values if not (lab == v).any()]
             out.append(TargetResult(lab, 0.9, {v: 0.9 for v in values}, {}, absent))
         return RunResult(out)
+
+
+class FitCopyMethod(BrightMethod):
+    """Stand-in registration: copies the reference labels unchanged and reports, as
+    ``label_fit``, the fraction of each label's region that is bright in the target
+    (an identity "registration" whose local evidence drops where the target shows
+    something else)."""
+
+    name = "fitcopy-test"
+
+    def segment(self, reference: Image2D, reference_labels, targets, progress=None) -> RunResult:
+        values = label_values(reference_labels)
+        ref = np.asarray(reference_labels)
+        out = []
+        for t in targets:
+            bright = t.grey() > 0.5
+            fit = {v: float(bright[ref == v].mean()) for v in values}
+            out.append(TargetResult(ref.copy(), 0.9, {v: 0.9 for v in values}, {}, [], fit))
+        return RunResult(out)

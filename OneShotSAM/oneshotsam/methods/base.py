@@ -49,6 +49,11 @@ class TargetResult:
             retrieval costs, timings in seconds, messages).
         absent: label values the method judged absent from this target (an
             empty prediction that is an answer, not a failure).
+        label_fit: per predicted label value, how well the target image agrees
+            with the method's evidence INSIDE that label's region relative to the
+            whole (1 = as well as elsewhere, lower = the target shows something
+            else there); only methods that register an image report it
+            (``medpersam-warp``: local SSIM / global SSIM); empty otherwise.
     """
 
     labels: np.ndarray
@@ -56,6 +61,7 @@ class TargetResult:
     class_confidence: dict[int, float] = field(default_factory=dict)
     report: dict[str, Any] = field(default_factory=dict)
     absent: list[int] = field(default_factory=list)
+    label_fit: dict[int, float] = field(default_factory=dict)
 
 
 @dataclass

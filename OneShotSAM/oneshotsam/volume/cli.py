@@ -76,6 +76,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--no-align", dest="align", action="store_false",
                    help="do not register follow-ups (slices still paired by physical position)")
     p.add_argument("--registration", default="affine", choices=("rigid", "affine"))
+    p.add_argument("--extend-beyond-contour", action="store_true",
+                   help="follow-ups of a reference contoured on every slice of the structure: also "
+                        "walk outward past the contour's ends (default: those slices stay empty)")
+    p.add_argument("--contour-end-min-fit", type=float, default=0.85, metavar="F",
+                   help="follow-ups of a contour on every slice: trim a label from its contour's "
+                        "ends inward where its image fit is below F (0 disables; default 0.85)")
+    p.add_argument("--contour-end-max-slices", type=int, default=1, metavar="N",
+                   help="... at most N slices from each end (default 1)")
     p.add_argument("--fixed-slices", type=int, nargs="+", default=(), metavar="K",
                    help="slices already approved (reference volume): kept, used as references")
     add_model_args(p)
@@ -92,6 +100,9 @@ def config_from_args(args: argparse.Namespace):
         align=args.align, window=args.window, preset=args.preset, backend=args.backend,
         checkpoint=args.checkpoint, device=args.device, fixed_slices=tuple(args.fixed_slices or ()),
         propagation=args.propagation, registration=args.registration,
+        extend_beyond_contour=args.extend_beyond_contour,
+        contour_end_min_fit=args.contour_end_min_fit,
+        contour_end_max_slices=args.contour_end_max_slices,
         method_overrides=parse_overrides(args.overrides))
 
 

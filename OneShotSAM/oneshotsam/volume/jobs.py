@@ -43,14 +43,43 @@ def _cross_seed(engine, r: int, ref_labels: np.ndarray, rule: StopRule, pixel_ar
         if d.present:
             labels[m] = v
     flagged, why = review_flag(rule, float(res.confidence), decisions)
+    fit = {int(v): float(f) for v, f in res.label_fit.items()}
     info: dict[str, Any] = {"kind": "cross-visit", "reference_slice": int(r),
                             "labels": {str(d.value): {"present": d.present,
                                                       "area_mm2": round(d.area_mm2, 2),
+                                                      **({"fit": round(fit[d.value], 4)}
+                                                         if d.value in fit else {}),
                                                       **({"stop": d.reason} if d.reason else {})}
                                        for d in decisions}}
     if why:
         info["review"] = why
     return SliceOutcome(r, labels, float(res.confidence), flagged, "seed", None, info)
+
+
+def _trim_contour_ends(outcomes: dict[int, SliceOutcome], ref_labels_by_slice: dict[int, np.ndarray],
+                       min_fit: float, max_slices: int) -> None:
+    """Apply :func:`contour_end_trims` to the cross-visit seeds (in place; trimmed
+    slices are flagged for review with the reason)."""
+    from oneshotsam.volume.stoprule import contour_end_trims
+
+    label_slices: dict[int, list[int]] = {}
+    for k, lab in ref_labels_by_slice.items():
+        for v in np.unique(lab):
+            if v:
+                label_slices.setdefault(int(v), []).append(int(k))
+    present = {k: {int(v) for v in np.unique(o.labels) if v} for k, o in outcomes.items()}
+    fits = {k: {int(v): float(d["fit"]) for v, d in o.info.get("labels", {}).items() if "fit" in d}
+            for k, o in outcomes.items()}
+    for k, values in contour_end_trims(label_slices, present, fits, min_fit, max_slices).items():
+        o = outcomes[k]
+        for v in sorted(values):
+            o.labels = np.where(o.labels == v, 0, o.labels).astype(o.labels.dtype)
+            d = o.info["labels"][str(v)]
+            d["present"] = False
+            d["stop"] = (f"label fit {fits[k][v]:.2f} < {min_fit} at the contour's end: the "
+                         "structure got shorter along the slice axis")
+        o.flagged = True
+        o.info["review"] = f"label(s) {sorted(values)} trimmed at the contour's end"
 
 
 def _fov_slices(target: Volume, reference: Volume, transform, array_axis: int) -> list[int]:
@@ -68,8 +97,13 @@ def run_job(ti: int, target: Volume | None, reference: Volume, ref_lab: np.ndarr
             ref_labels_by_slice: dict[int, np.ndarray], window: tuple[float, float], engine,
             rule: StopRule, stats, cfg: PropagationConfig, prog,
             on_slice: Callable[[SliceEvent], None] | None,
-            label_meta: dict | None = None) -> tuple[Volume, dict[str, Any], bool]:
-    """Run one job; returns (label volume in the target's geometry, report, cancelled)."""
+            label_meta: dict | None = None,
+            dense: bool = False) -> tuple[Volume, dict[str, Any], bool]:
+    """Run one job; returns (label volume in the target's geometry, report, cancelled).
+
+    ``dense``: the reference is a planning contour (:func:`run.dense_followup`);
+    unless ``cfg.extend_beyond_contour``, a follow-up is then predicted on the
+    contoured run of slices only (the contour says the structure ends there)."""
     from oneshotsam.geometry import resample_volume, same_grid
     from oneshotsam.volume.align import align_volumes, identity_alignment
     from oneshotsam.volume.run import outcome_summary
@@ -135,7 +169,19 @@ def run_job(ti: int, target: Volume | None, reference: Volume, ref_lab: np.ndarr
             for k in fixed:
                 outcomes[k] = SliceOutcome(k, np.asarray(get_slice(ref_lab, sg.array_axis, k)), 1.0,
                                            False, "seed", None, {"kind": "fixed"})
-    if not cancelled:
+    if not cancelled and followup and dense:
+        _trim_contour_ends(outcomes, ref_labels_by_slice, cfg.contour_end_min_fit,
+                           cfg.contour_end_max_slices)
+    contour_only = followup and dense and not cfg.extend_beyond_contour
+    if not cancelled and contour_only:
+        beyond = [k for k in in_fov if k not in outcomes and not min(ref_slices) <= k <= max(ref_slices)]
+        report["beyond_contour"] = {
+            "slices": beyond,
+            "rule": "left empty: the reference contour ends before them "
+                    "(extend_beyond_contour=True walks outward with the absence rule)"}
+        cancelled = not prog.tick(f"{report['name']}: {len(beyond)} slices beyond the contour left empty",
+                                  len(beyond))
+    elif not cancelled:
         seeds = sorted(outcomes)
         lo, hi = min(in_fov), max(in_fov)
         runs = [r for r in plan_runs(n, sg.positions_mm, seeds)]

@@ -66,6 +66,17 @@ class PropagationConfig:
         review_confidence: slices with confidence below this are flagged for review.
         review_area_change: slices whose area changes by more than this factor
             relative to their source slice are flagged for review.
+        extend_beyond_contour: follow-ups of a reference contoured on a contiguous
+            run of >= 3 slices (a planning contour, :func:`run.dense_followup`):
+            False (default) leaves the slices outside that run empty, because the
+            contour says the structure ends there; True also walks outward from
+            the run's ends with the absence rule (a structure that may have grown).
+        contour_end_min_fit: follow-ups of a planning contour: walking inward from
+            each end of a label's contour, the label is removed from slices whose
+            label fit (``TargetResult.label_fit``) is below this (the structure got
+            shorter; :func:`stoprule.contour_end_trims`); 0 disables. 0.85 was
+            chosen on ACDC ED -> ES (docs/volume_propagation.md).
+        contour_end_max_slices: ... at most this many slices per end.
         method_overrides: extra ``(key, value)`` settings for the method (or, for
             the warp-volume engine, ``VolumeWarpConfig`` fields such as ``steps``).
         seed: random seed (training-based methods).
@@ -89,6 +100,9 @@ class PropagationConfig:
     stop_min_appearance: float = 0.0
     review_confidence: float = 0.5
     review_area_change: float = 1.6
+    extend_beyond_contour: bool = False
+    contour_end_min_fit: float = 0.85
+    contour_end_max_slices: int = 1
     method_overrides: tuple[tuple[str, Any], ...] = ()
     seed: int = 0
 

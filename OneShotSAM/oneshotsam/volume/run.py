@@ -144,7 +144,8 @@ def run_propagation(reference: Volume, reference_labels: Volume, targets: Sequen
         if not 0 <= k < sg.n_slices:
             raise OneShotError(f"fixed slice {k} is outside the volume (0..{sg.n_slices - 1})")
     low, high, window_desc = _window(reference, cfg)
-    engine = _engine(cfg, method, dense_followup(ref_slices, len(targets)))
+    dense = dense_followup(ref_slices, len(targets))
+    engine = _engine(cfg, method, dense)
     rule = stop_rule_of(cfg)
     ref_stack = SliceStack(_windowed(reference.voxels, low, high), sg.array_axis, sg.spacing_rc_mm,
                            reference.name or "reference")
@@ -160,7 +161,7 @@ def run_propagation(reference: Volume, reference_labels: Volume, targets: Sequen
         vol, rep, cancelled = run_job(
             ti, target, reference, ref_lab, sg, ref_slices, fixed, ref_stack, ref_labels_by_slice,
             (low, high), engine, rule, stats, cfg, prog, on_slice,
-            dict(reference_labels.meta))
+            dict(reference_labels.meta), dense)
         volumes.append(vol)
         job_reports.append(rep)
         if cancelled:

@@ -53,6 +53,12 @@ class WarpLosses:
     def __init__(self, cfg: LossConfig = LossConfig()) -> None:
         from monai.losses import (DiceCELoss, DiffusionLoss,
                                   LocalNormalizedCrossCorrelationLoss, SSIMLoss)
+        import warnings
+
+        # MONAI's DiffusionLoss indexes with a list (a torch deprecation warning on every
+        # step, harmless for the pinned versions): keep user logs readable
+        warnings.filterwarnings("ignore", message="Using a non-tuple sequence for multidimensional",
+                                category=UserWarning, module=r"monai\.losses\.deform")
         self.cfg = cfg
         kind = cfg.image_loss.lower()
         if kind == "ssim":

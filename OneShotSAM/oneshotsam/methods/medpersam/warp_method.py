@@ -114,8 +114,11 @@ class MedPerSAMWarp:
             results.append(TargetResult(
                 labels=w.labels, confidence=float(w.similarity), class_confidence=cls_conf,
                 report={"similarity": w.similarity, "flow": w.flow_stats,
+                        "local_similarity": {str(v): round(x, 4) for v, x in w.local_similarity.items()},
                         "seconds": round(time.perf_counter() - ti, 3)},
-                absent=[v for v in values if v not in present]))
+                absent=[v for v in values if v not in present],
+                label_fit={v: w.local_similarity[v] / max(w.similarity, 1e-6) for v in present
+                           if v in w.local_similarity}))
             if not progress(n_train + i + 1, total, f"warped target {i + 1}/{len(targets)}"):
                 report["seconds"] = round(time.perf_counter() - t0, 2)
                 return RunResult(results=results, cancelled=len(results) < len(targets), report=report)

@@ -142,12 +142,16 @@ class WarpResult:
             target on the working grid (SSIM, or LNCC for NCC presets).
         flow_stats: mean / max displacement (working-grid pixels), fraction of
             folded pixels (Jacobian determinant <= 0), affine matrix.
+        local_similarity: ``{label value: mean SSIM}`` of the warped reference and the
+            target over each warped label grown by 2 working pixels (its own
+            evidence: low where the target shows something else there).
     """
 
     probs: np.ndarray
     labels: np.ndarray
     similarity: float
     flow_stats: dict = field(default_factory=dict)
+    local_similarity: dict = field(default_factory=dict)
 
 
 def _grey(img: Image2D) -> np.ndarray:
@@ -392,12 +396,30 @@ class WarpSession:
                 warped = self.net.warp(self.ref, flow)
                 sim = float(self.losses.similarity(warped, fixed)[0])
                 stats = flow_stats(flow, getattr(self.net, "_last_affine", None))
+                local = self._local_similarity(warped, fixed, flow)
                 probs = self._full_res_probs(flow, self.target_hw[index])
         finally:
             torch.set_num_threads(old)
         vals = np.array([0] + self.values)
         labels = vals[probs.argmax(0)].astype(np.min_scalar_type(max(self.values)))
-        return WarpResult(probs=probs, labels=labels, similarity=sim, flow_stats=stats)
+        return WarpResult(probs=probs, labels=labels, similarity=sim, flow_stats=stats,
+                          local_similarity=local)
+
+    def _local_similarity(self, warped, fixed, flow) -> dict[int, float]:
+        """Mean SSIM map (MONAI, Gaussian window of ``ssim_window``) of the warped
+        reference vs the target inside each warped label grown by 2 pixels (working grid)."""
+        import torch.nn.functional as F
+        from monai.metrics.regression import compute_ssim_and_cs
+
+        w = int(self.cfg.loss.ssim_window)
+        smap, _ = compute_ssim_and_cs(warped.float(), fixed.float(), 2, (w, w), (1.5, 1.5), 1.0)
+        smap = F.pad(smap, (w // 2,) * 4, mode="replicate")[0, 0]
+        onehot = self.net.warp(self.ref_onehot, flow)[0]
+        out: dict[int, float] = {}
+        for c, v in enumerate(self.values, start=1):
+            m = F.max_pool2d((onehot[c:c + 1] > 0.5).float()[None], 5, 1, 2)[0, 0] > 0
+            out[v] = float(smap[m].mean()) if bool(m.any()) else 0.0
+        return out
 
     def _full_res_probs(self, flow, hw: tuple[int, int]) -> np.ndarray:
         """Sample the full-res reference one-hot through the working-grid flow."""
