@@ -9,7 +9,7 @@ import pytest
 
 from oneshotsam.types import Volume
 from oneshotsam.volume.pipeline import PropagationConfig, propagate
-from oneshotsam.volume.stoprule import contour_end_trims
+from oneshotsam.volume.stoprule import StopRule, contour_end_trims, followup_review
 from volume_synth import FitCopyMethod, affine
 
 ALL = {k: {1, 2} for k in range(2, 6)}
@@ -71,5 +71,30 @@ def test_dense_followup_trims_shortened_ends(min_fit, trimmed):
         assert per[k]["labels"]["1"]["present"] is not (k in trimmed)
         if k in trimmed:
             assert per[k]["flagged"] and "contour's end" in per[k]["labels"]["1"]["stop"]
+        else:  # unchanged area, confident: nothing to review
+            assert not per[k]["flagged"], per[k]
     assert out[3].any()  # the dimmed middle slice is never a hole
     assert per[3]["labels"]["1"]["fit"] == pytest.approx(0.5)
+
+
+RULE = StopRule(review_confidence=0.5, review_area_change=1.6)
+REVIEW_CASES = [  # confidence, areas {slice: {v: (follow-up, reference)}} -> flagged slices
+    # every slice shrank by half (a contraction): nothing stands out
+    ({1: .9, 2: .9, 3: .9}, {1: {1: (50, 100)}, 2: {1: (60, 120)}, 3: {1: (40, 80)}}, set()),
+    # one slice shrank to a fifth while the volume's typical change is x0.5: flagged
+    ({1: .9, 2: .9, 3: .9}, {1: {1: (50, 100)}, 2: {1: (24, 120)}, 3: {1: (40, 80)}}, {2}),
+    # ... or grew: flagged the other way
+    ({1: .9, 2: .9, 3: .9}, {1: {1: (50, 100)}, 2: {1: (120, 120)}, 3: {1: (40, 80)}}, {2}),
+    # low confidence is flagged whatever the areas
+    ({1: .9, 2: .3, 3: .9}, {1: {1: (50, 100)}, 2: {1: (60, 120)}, 3: {1: (40, 80)}}, {2}),
+    # labels are judged against their own typical change
+    ({1: .9, 2: .9}, {1: {1: (50, 100), 2: (100, 100)}, 2: {1: (60, 120), 2: (90, 100)}}, set()),
+]
+
+
+@pytest.mark.parametrize("confidence,areas,flagged", REVIEW_CASES)
+def test_followup_review_table(confidence, areas, flagged):
+    out = followup_review(RULE, confidence, areas)
+    assert set(out) == set(areas)
+    assert {k for k, (f, _) in out.items() if f} == flagged
+    assert all(bool(why) == f for f, why in out.values())

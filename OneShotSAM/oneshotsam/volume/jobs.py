@@ -82,6 +82,30 @@ def _trim_contour_ends(outcomes: dict[int, SliceOutcome], ref_labels_by_slice: d
         o.info["review"] = f"label(s) {sorted(values)} trimmed at the contour's end"
 
 
+def _review_followup(outcomes: dict[int, SliceOutcome], ref_labels_by_slice: dict[int, np.ndarray],
+                     rule: StopRule) -> None:
+    """Re-flag the cross-visit seeds of a planning contour's follow-up with
+    :func:`followup_review` (slices where a label was removed keep their flag)."""
+    from oneshotsam.volume.stoprule import followup_review
+
+    areas, conf = {}, {}
+    for k, o in outcomes.items():
+        if o.info.get("kind") != "cross-visit" or k not in ref_labels_by_slice:
+            continue
+        if any("stop" in d for d in o.info.get("labels", {}).values()):
+            continue
+        ref = ref_labels_by_slice[k]
+        areas[k] = {int(v): (float((o.labels == v).sum()), float((ref == v).sum()))
+                    for v in np.unique(ref) if v}
+        conf[k] = o.confidence
+    for k, (flag, why) in followup_review(rule, conf, areas).items():
+        o = outcomes[k]
+        o.flagged = flag
+        o.info.pop("review", None)
+        if why:
+            o.info["review"] = why
+
+
 def _fov_slices(target: Volume, reference: Volume, transform, array_axis: int) -> list[int]:
     """Processing slices that intersect the target's field of view."""
     from oneshotsam.geometry import resample_volume
@@ -172,6 +196,7 @@ def run_job(ti: int, target: Volume | None, reference: Volume, ref_lab: np.ndarr
     if not cancelled and followup and dense:
         _trim_contour_ends(outcomes, ref_labels_by_slice, cfg.contour_end_min_fit,
                            cfg.contour_end_max_slices)
+        _review_followup(outcomes, ref_labels_by_slice, rule)
     contour_only = followup and dense and not cfg.extend_beyond_contour
     if not cancelled and contour_only:
         beyond = [k for k in in_fov if k not in outcomes and not min(ref_slices) <= k <= max(ref_slices)]

@@ -163,3 +163,47 @@ def contour_end_trims(label_slices: dict[int, list[int]], present: dict[int, set
                     break
                 out.setdefault(k, set()).add(v)
     return out
+
+
+def followup_review(rule: StopRule, confidence: dict[int, float],
+                    areas: dict[int, dict[int, tuple[float, float]]]) -> dict[int, tuple[bool, str]]:
+    """Review flags of a planning contour's follow-up, slice by slice.
+
+    A follow-up is expected to differ from the reference (that is what it
+    measures: a heart at end-systole, a treated tumour), so a label's area change
+    on a slice (follow-up / reference at the same position) is judged against
+    that label's MEDIAN change over the volume: a slice is flagged when it departs
+    from it by more than ``review_area_change`` either way, or when its confidence
+    is below ``review_confidence``. (Slices where a label was removed are flagged
+    by the caller, with the reason.)
+
+    Args:
+        confidence: ``{slice: method confidence}``.
+        areas: ``{slice: {v: (follow-up area, reference area)}}`` in any one unit.
+
+    Returns:
+        ``{slice: (flagged, why)}`` for every slice of ``areas``.
+    """
+    ratios: dict[int, list[float]] = {}
+    for a in areas.values():
+        for v, (f, ref) in a.items():
+            if f > 0 and ref > 0:
+                ratios.setdefault(v, []).append(f / ref)
+    median = {v: float(np.median(r)) for v, r in ratios.items()}
+    out: dict[int, tuple[bool, str]] = {}
+    for k, a in areas.items():
+        c = float(confidence.get(k, 1.0))
+        if c < rule.review_confidence:
+            out[k] = (True, f"confidence {c:.2f} < {rule.review_confidence}")
+            continue
+        why = ""
+        for v in sorted(a):
+            f, ref = a[v]
+            if f > 0 and ref > 0 and v in median:
+                rel = (f / ref) / median[v]
+                if max(rel, 1.0 / rel) > rule.review_area_change:
+                    why = (f"label {v} changed x{f / ref:.2f} from the reference slice; the "
+                           f"volume's typical change is x{median[v]:.2f}")
+                    break
+        out[k] = (bool(why), why)
+    return out
