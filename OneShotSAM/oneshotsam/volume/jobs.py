@@ -20,7 +20,8 @@ from oneshotsam.types import Volume
 from oneshotsam.volume.chain import SliceOutcome, plan_runs, walk_runs
 from oneshotsam.volume.engines import SliceStack
 from oneshotsam.volume.pipeline import PropagationConfig, SliceEvent, elapsed
-from oneshotsam.volume.stoprule import StopRule, decide_label, review_flag
+from oneshotsam.volume.stoprule import (StopRule, contour_end_trims, decide_label, followup_review,
+                                        review_flag)
 
 
 def _set(arr: np.ndarray, axis: int, k: int, plane: np.ndarray) -> None:
@@ -60,8 +61,6 @@ def _trim_contour_ends(outcomes: dict[int, SliceOutcome], ref_labels_by_slice: d
                        min_fit: float, max_slices: int) -> None:
     """Apply :func:`contour_end_trims` to the cross-visit seeds (in place; trimmed
     slices are flagged for review with the reason)."""
-    from oneshotsam.volume.stoprule import contour_end_trims
-
     label_slices: dict[int, list[int]] = {}
     for k, lab in ref_labels_by_slice.items():
         for v in np.unique(lab):
@@ -86,8 +85,6 @@ def _review_followup(outcomes: dict[int, SliceOutcome], ref_labels_by_slice: dic
                      rule: StopRule) -> None:
     """Re-flag the cross-visit seeds of a planning contour's follow-up with
     :func:`followup_review` (slices where a label was removed keep their flag)."""
-    from oneshotsam.volume.stoprule import followup_review
-
     areas, conf = {}, {}
     for k, o in outcomes.items():
         if o.info.get("kind") != "cross-visit" or k not in ref_labels_by_slice:
