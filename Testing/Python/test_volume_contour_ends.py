@@ -98,3 +98,14 @@ def test_followup_review_table(confidence, areas, flagged):
     assert set(out) == set(areas)
     assert {k for k, (f, _) in out.items() if f} == flagged
     assert all(bool(why) == f for f, why in out.values())
+
+
+@pytest.mark.parametrize("kw", [{"contour_end_min_fit": -0.1}, {"contour_end_min_fit": float("nan")},
+                                {"contour_end_max_slices": -1}])
+def test_bad_trim_settings_are_refused(kw):
+    from oneshotsam.methods.base import OneShotError
+
+    ref, lab, fol = _shortened_followup()
+    with pytest.raises(OneShotError, match="must be >= 0"):
+        propagate(ref, lab, [fol], PropagationConfig(method="fitcopy-test", window="0,1", align=False, **kw),
+                  method=FitCopyMethod())

@@ -32,6 +32,10 @@ def _check_config(cfg: PropagationConfig) -> None:
     if cfg.propagation not in ("auto", "chain", "direct", "warp-volume"):
         raise OneShotError(f"unknown propagation {cfg.propagation!r}: use auto, chain, direct "
                            "or warp-volume")
+    if not cfg.contour_end_min_fit >= 0 or cfg.contour_end_max_slices < 0:
+        raise OneShotError(
+            f"contour_end_min_fit ({cfg.contour_end_min_fit}) and contour_end_max_slices "
+            f"({cfg.contour_end_max_slices}) must be >= 0 (0 disables the end trimming)")
     if cfg.registration not in ("rigid", "affine"):
         raise OneShotError(f"unknown registration {cfg.registration!r}: use rigid or affine")
 
