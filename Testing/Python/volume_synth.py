@@ -95,25 +95,8 @@ class CopyMethod(BrightMethod):
     are bright in the target (so a misaligned pair loses overlap)."""
 
     name = "copy-test"
-
-    def segment(self, reference: Image2D, reference_labels, targets, progress=None) -> RunResult:
-        values = label_values(reference_labels)
-        ref = np.asarray(reference_labels)
-        out = []
-        for t in targets:
-            lab = np.where((t.grey() > 0.5) & (ref > 0), ref, 0).astype(ref.dtype)
-            absent = [v for v in values if not (lab == v).any()]
-            out.append(TargetResult(lab, 0.9, {v: 0.9 for v in values}, {}, absent))
-        return RunResult(out)
-
-
-class FitCopyMethod(BrightMethod):
-    """Stand-in registration: copies the reference labels unchanged and reports, as
-    ``label_fit``, the fraction of each label's region that is bright in the target
-    (an identity "registration" whose local evidence drops where the target shows
-    something else)."""
-
-    name = "fitcopy-test"
+    keep_dark = False  # True: copy the reference labels unchanged
+    report_fit = False  # True: label_fit = bright fraction of each label's region
 
     def segment(self, reference: Image2D, reference_labels, targets, progress=None) -> RunResult:
         values = label_values(reference_labels)
@@ -121,6 +104,19 @@ class FitCopyMethod(BrightMethod):
         out = []
         for t in targets:
             bright = t.grey() > 0.5
-            fit = {v: float(bright[ref == v].mean()) for v in values}
-            out.append(TargetResult(ref.copy(), 0.9, {v: 0.9 for v in values}, {}, [], fit))
+            lab = ref.copy() if self.keep_dark else np.where(bright & (ref > 0), ref, 0).astype(ref.dtype)
+            absent = [v for v in values if not (lab == v).any()]
+            fit = {v: float(bright[ref == v].mean()) for v in values} if self.report_fit else {}
+            out.append(TargetResult(lab, 0.9, {v: 0.9 for v in values}, {}, absent, fit))
         return RunResult(out)
+
+
+class FitCopyMethod(CopyMethod):
+    """Stand-in registration: copies the reference labels unchanged and reports, as
+    ``label_fit``, the fraction of each label's region that is bright in the target
+    (an identity "registration" whose local evidence drops where the target shows
+    something else)."""
+
+    name = "fitcopy-test"
+    keep_dark = True
+    report_fit = True
