@@ -142,6 +142,10 @@ def _add_benchmark(sub: argparse._SubParsersAction, common: argparse.ArgumentPar
         b.add_argument("--data", default="../shared/data",
                        help="folder holding jsrt/, acdc/, lung4d/ (default ../shared/data)")
         b.add_argument("--limit", type=int, default=None, help="use only the first N targets/pairs")
+        if name == "acdc":
+            b.add_argument("--start", type=int, default=0, metavar="N",
+                           help="skip the first N patients (name order); with --limit N "
+                                "patients: one shard of the full run")
         b.add_argument("--output-dir", default=None, help="also write predictions here")
         b.add_argument("--json", default=None, metavar="OUT", help="write the results as JSON")
     vol = _optional_module("oneshotsam.volume.cli")

@@ -26,6 +26,10 @@ def run(args: argparse.Namespace) -> int:
     kwargs = dict(preset=args.preset, backend=args.backend, checkpoint=checkpoint,
                   limit=args.limit, out_dir=args.output_dir)
     params = inspect.signature(run_benchmark).parameters
+    if getattr(args, "start", 0):
+        if args.start < 0:
+            raise OneShotError(f"--start must be >= 0, got {args.start}")
+        kwargs["start"] = args.start
     if "device" in params:
         kwargs["device"] = args.device
     overrides = parse_overrides(args.overrides)

@@ -224,3 +224,19 @@ def test_benchmark_missing_data_folder(tmp_path: Path, capsys) -> None:
     rc = main(["benchmark", "jsrt", "--data", str(tmp_path / "nowhere")])
     err = capsys.readouterr().err
     assert rc == 2 and "--data" in err
+
+
+@pytest.mark.parametrize("argv,start", [(["--start", "25", "--limit", "25"], 25), ([], None)])
+def test_benchmark_acdc_start_reaches_the_runner(tmp_path: Path, monkeypatch, argv, start) -> None:
+    import oneshotsam.benchmark2d as b2
+
+    seen = {}
+    monkeypatch.setattr(b2, "run_benchmark", lambda *a, **kw: seen.update(kw) or {})
+    rc = main(["benchmark", "acdc", "--method", "medpersam-warp", "--data", str(tmp_path), *argv])
+    assert rc == 0 and seen.get("start") == start
+
+
+def test_benchmark_acdc_negative_start_is_refused(tmp_path: Path, capsys) -> None:
+    rc = main(["benchmark", "acdc", "--method", "medpersam-warp", "--data", str(tmp_path),
+               "--start", "-1"])
+    assert rc == 2 and "--start" in capsys.readouterr().err
