@@ -117,8 +117,7 @@ class MedPerSAMWarp:
                         "local_similarity": {str(v): round(x, 4) for v, x in w.local_similarity.items()},
                         "seconds": round(time.perf_counter() - ti, 3)},
                 absent=[v for v in values if v not in present],
-                label_fit={v: w.local_similarity[v] / max(w.similarity, 1e-6) for v in present
-                           if v in w.local_similarity}))
+                label_fit={v: w.label_fit[v] for v in present if v in w.label_fit}))
             if not progress(n_train + i + 1, total, f"warped target {i + 1}/{len(targets)}"):
                 report["seconds"] = round(time.perf_counter() - t0, 2)
                 return RunResult(results=results, cancelled=len(results) < len(targets), report=report)

@@ -145,6 +145,8 @@ class WarpResult:
         local_similarity: ``{label value: mean SSIM}`` of the warped reference and the
             target over each warped label grown by 2 working pixels (its own
             evidence: low where the target shows something else there).
+        label_fit: ``local_similarity`` divided by the mean of the same SSIM map
+            over the whole working grid (so NCC presets get an SSIM ratio too).
     """
 
     probs: np.ndarray
@@ -152,6 +154,7 @@ class WarpResult:
     similarity: float
     flow_stats: dict = field(default_factory=dict)
     local_similarity: dict = field(default_factory=dict)
+    label_fit: dict = field(default_factory=dict)
 
 
 def _grey(img: Image2D) -> np.ndarray:
@@ -396,30 +399,33 @@ class WarpSession:
                 warped = self.net.warp(self.ref, flow)
                 sim = float(self.losses.similarity(warped, fixed)[0])
                 stats = flow_stats(flow, getattr(self.net, "_last_affine", None))
-                local = self._local_similarity(warped, fixed, flow)
+                local, whole = self._local_similarity(warped, fixed, flow)
                 probs = self._full_res_probs(flow, self.target_hw[index])
         finally:
             torch.set_num_threads(old)
         vals = np.array([0] + self.values)
         labels = vals[probs.argmax(0)].astype(np.min_scalar_type(max(self.values)))
+        fit = {v: x / max(whole, 1e-6) for v, x in local.items()}
         return WarpResult(probs=probs, labels=labels, similarity=sim, flow_stats=stats,
-                          local_similarity=local)
+                          local_similarity=local, label_fit=fit)
 
-    def _local_similarity(self, warped, fixed, flow) -> dict[int, float]:
+    def _local_similarity(self, warped, fixed, flow) -> tuple[dict[int, float], float]:
         """Mean SSIM map (MONAI, Gaussian window of ``ssim_window``) of the warped
-        reference vs the target inside each warped label grown by 2 pixels (working grid)."""
+        reference vs the target inside each warped label grown by 2 pixels (working
+        grid), and the map's mean (= the SSIM similarity of SSIM presets)."""
         import torch.nn.functional as F
         from monai.metrics.regression import compute_ssim_and_cs
 
         w = int(self.cfg.loss.ssim_window)
         smap, _ = compute_ssim_and_cs(warped.float(), fixed.float(), 2, (w, w), (1.5, 1.5), 1.0)
+        whole = float(smap.mean())
         smap = F.pad(smap, (w // 2,) * 4, mode="replicate")[0, 0]
         onehot = self.net.warp(self.ref_onehot, flow)[0]
         out: dict[int, float] = {}
         for c, v in enumerate(self.values, start=1):
             m = F.max_pool2d((onehot[c:c + 1] > 0.5).float()[None], 5, 1, 2)[0, 0] > 0
             out[v] = float(smap[m].mean()) if bool(m.any()) else 0.0
-        return out
+        return out, whole
 
     def _full_res_probs(self, flow, hw: tuple[int, int]) -> np.ndarray:
         """Sample the full-res reference one-hot through the working-grid flow."""
