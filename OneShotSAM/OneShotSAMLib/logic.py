@@ -13,17 +13,28 @@ Outputs:
   target's geometry (same parent transform), segments named, coloured and
   tagged (terminology) like the reference ones.
 Every written segment gets the status "in progress". One undo step
-(:meth:`OneShotSAMLogic.undo`) restores the scene as before the last run.
+(:meth:`OneShotSAMLogic.undo`) restores the scene as before the last run; it
+holds node references of its own scene and is dropped when that scene closes
+(Slicer reuses node IDs after a close).
 
 Review and correct: :meth:`OneShotSAMLogic.run` with ``update=True`` reads
 which written slices the user changed since (content hash per slice in the
 parameter node's RunRecord), uses them as additional references and rewrites
-only the slices the user has not touched.
+only the slices the user has not touched. Update repeats the recorded run
+(its target mode, axis, reference and outputs), whatever the controls show now.
+
+Before the first slice the progress callback hears what is happening
+("loading the SAM model ...", training steps) with ``total == 0`` or under
+the last slice count; a cancel there also stops model training
+(:class:`~OneShotSAMLib.progress.ProgressMethod`). Engine messages are put in
+the module's words (:func:`~OneShotSAMLib.messages.for_slicer`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
+import weakref
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -32,14 +43,24 @@ import numpy as np
 from oneshotsam.methods.base import OneShotError, ProgressFn, no_progress
 
 from OneShotSAMLib import parameters as P
-from OneShotSAMLib.mrml_bridge import (SliceWriter, copy_segment_style, labels_from_segments,
-                                       plane_hash, volume_from_node)
+from OneShotSAMLib import planning
+from OneShotSAMLib.messages import for_slicer
+from OneShotSAMLib.mrml_bridge import SliceWriter, labels_from_segments, plane_hash, volume_from_node
+from OneShotSAMLib.progress import ProgressClock, ProgressMethod, ProgressRelay
 from OneShotSAMLib.review import Output, plan_update
+from OneShotSAMLib.undo import UndoSnapshot
+
+__all__ = ["OneShotSAMLogic", "SliceRow", "RunOutcome", "ProgressClock"]
 
 
 @dataclass
 class SliceRow:
-    """One written slice for the review table (sorted lowest confidence first)."""
+    """One written slice for the review table (sorted lowest confidence first).
+
+    ``volume_node_id`` is the target's ID in ITS scene (a sequence item's ID is
+    one of the sequence's internal scene): show a row with
+    :meth:`OneShotSAMLogic.locate_row`, never by looking the ID up.
+    """
 
     target_name: str
     volume_node_id: str
@@ -48,6 +69,8 @@ class SliceRow:
     slice_index: int
     confidence: float
     flagged: bool
+    sequence_node_id: str | None = None
+    sequence_item: int | None = None
 
 
 @dataclass
@@ -68,20 +91,30 @@ class RunOutcome:
     seconds: float = 0.0
 
 
-class ProgressClock:
-    """Remaining-time estimate for a progress callback (linear in work units)."""
+@dataclass
+class _Inputs:
+    """Resolved inputs of one run (internal)."""
 
-    def __init__(self) -> None:
-        self.t0 = time.perf_counter()
-
-    def remaining_s(self, done: int, total: int) -> float | None:
-        if done <= 0 or total <= 0 or done > total:
-            return None
-        return (time.perf_counter() - self.t0) / done * (total - done)
+    settings: P.RunSettings
+    record: dict
+    ref_node: Any = None
+    seg_node: Any = None
+    seg_ids: list[str] = field(default_factory=list)
+    reference: Any = None          # engine Volume of the reference (None: follow-up update)
+    ref_labels: Any = None         # [k, j, i] labels of the reference
+    ref_slices: list[int] = field(default_factory=list)
+    annotated: list[int] = field(default_factory=list)
+    targets: list[tuple[Any, Any, int | None]] = field(default_factory=list)
+    planned: tuple | None = None   # update: plan_update's (outputs, fixed, ref_slices)
 
 
 class OneShotSAMLogic:
-    """Runs the engine's volume pipeline on MRML nodes. ``scene`` defaults to ``slicer.mrmlScene``."""
+    """Runs the engine's volume pipeline on MRML nodes. ``scene`` defaults to ``slicer.mrmlScene``.
+
+    Attributes:
+        rows: the last run's written slices (filled while it runs; cleared when
+            the scene closes or the run is undone).
+    """
 
     def __init__(self, scene: Any = None) -> None:
         if scene is None:
@@ -89,11 +122,33 @@ class OneShotSAMLogic:
 
             scene = slicer.mrmlScene
         self.scene = scene
-        self._undo: dict[str, Any] | None = None
+        self._undo: UndoSnapshot | None = None
+        self._outputs: list[Output] = []
+        self._method_cache: tuple[tuple, Any] | None = None
+        self.rows: list[SliceRow] = []
+        ref = weakref.ref(self)
 
-    # ---------------------------------------------------------------- parameters
+        def on_close(caller: Any, event: Any) -> None:
+            logic = ref()
+            if logic is not None:
+                logic.on_scene_close()
+
+        tag = scene.AddObserver(scene.StartCloseEvent, on_close)
+        weakref.finalize(self, scene.RemoveObserver, tag)
+
+    # ---------------------------------------------------------------- scene
+    def on_scene_close(self) -> None:
+        """Forget everything of the closing scene: undo step, review rows, outputs."""
+        self._undo = None
+        self._outputs = []
+        self.rows = []
+
     def parameter_node(self) -> Any:
         return P.get_parameter_node(self.scene)
+
+    def blockers(self, param_node: Any | None = None) -> list[str]:
+        """Why Run is not possible now ([] = ready); cheap, for the Run button's hint."""
+        return planning.blockers(param_node or self.parameter_node())
 
     # ---------------------------------------------------------------- run
     def run(self, param_node: Any | None = None, progress: ProgressFn = no_progress,
@@ -103,48 +158,183 @@ class OneShotSAMLogic:
 
         Args:
             param_node: the module's parameter node (default: the singleton).
-            progress: ``progress(done, total, message) -> bool``; False cancels.
-            method: a ready engine method (tests, self-test); None = built from settings.
-            update: review-and-correct re-run of the last run (see module docstring).
-            on_row: called after each written slice (the Widget refreshes its table).
+            progress: ``progress(done, total, message) -> bool``; False cancels
+                (also while the model loads or trains); ``total == 0`` = busy.
+            method: a ready engine method (tests, self-test); None = built from
+                settings (cached: the next run with the same model reuses it).
+            update: review-and-correct re-run of the recorded last run.
+            on_row: called after each written slice (the Widget adds it to its table).
 
         Raises:
-            OneShotError: bad input, with what to do.
+            OneShotError: bad input, with what to do (in the module's words).
         """
-        from oneshotsam.geometry import slice_geometry, volume_like
-        from oneshotsam.volume.pipeline import PropagationConfig, propagate
-
         t0 = time.perf_counter()
         node = param_node or self.parameter_node()
+        relay = ProgressRelay(progress)
+        try:
+            inp = self._inputs(node, update)
+            relay.busy("checking the model and its weights")
+            if method is None:
+                method = self._load_method(inp.settings, relay)
+            if relay.cancelled:
+                return RunOutcome([], True, [], {"cancelled": True}, time.perf_counter() - t0)
+            return self._propagate(node, inp, relay, method, on_row, t0)
+        except OneShotError as exc:
+            raise OneShotError(for_slicer(str(exc))) from exc
+
+    def _inputs(self, node: Any, update: bool) -> _Inputs:
+        """Read and check everything of the run (nothing is loaded or written)."""
+        from oneshotsam.geometry import slice_geometry
+
         s = P.read_settings(node)
-        ref_node = node.GetNodeReference(P.REF_REFERENCE_VOLUME)
-        seg_node = node.GetNodeReference(P.REF_SEGMENTATION)
-        if ref_node is None:
-            raise OneShotError("select the reference volume (the volume you annotated)")
-        if seg_node is None:
-            raise OneShotError("select the segmentation that holds the annotation")
-        seg_ids = self._segment_ids(seg_node, s)
         record = P.read_run_record(node) if update else {}
         if update and not record:
             raise OneShotError("nothing to update: run the propagation first, edit slices, "
                                "then press Update")
-
-        reference = volume_from_node(ref_node)
-        ref_labels = labels_from_segments(seg_node, seg_ids, ref_node)
-        if not ref_labels.any():
+        if update:  # the recorded run, whatever the controls show now
+            s = dataclasses.replace(s, target_mode=record.get("mode", s.target_mode),
+                                    axis=record.get("axis", s.axis))
+            inp = _Inputs(s, record, planned=plan_update(self.scene, record))
+            if s.target_mode != "self":
+                return inp
+            out0 = inp.planned[0][0]
+            inp.ref_node, inp.seg_node, inp.seg_ids = out0.volume_node, out0.seg_node, out0.segment_ids
+        else:
+            inp = _Inputs(s, record, node.GetNodeReference(P.REF_REFERENCE_VOLUME),
+                          node.GetNodeReference(P.REF_SEGMENTATION))
+            if inp.ref_node is None:
+                raise OneShotError("select the reference volume (the volume you annotated)")
+            if inp.seg_node is None:
+                raise OneShotError("select the segmentation that holds the annotation")
+            inp.seg_ids = planning.segment_ids(inp.seg_node, s)
+        inp.reference = volume_from_node(inp.ref_node)
+        inp.ref_labels = labels_from_segments(inp.seg_node, inp.seg_ids, inp.ref_node)
+        if not inp.ref_labels.any():
             raise OneShotError(
                 "the selected segment is empty inside the reference volume: paint the "
                 "structure on at least one slice of this volume (a segment drawn on "
                 "another volume must overlap it)")
-        axis = slice_geometry(reference, s.axis).array_axis
-        annotated = sorted(int(k) for k in np.flatnonzero(
-            ref_labels.any(axis=tuple(a for a in range(3) if a != axis))))
+        axis = slice_geometry(inp.reference, s.axis).array_axis
+        inp.annotated = sorted(int(k) for k in np.flatnonzero(
+            inp.ref_labels.any(axis=tuple(a for a in range(3) if a != axis))))
+        if not update:
+            inp.targets = planning.target_nodes(node, s, inp.ref_node)
+            inp.ref_slices = planning.reference_slices(self.scene, node, s, inp.ref_node,
+                                                       inp.annotated)
+        return inp
 
-        targets_nodes = self._target_nodes(node, s, ref_node)
-        outputs, fixed, ref_slices = self._plan(
-            node, s, seg_node, seg_ids, ref_node, targets_nodes, annotated, axis, record, update)
-        self._snapshot(outputs)
-        rows: list[SliceRow] = []
+    def _load_method(self, s: P.RunSettings, relay: ProgressRelay) -> Any:
+        """The SAM-based method of the settings, loaded once per model (None: the
+        engine builds its own, e.g. medpersam-warp)."""
+        from oneshotsam.methods.registry import build_method, needs_backend
+
+        from OneShotSAMLib.weights import resolve_checkpoint
+
+        checkpoint = resolve_checkpoint(s.method, s.backend, s.checkpoint)
+        if not needs_backend(s.method):
+            relay.busy("starting: importing PyTorch and preparing the volumes")
+            return None
+        key = (s.method, s.backend, checkpoint, s.preset, s.device,
+               tuple(sorted((k, repr(v)) for k, v in s.method_overrides.items())))
+        if self._method_cache is not None and self._method_cache[0] == key:
+            relay.busy(f"using the loaded model {s.backend}")
+            return self._method_cache[1]
+        self._method_cache = None  # free the previous model first
+        if not relay.busy(f"loading the SAM model {s.backend} (this can take a minute)"):
+            return None
+        method = build_method(s.method, backend_name=s.backend, checkpoint=checkpoint,
+                              preset=s.preset, device=s.device, **s.method_overrides)
+        self._method_cache = (key, method)
+        relay.busy(f"model {s.backend} loaded; preparing the volumes")
+        return method
+
+    def release_model(self) -> None:
+        """Forget the loaded model (frees its memory)."""
+        self._method_cache = None
+
+    def _propagate(self, node: Any, inp: _Inputs, relay: ProgressRelay, method: Any,
+                   on_row: Callable[[SliceRow], None] | None, t0: float) -> RunOutcome:
+        from oneshotsam.geometry import volume_like
+        from oneshotsam.volume.pipeline import PropagationConfig, propagate
+
+        s, update = inp.settings, inp.planned is not None
+        if update:
+            outputs, fixed, ref_slices = inp.planned
+        else:
+            ref_slices = inp.ref_slices
+            if s.target_mode == "self":
+                outputs = [Output(inp.ref_node, inp.seg_node, inp.seg_ids, inp.ref_node.GetName(),
+                                  planning_axis(inp), protected=set(inp.annotated))]
+            else:
+                outputs = [planning.new_output(self.scene, inp.seg_node, inp.seg_ids, *t)
+                           for t in inp.targets]
+            fixed = [set() for _ in outputs]
+        self._undo = UndoSnapshot.take(self.scene, outputs, node)
+        self._outputs = outputs
+        self.rows = []
+        write_event = self._writer(outputs, on_row)
+        wrapped = ProgressMethod(method, relay) if method is not None else None
+        config_kw = dict(method=s.method, axis=s.axis, align=s.align, window=s.window,
+                         preset=s.preset, backend=s.backend,
+                         checkpoint=self._method_checkpoint(s), device=s.device,
+                         method_overrides=tuple(sorted(s.method_overrides.items())))
+        reports: list[dict] = []
+        cancelled, error = False, None
+        try:
+            if update and s.target_mode != "self":
+                # few-shot within each follow-up target from its corrected slices
+                for t, out in enumerate(outputs):
+                    if not fixed[t]:
+                        continue
+                    tvol = volume_from_node(out.volume_node)
+                    tlab = labels_from_segments(out.seg_node, out.segment_ids, out.volume_node)
+                    cfg = PropagationConfig(reference_slices=tuple(sorted(fixed[t])),
+                                            fixed_slices=tuple(sorted(fixed[t])), **config_kw)
+
+                    def on_t(ev: Any, t: int = t) -> None:
+                        ev.target_index = t
+                        write_event(ev)
+
+                    res = propagate(tvol, volume_like(tvol, tlab), (), cfg, relay, on_t, wrapped)
+                    reports.append(res.report)
+                    if res.cancelled or relay.cancelled:
+                        cancelled = True
+                        break
+            else:
+                targets = [volume_from_node(o.volume_node) for o in outputs] \
+                    if s.target_mode != "self" else []
+                cfg = PropagationConfig(
+                    reference_slices=tuple(ref_slices),
+                    fixed_slices=tuple(sorted(fixed[0])) if s.target_mode == "self" else (),
+                    **config_kw)
+                res = propagate(inp.reference, volume_like(inp.reference, inp.ref_labels), targets,
+                                cfg, relay, write_event, wrapped)
+                reports.append(res.report)
+                cancelled = res.cancelled or relay.cancelled
+        except OneShotError as exc:  # a cancelled method ends early: not an error
+            cancelled, error = True, None if relay.cancelled else exc
+        finally:  # the record always matches what was written (Update, Undo)
+            self._finish(node, s, outputs, ref_slices, inp.record, update)
+        if error is not None:
+            raise error
+        self.rows.sort(key=lambda r: (r.confidence, r.output_index, r.slice_index))
+        return RunOutcome(rows=list(self.rows), cancelled=cancelled,
+                          output_segmentation_ids=[o.seg_node.GetID() for o in outputs],
+                          report={"engine": reports, "cancelled": cancelled,
+                                  "seconds": round(time.perf_counter() - t0, 3)},
+                          seconds=time.perf_counter() - t0)
+
+    def _method_checkpoint(self, s: P.RunSettings) -> str | None:
+        from OneShotSAMLib.weights import resolve_checkpoint
+
+        try:
+            return resolve_checkpoint(s.method, s.backend, s.checkpoint)
+        except OneShotError:  # an injected method brings its own model
+            return s.checkpoint
+
+    def _writer(self, outputs: list[Output],
+                on_row: Callable[[SliceRow], None] | None) -> Callable[[Any], None]:
+        """The engine's on_slice: write one finished slice, add its review row."""
 
         def write_event(ev: Any) -> None:
             out = outputs[ev.target_index]
@@ -158,164 +348,56 @@ class OneShotSAMLogic:
             for value, sid in enumerate(out.segment_ids, start=1):
                 out.writer.write(sid, ev.array_axis, k, lab == value)
             out.written[k] = plane_hash(lab)
+            seq = out.sequence_node
             row = SliceRow(out.target_name, out.volume_node.GetID() or "", ev.target_index,
-                           int(ev.array_axis), k, float(ev.confidence), bool(ev.flagged))
-            rows.append(row)
+                           int(ev.array_axis), k, float(ev.confidence), bool(ev.flagged),
+                           seq.GetID() if seq is not None else None, out.item)
+            self.rows.append(row)
             if on_row is not None:
                 on_row(row)
 
-        config_kw = dict(method=s.method, axis=s.axis, align=s.align, window=s.window,
-                         preset=s.preset, backend=s.backend, checkpoint=s.checkpoint,
-                         device=s.device,
-                         method_overrides=tuple(sorted(s.method_overrides.items())))
-        reports: list[dict] = []
-        cancelled = False
-        if update and record.get("mode") != "self":
-            # few-shot within each follow-up target from its corrected slices
-            for t, out in enumerate(outputs):
-                if not fixed[t]:
-                    continue
-                tvol = volume_from_node(out.volume_node)
-                tlab = labels_from_segments(out.seg_node, out.segment_ids, out.volume_node)
-                cfg = PropagationConfig(reference_slices=tuple(sorted(fixed[t])),
-                                        fixed_slices=tuple(sorted(fixed[t])), **config_kw)
+        return write_event
 
-                def on_t(ev: Any, t: int = t) -> None:
-                    ev.target_index = t
-                    write_event(ev)
+    # ---------------------------------------------------------------- review rows
+    def locate_row(self, row: SliceRow) -> Any:
+        """Where a review row's slice is (:class:`~OneShotSAMLib.navigation.Location`);
+        a sequence row moves the sequence browser to its item.
 
-                res = propagate(tvol, volume_like(tvol, tlab), (), cfg, progress, on_t, method)
-                reports.append(res.report)
-                if res.cancelled:
-                    cancelled = True
-                    break
-        else:
-            targets = [volume_from_node(o.volume_node) for o in outputs] \
-                if s.target_mode != "self" else []
-            cfg = PropagationConfig(reference_slices=tuple(ref_slices),
-                                    fixed_slices=tuple(sorted(fixed[0])) if s.target_mode == "self" else (),
-                                    **config_kw)
-            res = propagate(reference, volume_like(reference, ref_labels), targets, cfg,
-                            progress, write_event, method)
-            reports.append(res.report)
-            cancelled = res.cancelled
+        Raises:
+            OneShotError: the row's volume is gone.
+        """
+        from OneShotSAMLib.navigation import locate
 
-        self._finish(node, s, outputs, ref_slices, fixed, record, update)
-        rows.sort(key=lambda r: (r.confidence, r.output_index, r.slice_index))
-        return RunOutcome(rows=rows, cancelled=cancelled,
-                          output_segmentation_ids=[o.seg_node.GetID() for o in outputs],
-                          report={"engine": reports, "cancelled": cancelled,
-                                  "seconds": round(time.perf_counter() - t0, 3)},
-                          seconds=time.perf_counter() - t0)
+        if 0 <= row.output_index < len(self._outputs):
+            o = self._outputs[row.output_index]
+            return locate(self.scene, o.volume_node, row.array_axis, row.slice_index,
+                          o.sequence_node, o.item)
+        if row.sequence_node_id is not None:
+            seq = self.scene.GetNodeByID(row.sequence_node_id)
+            return locate(self.scene, None, row.array_axis, row.slice_index, seq, row.sequence_item)
+        return locate(self.scene, self.scene.GetNodeByID(row.volume_node_id), row.array_axis,
+                      row.slice_index)
 
     # ---------------------------------------------------------------- undo
     def can_undo(self) -> bool:
-        return self._undo is not None
+        return self._undo is not None and self._undo.valid(self.scene)
 
     def undo(self) -> None:
-        """Restore the scene as before the last run (one step)."""
-        if self._undo is None:
+        """Restore the scene as before the last run (one step).
+
+        Only nodes of the run's own scene are touched, by reference; after a
+        scene close there is nothing to undo.
+        """
+        if not self.can_undo():
+            self._undo = None
             raise OneShotError("nothing to undo")
         u, self._undo = self._undo, None
-        for node_id, saved in u["segmentations"].items():
-            n = self.scene.GetNodeByID(node_id)
-            if n is not None:
-                n.GetSegmentation().DeepCopy(saved)
-                n.Modified()
-        for node_id in u["created"]:
-            n = self.scene.GetNodeByID(node_id)
-            if n is not None:
-                self.scene.RemoveNode(n)
-        pnode = self.parameter_node()
-        pnode.SetParameter("RunRecord", u["record"])
+        u.restore()
+        self.rows, self._outputs = [], []
 
-    # ---------------------------------------------------------------- helpers
-    @staticmethod
-    def _segment_ids(seg_node: Any, s: P.RunSettings) -> list[str]:
-        seg = seg_node.GetSegmentation()
-        if not s.segment_ids:
-            raise OneShotError("select the segment holding the annotation")
-        for sid in s.segment_ids:
-            if seg.GetSegment(sid) is None:
-                raise OneShotError(f"segment '{sid}' is not in '{seg_node.GetName()}': "
-                                   "select an existing segment")
-        return list(s.segment_ids)
-
-    def _target_nodes(self, node: Any, s: P.RunSettings, ref_node: Any) -> list[Any]:
-        if s.target_mode == "self":
-            return []
-        if s.target_mode == "volumes":
-            nodes = [n for n in P.target_volume_nodes(node)
-                     if n is not None and n.GetID() != ref_node.GetID()]
-        else:
-            seq = node.GetNodeReference(P.REF_TARGET_SEQUENCE)
-            if seq is None:
-                raise OneShotError("select the volume sequence holding the follow-up visits")
-            nodes = [seq.GetNthDataNode(i) for i in range(seq.GetNumberOfDataNodes())]
-            nodes = [n for n in nodes if n is not None and n.IsA("vtkMRMLScalarVolumeNode")]
-            nodes = [n for n in nodes if not _same_volume(n, ref_node)]
-        if not nodes:
-            raise OneShotError("no target volumes: choose follow-up volumes (or a sequence) "
-                               "other than the reference, or target 'rest of this volume'")
-        return nodes
-
-    def _plan(self, node: Any, s: P.RunSettings, seg_node: Any, seg_ids: list[str],
-              ref_node: Any, target_nodes: list[Any], annotated: list[int], axis: int,
-              record: dict, update: bool) -> tuple[list[Output], list[set[int]], list[int]]:
-        """Outputs, user slices per output (never rewritten) and the reference slices."""
-        if update:
-            return plan_update(self.scene, record)
-
-        if s.reference_slices is not None:
-            missing = [k for k in s.reference_slices if k not in annotated]
-            if missing:
-                raise OneShotError(f"reference slice(s) {missing} hold no annotation along the "
-                                   f"{s.axis} axis; annotated slices are {annotated}")
-            ref_slices = sorted(set(int(k) for k in s.reference_slices))
-        else:
-            ref_slices = annotated
-        if s.target_mode == "self":
-            out = Output(ref_node, seg_node, seg_ids, ref_node.GetName(), axis,
-                          protected=set(annotated))
-            return [out], [set()], ref_slices
-        outs = [self._new_output(seg_node, seg_ids, t) for t in target_nodes]
-        return outs, [set() for _ in outs], ref_slices
-
-    def _new_output(self, seg_node: Any, seg_ids: list[str], target: Any) -> Output:
-        import slicer
-
-        name = f"{target.GetName()} OneShotSAM"
-        out_node = self.scene.AddNewNodeByClass("vtkMRMLSegmentationNode", name)
-        out_node.CreateDefaultDisplayNodes()
-        if target.GetScene() is self.scene and target.GetParentTransformNode() is not None:
-            out_node.SetAndObserveTransformNodeID(target.GetParentTransformNode().GetID())
-        out_node.SetReferenceImageGeometryParameterFromVolumeNode(target)
-        ids = []
-        for sid in seg_ids:
-            segment = slicer.vtkSegment()
-            copy_segment_style(seg_node.GetSegmentation().GetSegment(sid), segment)
-            new_id = out_node.GetSegmentation().GenerateUniqueSegmentID(sid)
-            out_node.GetSegmentation().AddSegment(segment, new_id)
-            ids.append(new_id)
-        return Output(target, out_node, ids, target.GetName(), created=True)
-
-    def _snapshot(self, outputs: list[Output]) -> None:
-        import slicer
-
-        saved: dict[str, Any] = {}
-        created = [o.seg_node.GetID() for o in outputs if o.created]
-        for o in outputs:
-            if o.created or o.seg_node.GetID() in saved:
-                continue
-            copy = slicer.vtkSegmentation()
-            copy.DeepCopy(o.seg_node.GetSegmentation())
-            saved[o.seg_node.GetID()] = copy
-        pnode = self.parameter_node()
-        self._undo = {"segmentations": saved, "created": created,
-                      "record": pnode.GetParameter("RunRecord")}
-
+    # ---------------------------------------------------------------- record
     def _finish(self, node: Any, s: P.RunSettings, outputs: list[Output], ref_slices: list[int],
-                fixed: list[set[int]], record: dict, update: bool) -> None:
+                record: dict, update: bool) -> None:
         import slicer
 
         logic = slicer.vtkSlicerSegmentationsModuleLogic
@@ -325,37 +407,21 @@ class OneShotSAMLogic:
                 logic.SetSegmentStatus(o.seg_node.GetSegmentation().GetSegment(sid), logic.InProgress)
             written = dict(record["outputs"][t]["written"]) if update else {}
             written.update({str(k): h for k, h in o.written.items()})
-            seq = P.REF_TARGET_SEQUENCE if o.volume_node.GetScene() is not self.scene else None
+            seq = o.sequence_node
             entry = {"segmentation": o.seg_node.GetID(), "segment_ids": o.segment_ids,
                      "target_name": o.target_name, "array_axis": o.array_axis,
                      "protected": sorted(o.protected if not update
                                          else set(record["outputs"][t].get("protected", []))),
                      "written": written, "volume": o.volume_node.GetID(),
-                     "sequence": node.GetNodeReferenceID(seq) if seq else None,
-                     "sequence_item": _sequence_item(node, o.volume_node) if seq else None}
+                     "sequence": seq.GetID() if seq is not None else None,
+                     "sequence_item": o.item if seq is not None else None}
             outs.append(entry)
-        mode = record.get("mode", s.target_mode) if update else s.target_mode
-        P.write_run_record(node, {"mode": mode, "axis": s.axis, "reference_slices": ref_slices,
-                                  "outputs": outs})
+        P.write_run_record(node, {"mode": s.target_mode, "axis": s.axis,
+                                  "reference_slices": list(ref_slices), "outputs": outs})
 
 
-def _same_volume(a: Any, b: Any) -> bool:
-    """Same voxels and geometry (a sequence item that is the reference itself)."""
-    import slicer.util
+def planning_axis(inp: _Inputs) -> int:
+    """Sliced array axis of the reference (self mode output)."""
+    from oneshotsam.geometry import slice_geometry
 
-    from OneShotSAMLib.mrml_bridge import ijk_to_world_ras
-
-    try:
-        va, vb = slicer.util.arrayFromVolume(a), slicer.util.arrayFromVolume(b)
-    except Exception:  # noqa: BLE001 - no image data
-        return False
-    return (va.shape == vb.shape and np.allclose(ijk_to_world_ras(a), ijk_to_world_ras(b))
-            and np.array_equal(va, vb))
-
-
-def _sequence_item(node: Any, volume_node: Any) -> int | None:
-    seq = node.GetNodeReference(P.REF_TARGET_SEQUENCE)
-    for i in range(seq.GetNumberOfDataNodes()):
-        if seq.GetNthDataNode(i) is volume_node:
-            return i
-    return None
+    return slice_geometry(inp.reference, inp.settings.axis).array_axis

@@ -209,16 +209,35 @@ def copy_segment_style(source: Any, target: Any) -> None:
         target.SetTerminology(source.GetTerminology())
 
 
+def shape_kji(volume_node: Any) -> tuple[int, int, int]:
+    """``(k, j, i)`` dimensions of a volume node's image (no voxel copy)."""
+    image = volume_node.GetImageData() if volume_node is not None else None
+    if image is None:
+        raise OneShotError("no volume selected (or the volume holds no image data): "
+                           "select a loaded scalar volume")
+    i, j, k = image.GetDimensions()
+    return int(k), int(j), int(i)
+
+
+def array_axis_of(volume_node: Any, axis: str) -> int:
+    """Array axis (0 = k, 1 = j, 2 = i) of anatomical ``axis`` in a volume node
+    (from its world geometry only: no voxel copy)."""
+    from oneshotsam.geometry import anatomical_array_axes, ras_to_lps_affine
+
+    axes = anatomical_array_axes(ras_to_lps_affine(ijk_to_world_ras(volume_node)))
+    if axis not in axes:
+        raise OneShotError(f"unknown slicing axis {axis!r}; choose axial, coronal or sagittal")
+    return int(axes[axis])
+
+
 def slice_index_at_ras(volume_node: Any, ras_world: Sequence[float], axis: str) -> tuple[int, int]:
     """``(array_axis, slice_index)`` of the slice along ``axis`` through a world RAS point
-    (e.g. the red view's centre); the index is clamped into the volume."""
-    from oneshotsam.geometry import slice_geometry
-
-    vol = volume_from_node(volume_node)
-    a = slice_geometry(vol, axis).array_axis
+    (e.g. the centre of the slice view showing that axis); the index is clamped into
+    the volume. Reads the geometry only (no voxel copy)."""
+    a = array_axis_of(volume_node, axis)
     ijk = np.linalg.inv(ijk_to_world_ras(volume_node)) @ np.r_[np.asarray(ras_world, float)[:3], 1.0]
     k = int(round(float(ijk[2 - a])))
-    return a, int(min(max(k, 0), vol.shape_kji[a] - 1))
+    return a, int(min(max(k, 0), shape_kji(volume_node)[a] - 1))
 
 
 def slice_center_ras(volume_node: Any, array_axis: int, slice_index: int) -> np.ndarray:

@@ -8,7 +8,9 @@ controls to the same names.
 Parameter names (strings):
     Method, Backend, Preset, Checkpoint, Device, Axis, Window, Align ("true"/"false"),
     TargetMode ("self" | "volumes" | "sequence"), SegmentIDs (comma separated),
-    ReferenceSlices (comma separated slice indices along Axis; empty = every annotated slice),
+    ReferenceSlices (comma separated slice indices along Axis; empty = see ReferenceSliceSource),
+    ReferenceSliceSource ("view": the slice shown in the view of Axis | "all" (default):
+    every annotated slice),
     MethodOverrides (JSON object), RunRecord (JSON, written by the Logic).
 Node references: ReferenceVolume, Segmentation, TargetVolume (several), TargetSequence.
 """
@@ -35,6 +37,9 @@ REF_REFERENCE_VOLUME = "ReferenceVolume"
 REF_SEGMENTATION = "Segmentation"
 REF_TARGET_VOLUME = "TargetVolume"
 REF_TARGET_SEQUENCE = "TargetSequence"
+#: where the reference slice comes from when ReferenceSlices is empty: "view" = the
+#: annotated slice shown in the slice view of the slicing axis, "all" = every annotated slice
+REFERENCE_SOURCES = ("view", "all")
 
 
 @dataclass(frozen=True)
@@ -86,18 +91,34 @@ def _opt(text: str) -> str | None:
 
 
 def get_parameter_node(scene: Any) -> Any:
-    """The module's singleton parameter node in ``scene`` (created when missing)."""
-    node = None
-    n = scene.GetNumberOfNodesByClass("vtkMRMLScriptedModuleNode")
-    for idx in range(n):
-        cand = scene.GetNthNodeByClass(idx, "vtkMRMLScriptedModuleNode")
-        if cand.GetModuleName() == MODULE_NAME:
-            node = cand
-            break
+    """The module's singleton parameter node in ``scene`` (created when missing).
+
+    Found by its singleton tag, as Slicer's own module logics do: a scene close
+    keeps singleton nodes but resets them (module name and parameters are
+    cleared), so a lookup by module name would add a second node after every
+    close. A reset node gets its module name and default settings back.
+    """
+    node = scene.GetSingletonNode(MODULE_NAME, "vtkMRMLScriptedModuleNode")
+    if node is None:  # scenes saved before the node had its singleton tag
+        for idx in range(scene.GetNumberOfNodesByClass("vtkMRMLScriptedModuleNode")):
+            cand = scene.GetNthNodeByClass(idx, "vtkMRMLScriptedModuleNode")
+            if cand.GetModuleName() == MODULE_NAME:
+                node = cand
+                break
     if node is None:
-        node = scene.AddNewNodeByClass("vtkMRMLScriptedModuleNode", MODULE_NAME)
-        node.SetModuleName(MODULE_NAME)
+        node = scene.CreateNodeByClass("vtkMRMLScriptedModuleNode")
+        node.UnRegister(None)  # the scene holds the reference (Slicer's own idiom)
+        node.SetName(MODULE_NAME)
         node.SetSingletonTag(MODULE_NAME)
+        node.SetModuleName(MODULE_NAME)
+        node.SetAttribute("ModuleName", MODULE_NAME)
+        node.SetHideFromEditors(True)
+        node = scene.AddNode(node)
+    if node.GetModuleName() != MODULE_NAME:
+        node.SetModuleName(MODULE_NAME)
+    if node.GetAttribute("ModuleName") != MODULE_NAME:
+        node.SetAttribute("ModuleName", MODULE_NAME)
+    if not node.GetParameter("Method"):  # new, or reset by a scene close
         write_settings(node, RunSettings())
     return node
 
@@ -164,3 +185,16 @@ def read_run_record(node: Any) -> dict[str, Any]:
 
 def write_run_record(node: Any, record: dict[str, Any]) -> None:
     node.SetParameter("RunRecord", json.dumps(record, sort_keys=True))
+
+
+def reference_source(node: Any) -> str:
+    """``"view"`` or ``"all"`` (see :data:`REFERENCE_SOURCES`; unset = ``"all"``)."""
+    value = node.GetParameter("ReferenceSliceSource")
+    return value if value in REFERENCE_SOURCES else "all"
+
+
+def set_reference_source(node: Any, source: str) -> None:
+    if source not in REFERENCE_SOURCES:
+        raise OneShotError(f"unknown reference slice source {source!r}; choose "
+                           f"{' or '.join(REFERENCE_SOURCES)}")
+    node.SetParameter("ReferenceSliceSource", source)

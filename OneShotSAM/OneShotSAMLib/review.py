@@ -27,6 +27,8 @@ class Output:
         protected: slice indices never written (the user's slices).
         written: slice index -> :func:`plane_hash` of the label plane written.
         created: the segmentation node was created by this run (undo removes it).
+        sequence_node, item: for a sequence target, the volume sequence (main scene)
+            and the item number of ``volume_node`` in it (None otherwise).
     """
 
     volume_node: Any
@@ -38,6 +40,8 @@ class Output:
     written: dict[int, str] = field(default_factory=dict)
     writer: SliceWriter | None = None
     created: bool = False
+    sequence_node: Any = None
+    item: int | None = None
 
 
 def resolve_volume(scene: Any, o: dict) -> Any:
@@ -91,6 +95,8 @@ def plan_update(scene: Any, record: dict) -> tuple[list[Output], list[set[int]],
         if a < 0:
             a = slice_geometry(volume_from_node(vol), record["axis"]).array_axis
         out = Output(vol, segn, list(o["segment_ids"]), o["target_name"], a)
+        if o.get("sequence"):
+            out.sequence_node, out.item = scene.GetNodeByID(o["sequence"]), int(o["sequence_item"])
         lab = labels_from_segments(segn, out.segment_ids, vol)
         user, labelled = user_slices(lab, a, o["written"])
         out.protected = set(o.get("protected", [])) | user

@@ -52,7 +52,7 @@ def weights_dir() -> Path:
 
 
 def status(backend: str, checkpoint: str | None = None, folder: Path | None = None) -> WeightsStatus:
-    """Find the checkpoint of ``backend``: the given file, else the cached official one."""
+    """Find the checkpoint of ``backend``: the given file, else the downloaded official one."""
     from oneshotsam.backends.checkpoints import REGISTRY
 
     info = REGISTRY.get(backend)
@@ -65,9 +65,51 @@ def status(backend: str, checkpoint: str | None = None, folder: Path | None = No
                              info.size_bytes if info else None)
     if info is None:
         return WeightsStatus(backend, None, False, None, None)
-    cached = (folder or weights_dir()) / info.filename
-    return WeightsStatus(backend, cached if cached.is_file() else None, True, info.url,
-                         info.size_bytes)
+    return WeightsStatus(backend, find(backend, folder), True, info.url, info.size_bytes)
+
+
+def find(backend: str, folder: Path | None = None) -> Path | None:
+    """The downloaded official checkpoint of ``backend``: in ``folder`` (default:
+    :func:`weights_dir`, Slicer's cache inside Slicer), else in the engine's cache.
+
+    The lookup is the engine's own (:func:`oneshotsam.backends.checkpoints.find_checkpoint`),
+    so a file downloaded from the module or with ``oneshotsam weights download`` is found.
+    """
+    from oneshotsam.backends.checkpoints import find_checkpoint
+
+    return find_checkpoint(backend, [folder or weights_dir()])
+
+
+def resolve_checkpoint(method: str, backend: str | None, checkpoint: str | None,
+                       folder: Path | None = None) -> str | None:
+    """The weights file a run of ``method`` uses (None: the method needs none).
+
+    ``checkpoint`` (the module's "Weights file") wins; otherwise the downloaded
+    official file of ``backend`` (:func:`find`).
+
+    Raises:
+        OneShotError: no model chosen, the chosen file is missing, or nothing was
+            downloaded; the message names the module's controls.
+    """
+    from oneshotsam.methods.registry import needs_backend
+
+    if not needs_backend(method):
+        return None
+    if not backend:
+        raise OneShotError(f"method '{method}' needs a SAM model: choose one under 'Model' "
+                           "(or the method 'Med-PerSAM (warp only)', which needs no weights)")
+    if checkpoint:
+        p = Path(checkpoint).expanduser()
+        if not p.is_file():
+            raise OneShotError(f"weights file not found: {p}; choose an existing file under "
+                               "'Weights file' or press 'Download official weights...'")
+        return str(p)
+    found = find(backend, folder)
+    if found is None:
+        where = weights_dir()
+        raise OneShotError(f"no weights for the model {backend} yet: press 'Download official "
+                           f"weights...' (saved in {where}) or choose a file under 'Weights file'")
+    return str(found)
 
 
 def download(backend: str, progress: ProgressFn = no_progress, folder: Path | None = None) -> Path:

@@ -152,7 +152,8 @@ def test_cancel_keeps_finished_slices(scene, fake):
     calls = []
 
     def progress(done, total, msg):
-        calls.append(done)
+        if total > 0:  # busy messages before the first slice carry no count
+            calls.append(done)
         return len(calls) < 3
 
     out = logic.run(progress=progress)

@@ -21,7 +21,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from oneshotsam.methods.base import OneShotError
 
@@ -95,6 +95,26 @@ def default_checkpoint_path(name: str) -> Path | None:
     """Where ``oneshotsam weights download NAME`` puts ``name`` (None: no official file)."""
     info = REGISTRY.get(name)
     return cache_dir() / info.filename if info else None
+
+
+def find_checkpoint(name: str, search_dirs: Sequence[str | Path] = ()) -> Path | None:
+    """The downloaded official weights file of backend ``name``, wherever a front end put it.
+
+    Looks for the official file name in each of ``search_dirs`` (a front end's own
+    download folder, e.g. Slicer's cache), then in :func:`cache_dir`. The one lookup
+    shared by the engine (``create_backend`` without a checkpoint) and the front ends.
+
+    Returns:
+        The first existing file, or None (no official file for ``name``, or not downloaded).
+    """
+    info = REGISTRY.get(name)
+    if info is None:
+        return None
+    for folder in (*search_dirs, cache_dir()):
+        path = Path(folder).expanduser() / info.filename
+        if path.is_file():
+            return path
+    return None
 
 
 def missing_message(name: str, path: Path | None = None) -> str:

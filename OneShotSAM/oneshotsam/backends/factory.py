@@ -13,7 +13,7 @@ from pathlib import Path
 
 from oneshotsam.backends.base import PromptableSegmenter
 from oneshotsam.backends.checkpoints import (
-    default_checkpoint_path, load_checkpoint, missing_message)
+    find_checkpoint, load_checkpoint, missing_message)
 from oneshotsam.backends.sam1 import SAM1_ARCHS
 from oneshotsam.backends.sam2 import SAM2_ARCHS
 from oneshotsam.backends.tiny import TINY_NAMES
@@ -101,8 +101,8 @@ def create_backend(name: str, checkpoint: str | Path | None = None, device: str 
                 "random_weights=True or a checkpoint written by "
                 "oneshotsam.backends.tiny.save_tiny_checkpoint")
         else:
-            path = default_checkpoint_path(name)
-            if path is None or not path.is_file():
+            path = find_checkpoint(name)
+            if path is None:
                 raise OneShotError(missing_message(name))
         state = load_checkpoint(path, name)  # clear errors before the (slow) model build
     model = build_model(name)
