@@ -56,7 +56,12 @@ def test_metadata_agrees_across_cmake_s4ext_catalog():
     # icon and screenshot URLs point at files of this repository
     assert cm["EXTENSION_ICONURL"].endswith("Resources/Icons/OneShotSAM.png")
     assert (ROOT / "Resources/Icons/OneShotSAM.png").is_file()
-    assert "docs/images/slicer-screenshot.png" in cm["EXTENSION_SCREENSHOTURLS"]
+    # no screenshot yet: no URL may point at a file that does not exist
+    for url in cm["EXTENSION_SCREENSHOTURLS"].split():
+        marker = "/main/"
+        assert marker in url and (ROOT / url.split(marker, 1)[1]).is_file(), url
+    for ref in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", (ROOT / "docs" / "slicer.md").read_text()):
+        assert (ROOT / "docs" / ref).is_file(), ref
     assert "Apache License" in (ROOT / "LICENSE").read_text()
     assert "add_subdirectory(OneShotSAM)" in (ROOT / "CMakeLists.txt").read_text()
 
@@ -97,9 +102,9 @@ def test_requirements_have_lower_bounds_and_skip_shipped():
 
 @pytest.mark.parametrize("missing,has_ensure,expected", [
     (["torch", "torchvision", "sam2", "monai"], True,
-     [("pytorch", ("torch", "torchvision"), (), ()),
+     [("pytorch", ("torch>=2.5.1", "torchvision>=0.20"), (), ()),
       ("pip_ensure", ("monai>=1.3",), (), ()),
-      ("pip_install", ("sam2>=1.1.0",), ("--no-build-isolation",), (("SAM2_BUILD_CUDA", "0"),))]),
+      ("pip_ensure", ("sam2>=1.1.0",), ("--no-build-isolation",), (("SAM2_BUILD_CUDA", "0"),))]),
     (["pot", "numpy"], False, [("pip_install", ("pot>=0.9",), (), ())]),
     ([], True, []),
 ])
@@ -117,6 +122,66 @@ def test_missing_reports_unimportable():
 
     assert D.missing(["monai>=1.3", "pot>=0.9"], installed=lambda n: n != "pot") == ["pot"]
     assert D.parse_requirements("# c\n\nmonai>=1.3  # x\n") == ["monai>=1.3"]
+
+
+def test_versions_are_checked_not_just_imports():
+    from OneShotSAMLib import dependencies as D
+
+    versions = {"torch": "2.4.0+cu121", "torchvision": "0.19.0", "monai": "1.4.0", "pot": None,
+                "opencv-python-headless": None, "sam2": "1.1.0"}
+    importable = {"opencv-python-headless"}          # cv2 from opencv-python: accepted
+    todo = D.unsatisfied(["monai>=1.3", "pot>=0.9", "opencv-python-headless>=4.8", "sam2>=1.1.0",
+                          "numpy>=9"], versions.get, lambda n: n in importable)
+    assert todo == ["torch>=2.5.1", "torchvision>=0.20", "pot>=0.9"]   # old torch is not enough
+    assert D.satisfied("torch>=2.5.1", {"torch": "2.5.1+cpu"}.get, lambda n: False)
+    assert not D.satisfied("monai>=1.3", {"monai": "1.2.9"}.get, lambda n: True)
+    steps = D.plan_install([D.requirement_name(r) for r in todo], ["pot>=0.9"], True)
+    assert steps[0] == D.InstallStep("pytorch", ("torch>=2.5.1", "torchvision>=0.20"))
+    assert "torch>=2.5.1" in D.describe(steps)
+
+
+def test_constraints_pin_what_slicer_ships_and_torch():
+    from OneShotSAMLib import dependencies as D
+
+    have = {"numpy": "1.26.4", "scipy": "1.13.1", "SimpleITK": "2.4.0", "torch": "2.5.1+cu121"}
+    text = D.constraints_text(have.get)
+    assert text.splitlines() == ["numpy==1.26.4", "scipy==1.13.1", "SimpleITK==2.4.0",
+                                 "torch==2.5.1+cu121"]
+
+
+def test_failure_message_shows_the_log_tail_and_a_network_hint():
+    from OneShotSAMLib import dependencies as D
+
+    log = [f"line {i}" for i in range(30)] + [
+        "WARNING: Retrying ... NewConnectionError('Failed to establish a new connection')",
+        "ERROR: No matching distribution found for monai>=1.3"]
+    msg = D.failure_message(log, "monai")
+    assert msg.startswith("Installing monai failed.") and "internet connection" in msg
+    assert "No matching distribution found for monai" in msg and "line 16" not in msg
+    assert "line 17" in msg                               # the last 15 lines
+    other = D.failure_message(["error: subprocess-exited-with-error", "gcc failed"], "sam2")
+    assert "internet" not in other and "gcc failed" in other
+
+
+def test_restart_needed_only_for_changed_imported_packages():
+    from OneShotSAMLib import dependencies as D
+
+    before = {"torch": "2.4.0", "monai": "1.3.0", "pot": "0.9.4"}
+    after = {"torch": "2.5.1", "monai": "1.4.0", "pot": "0.9.4", "sam2": "1.1.0"}
+    names = {"torch": ["torch"], "monai": ["monai"], "pot": ["ot"], "sam2": ["sam2"]}
+    assert D.restart_needed(before, after, {"torch", "ot"}, names.get) == ["torch"]
+    assert D.restart_needed(before, after, set(), names.get) == []
+
+
+def test_install_code_imports_slicer_packaging_explicitly_and_never_at_import():
+    src = (MODULE_DIR / "OneShotSAMLib" / "dependencies.py").read_text()
+    assert "import slicer.packaging" in src              # `import slicer` does not import it
+    tree = ast.parse(src)
+    top = {a.name for n in tree.body if isinstance(n, ast.Import) for a in n.names}
+    top |= {n.module for n in tree.body if isinstance(n, ast.ImportFrom)}
+    assert not {m for m in top if m and m.split(".")[0] in ("slicer", "qt", "PyTorchUtils")}
+    widget = (MODULE_DIR / "OneShotSAM.py").read_text()
+    assert "pip_install(" not in widget and "installTorch(" not in widget   # only through the lib
 
 
 # ------------------------------------------------------------------ .ui
