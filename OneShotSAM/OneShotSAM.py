@@ -8,7 +8,6 @@ starts, after the user agreed to install what is missing.
 
 from __future__ import annotations
 
-import logging
 import os
 
 import ctk  # noqa: F401  (Slicer application)
@@ -34,12 +33,16 @@ class OneShotSAM(ScriptedLoadableModule):
             "follow-up volumes or a sequence) and press Run: the structure is propagated slice by "
             "slice with Med-PerSAM, P2SAM or PerSAM on SAM / SAM 2. Review the slices with the "
             "lowest confidence first, correct them, and press Update: corrected slices become "
-            "references and are never overwritten. See docs/slicer.md.")
+            "references and are never overwritten. Undo restores the segmentation as before "
+            "the last Run or Update. See docs/slicer.md.")
         self.parent.acknowledgementText = (
             "Builds on Segment Anything (Meta AI), SAM 2, Med-PerSAM (Lee et al.), P2SAM and PerSAM.")
 
 
 class OneShotSAMWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
+    """The module panel: a thin layer over ``OneShotSAMLib.logic.OneShotSAMLogic``
+    (every decision that can be tested without the application lives there)."""
+
     def __init__(self, parent=None):
         ScriptedLoadableModuleWidget.__init__(self, parent)
         VTKObservationMixin.__init__(self)
@@ -48,7 +51,6 @@ class OneShotSAMWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._updatingGUI = False
         self._cancelRequested = False
         self._running = False
-        self._rows = []
 
     # ------------------------------------------------------------------ setup
     def setup(self):
@@ -104,7 +106,11 @@ class OneShotSAMWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.updateGUIFromParameterNode)
 
     def onSceneStartClose(self, caller, event):
+        self._cancelRequested = True  # a running propagation stops at its next step
         self.setParameterNode(None)
+        self.logic.on_scene_close()  # the Logic also observes the close itself
+        self.ui.resultsTable.setRowCount(0)
+        self.ui.statusLabel.text = ""
 
     def onSceneEndClose(self, caller, event):
         if self.parent.isEntered:
@@ -113,6 +119,8 @@ class OneShotSAMWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     # ------------------------------------------------------------------ parameter node
     def initializeParameterNode(self):
         node = self.logic.parameter_node()
+        if not node.GetParameter("ReferenceSliceSource"):
+            P.set_reference_source(node, "view")
         if not node.GetNodeReference(P.REF_REFERENCE_VOLUME):
             vol = slicer.mrmlScene.GetFirstNodeByClass("vtkMRMLScalarVolumeNode")
             if vol:
@@ -149,7 +157,8 @@ class OneShotSAMWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._setCombo(self.ui.deviceComboBox, s.device)
             self._setCombo(self.ui.axisComboBox, s.axis)
             self.ui.targetModeComboBox.setCurrentIndex(P.TARGET_MODES.index(s.target_mode))
-            self.ui.referenceSlicesComboBox.setCurrentIndex(0 if s.reference_slices is not None else 1)
+            self.ui.referenceSlicesComboBox.setCurrentIndex(
+                P.REFERENCE_SOURCES.index(P.reference_source(node)))
             self.ui.windowLineEdit.text = s.window or ""
             self.ui.checkpointPathLineEdit.currentPath = s.checkpoint or ""
             mode = s.target_mode
@@ -158,15 +167,27 @@ class OneShotSAMWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             needs_sam = s.method != "medpersam-warp"
             for w in (self.ui.backendComboBox, self.ui.checkpointPathLineEdit, self.ui.downloadWeightsButton):
                 w.enabled = needs_sam
-            ready = bool(node.GetNodeReference(P.REF_REFERENCE_VOLUME) and s.segment_ids)
-            self.ui.runButton.enabled = ready and not self._running
-            self.ui.updateButton.enabled = bool(node.GetParameter("RunRecord")) and not self._running
-            self.ui.undoButton.enabled = self.logic.can_undo() and not self._running
-            self.ui.cancelButton.enabled = self._running
+            self._updateButtons(node)
         except Exception as exc:  # a bad value typed in a saved scene must not break the GUI
             self.ui.statusLabel.text = str(exc)
         finally:
             self._updatingGUI = False
+
+    def _updateButtons(self, node):
+        """Buttons follow the Logic: Run says why it is disabled; inputs are locked while running."""
+        blockers = [] if node is None else self.logic.blockers(node)
+        self.ui.runButton.enabled = not blockers and not self._running
+        self.ui.runButton.toolTip = ("Cannot run yet:\n- " + "\n- ".join(blockers)) if blockers else \
+            "Propagate the annotation to the targets."
+        self.ui.readinessLabel.text = "" if not blockers or self._running else \
+            "Run is disabled: " + blockers[0]
+        record = node is not None and bool(node.GetParameter("RunRecord"))
+        self.ui.updateButton.enabled = record and not self._running
+        self.ui.undoButton.enabled = self.logic.can_undo() and not self._running
+        self.ui.cancelButton.enabled = self._running
+        for w in (self.ui.inputsCollapsibleButton, self.ui.targetsCollapsibleButton,
+                  self.ui.methodCollapsibleButton):
+            w.enabled = not self._running
 
     def updateParameterNodeFromGUI(self, *args):
         node = self._parameterNode
@@ -179,14 +200,14 @@ class OneShotSAMWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                          tuple(self.ui.targetVolumesSelector.checkedNodes()),
                          self.ui.targetSequenceSelector.currentNode())
             sid = self.ui.segmentSelector.currentSegmentID() if seg else ""
-            ref_slices = self._currentRedSlice() if self.ui.referenceSlicesComboBox.currentIndex == 0 else None
+            P.set_reference_source(node, P.REFERENCE_SOURCES[self.ui.referenceSlicesComboBox.currentIndex])
             P.write_settings(node, P.RunSettings(
                 method=self.ui.methodComboBox.currentData, backend=self.ui.backendComboBox.currentText or None,
                 preset=self.ui.presetComboBox.currentText or None, device=self.ui.deviceComboBox.currentText,
                 axis=self.ui.axisComboBox.currentText, window=self.ui.windowLineEdit.text.strip() or None,
                 checkpoint=self.ui.checkpointPathLineEdit.currentPath or None,
                 target_mode=P.TARGET_MODES[self.ui.targetModeComboBox.currentIndex],
-                segment_ids=(sid,) if sid else (), reference_slices=ref_slices,
+                segment_ids=(sid,) if sid else (), reference_slices=None,
                 method_overrides=P.read_settings(node).method_overrides))
         except Exception as exc:
             self.ui.statusLabel.text = str(exc)
@@ -211,78 +232,111 @@ class OneShotSAMWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         except Exception:  # presets missing for this method: defaults only
             pass
 
-    def _currentRedSlice(self):
-        """The red view's slice index in the reference volume, as a 1-tuple (None if unknown)."""
-        vol = self.ui.referenceVolumeSelector.currentNode()
-        lm = slicer.app.layoutManager()
-        if vol is None or lm is None or lm.sliceWidget("Red") is None:
-            return None
-        from OneShotSAMLib.mrml_bridge import slice_index_at_ras
-
-        m = lm.sliceWidget("Red").mrmlSliceNode().GetSliceToRAS()
-        ras = [m.GetElement(r, 3) for r in range(3)]
-        _, k = slice_index_at_ras(vol, ras, self.ui.axisComboBox.currentText)
-        return (k,)
-
-    # ------------------------------------------------------------------ actions
+    # ------------------------------------------------------------------ run
     def onRun(self, update=False):
         from oneshotsam.methods.base import OneShotError
 
-        from OneShotSAMLib import dependencies
-        from OneShotSAMLib.logic import ProgressClock
+        from OneShotSAMLib.progress import ProgressClock, progress_text
 
-        if not self._ensureDependencies(dependencies):
+        if not self._ensureDependencies():
             return
         self.updateParameterNodeFromGUI()
         self._running, self._cancelRequested = True, False
-        self._rows = []
         self.ui.resultsTable.setRowCount(0)
-        self.updateGUIFromParameterNode()
+        self.ui.progressBar.maximum, self.ui.progressBar.value = 0, 0
+        self.ui.statusLabel.text = "starting..."
+        self._updateButtons(self._parameterNode)
+        slicer.app.processEvents()
         clock = ProgressClock()
 
         def progress(done, total, message):
-            self.ui.progressBar.maximum = max(total, 1)
-            self.ui.progressBar.value = done
-            eta = clock.remaining_s(done, total)
-            self.ui.statusLabel.text = message + (f" (about {eta:.0f} s left)" if eta is not None else "")
+            self.ui.progressBar.maximum = max(int(total), 0)  # 0: busy (loading, training)
+            self.ui.progressBar.value = min(int(done), int(total)) if total else 0
+            self.ui.statusLabel.text = progress_text(done, total, message, clock.remaining_s(done, total))
             slicer.app.processEvents()
             return not self._cancelRequested
 
+        def on_row(row):
+            self._addRow(row)
+            slicer.app.processEvents()
+
         try:
-            with slicer.util.tryWithErrorDisplay("OneShotSAM run failed.", waitCursor=True):
+            with slicer.util.tryWithErrorDisplay("OneShotSAM run failed.", waitCursor=False):
                 try:
                     out = self.logic.run(self._parameterNode, progress=progress, update=update,
-                                         on_row=lambda row: slicer.app.processEvents())
+                                         on_row=on_row)
                 except OneShotError as exc:
+                    self.ui.statusLabel.text = str(exc)
                     slicer.util.warningDisplay(str(exc), windowTitle="OneShotSAM")
                     return
-                self._rows = out.rows
                 self._fillTable()
                 state = "cancelled: finished slices kept" if out.cancelled else "done"
                 self.ui.statusLabel.text = f"{state}; {len(out.rows)} slices in {out.seconds:.0f} s"
         finally:
             self._running = False
+            self.ui.progressBar.maximum = max(self.ui.progressBar.maximum, 1)
             self.updateGUIFromParameterNode()
 
-    def _ensureDependencies(self, dependencies):
-        names = dependencies.missing()
-        if not names:
+    def _ensureDependencies(self):
+        """Install what is missing after ONE question; False when the run cannot start."""
+        from OneShotSAMLib import dependencies as D
+
+        todo = D.unsatisfied()
+        if not todo:
             return True
-        steps = dependencies.plan_install(names, dependencies.read_requirements(),
-                                          hasattr(getattr(slicer, "packaging", None), "pip_ensure"))
+        if slicer.app.testingEnabled():
+            slicer.util.warningDisplay("Testing mode: missing Python packages are not installed: "
+                                       + ", ".join(todo), windowTitle="OneShotSAM")
+            return False
+        names = [D.requirement_name(r) for r in todo]
+        steps = D.plan_install(names, D.read_requirements(), True)
         if not slicer.util.confirmOkCancelDisplay(
                 "OneShotSAM needs these Python packages, installed once into Slicer's Python "
-                "(several GB with PyTorch):\n\n" + dependencies.describe(steps) + "\n\nInstall now?",
+                "(several GB with PyTorch; this takes several minutes and needs internet):\n\n"
+                + D.describe(steps) + "\n\nInstall now?",
                 windowTitle="OneShotSAM: install dependencies"):
             return False
-        with slicer.util.tryWithErrorDisplay("Installing the dependencies failed.", waitCursor=True):
-            dependencies.install_missing(lambda msg: logging.info(msg))
-            return True
-        return False
+        dlg = slicer.util.createProgressDialog(labelText="Preparing the installation...", maximum=0,
+                                               windowTitle="OneShotSAM: installing dependencies")
+        dlg.setCancelButtonText("")  # pip cannot be interrupted safely
+        state = {"step": ""}
+
+        def on_step(text):
+            state["step"] = text
+            dlg.labelText = text
+            slicer.app.processEvents()
+
+        def on_line(line):
+            dlg.labelText = state["step"] + "\n" + line.strip()[-100:]
+            slicer.app.processEvents()
+
+        try:
+            restart = D.install(steps, on_line=on_line, on_step=on_step)
+        except D.InstallError as exc:
+            dlg.close()
+            slicer.util.errorDisplay(str(exc), windowTitle="OneShotSAM: installation failed",
+                                     detailedText=exc.log)
+            return False
+        finally:
+            dlg.close()
+        if restart:
+            if slicer.util.confirmYesNoDisplay(
+                    "Installed packages replaced versions already loaded in this session ("
+                    + ", ".join(restart) + "). Restart Slicer now? (needed before running)",
+                    windowTitle="OneShotSAM: restart needed"):
+                slicer.util.restart()
+            return False
+        still = D.unsatisfied()
+        if still:
+            slicer.util.errorDisplay("These packages are still missing after the installation: "
+                                     + ", ".join(still) + ". See the Python console for details.",
+                                     windowTitle="OneShotSAM")
+            return False
+        return True
 
     def onCancel(self):
         self._cancelRequested = True
-        self.ui.statusLabel.text = "cancelling after the current slice..."
+        self.ui.statusLabel.text = "cancelling at the next step (finished slices are kept)..."
 
     def onUndo(self):
         with slicer.util.tryWithErrorDisplay("Undo failed.", waitCursor=True):
@@ -293,11 +347,12 @@ class OneShotSAMWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def onDownloadWeights(self):
         from OneShotSAMLib import weights
+        from OneShotSAMLib.messages import for_slicer
 
         backend = self.ui.backendComboBox.currentText
         st = weights.status(backend)
         if st.path is not None:
-            self.ui.checkpointPathLineEdit.currentPath = str(st.path)
+            self.ui.statusLabel.text = f"{backend} weights are already downloaded: {st.path}"
             return
         if not st.official:
             slicer.util.warningDisplay(f"No official download for '{backend}': choose a local file.")
@@ -315,33 +370,43 @@ class OneShotSAMWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             return not dlg.wasCanceled
 
         try:
-            with slicer.util.tryWithErrorDisplay("Download failed.", waitCursor=True):
-                path = weights.download(backend, progress)
-                self.ui.checkpointPathLineEdit.currentPath = str(path)
+            path = weights.download(backend, progress)
+            self.ui.statusLabel.text = f"downloaded {path}; runs with {backend} find it"
+        except Exception as exc:  # network, checksum, cancelled
+            slicer.util.errorDisplay(for_slicer(str(exc)), windowTitle="OneShotSAM: download failed")
         finally:
             dlg.close()
+        self.updateGUIFromParameterNode()
 
     # ------------------------------------------------------------------ results
+    def _rowTexts(self, row):
+        return (row.target_name, str(row.slice_index), f"{row.confidence:.2f}", "yes" if row.flagged else "")
+
+    def _addRow(self, row):
+        t = self.ui.resultsTable
+        r = t.rowCount
+        t.setRowCount(r + 1)
+        for c, text in enumerate(self._rowTexts(row)):
+            t.setItem(r, c, qt.QTableWidgetItem(text))
+
     def _fillTable(self):
         t = self.ui.resultsTable
-        t.setRowCount(len(self._rows))
-        for r, row in enumerate(self._rows):
-            for c, text in enumerate((row.target_name, str(row.slice_index),
-                                      f"{row.confidence:.2f}", "yes" if row.flagged else "")):
-                t.setItem(r, c, qt.QTableWidgetItem(text))
+        t.setRowCount(0)
+        for row in self.logic.rows:  # lowest confidence first
+            self._addRow(row)
 
     def onResultClicked(self, r, c):
-        if not 0 <= r < len(self._rows):
-            return
-        from OneShotSAMLib.mrml_bridge import slice_center_ras
+        from oneshotsam.methods.base import OneShotError
 
-        row = self._rows[r]
-        vol = slicer.mrmlScene.GetNodeByID(row.volume_node_id)
-        if vol is None:
+        if self._running or not 0 <= r < len(self.logic.rows):
+            return  # while running the table is in arrival order; rows become clickable at the end
+        try:
+            loc = self.logic.locate_row(self.logic.rows[r])
+        except OneShotError as exc:
+            self.ui.statusLabel.text = str(exc)
             return
-        ras = slice_center_ras(vol, row.array_axis, row.slice_index)
-        slicer.util.setSliceViewerLayers(background=vol)
-        slicer.vtkMRMLSliceNode.JumpAllSlices(slicer.mrmlScene, *ras,
+        slicer.util.setSliceViewerLayers(background=loc.volume_node)
+        slicer.vtkMRMLSliceNode.JumpAllSlices(slicer.mrmlScene, *loc.ras,
                                               slicer.vtkMRMLSliceNode.CenteredJumpSlice)
 
 
@@ -365,20 +430,40 @@ class OneShotSAMLogic(ScriptedLoadableModuleLogic):
 
 
 class OneShotSAMTest(ScriptedLoadableModuleTest):
-    """Offline self-test: a synthetic volume and a tiny random-weight SAM (no download)."""
+    """Offline self-test (no network, no weights). The numpy variant needs nothing but
+    Slicer; the tiny-SAM variant runs only where torch and segment-anything are installed."""
 
     def setUp(self):
         slicer.mrmlScene.Clear()
 
     def runTest(self):
         self.setUp()
-        self.test_tiny_propagation()
+        self.test_numpy_propagation()
+        self.setUp()
+        self.test_tiny_sam_propagation()
 
-    def test_tiny_propagation(self):
+    def test_numpy_propagation(self):
+        from OneShotSAMLib.selftest import run_selftest
+
+        self.delayDisplay("Propagating a synthetic annotation with a numpy-only method")
+        result = run_selftest(slicer.mrmlScene, "numpy")
+        self.assertTrue(result["undo_ok"] and result["update_ok"])
+        self.assertEqual(result["rows"], 7)
+        self.assertGreater(result["dice"], 0.8)
+        self.delayDisplay("Test passed")
+
+    def test_tiny_sam_propagation(self):
+        import importlib.util
+
+        missing = [m for m in ("torch", "segment_anything") if importlib.util.find_spec(m) is None]
+        if missing:
+            self.delayDisplay(f"Skipped the tiny-SAM self-test: {', '.join(missing)} not installed "
+                              "(press Run once to install the dependencies)")
+            return
         from OneShotSAMLib.selftest import run_selftest
 
         self.delayDisplay("Propagating a synthetic annotation with a tiny SAM")
-        result = run_selftest(slicer.mrmlScene, workdir=os.environ.get("TMPDIR"))
+        result = run_selftest(slicer.mrmlScene, "persam", workdir=os.environ.get("TMPDIR"))
         self.assertTrue(result["undo_ok"])
         self.assertGreater(result["rows"], 0)
         self.delayDisplay("Test passed")

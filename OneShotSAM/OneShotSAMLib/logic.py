@@ -126,6 +126,7 @@ class OneShotSAMLogic:
         self._outputs: list[Output] = []
         self._method_cache: tuple[tuple, Any] | None = None
         self.rows: list[SliceRow] = []
+        self._generation = 0  # scene closes seen; a run stops writing when it changes
         ref = weakref.ref(self)
 
         def on_close(caller: Any, event: Any) -> None:
@@ -138,7 +139,9 @@ class OneShotSAMLogic:
 
     # ---------------------------------------------------------------- scene
     def on_scene_close(self) -> None:
-        """Forget everything of the closing scene: undo step, review rows, outputs."""
+        """Forget everything of the closing scene: undo step, review rows, outputs.
+        A run in progress stops at its next step and writes nothing more."""
+        self._generation += 1
         self._undo = None
         self._outputs = []
         self.rows = []
@@ -170,7 +173,13 @@ class OneShotSAMLogic:
         """
         t0 = time.perf_counter()
         node = param_node or self.parameter_node()
-        relay = ProgressRelay(progress)
+        generation = self._generation
+
+        def live(done: int, total: int, message: str) -> bool:  # False once the scene closed
+            return self._generation == generation and bool(progress(done, total, message))
+
+        relay = ProgressRelay(live)
+        relay.generation = generation
         try:
             inp = self._inputs(node, update)
             relay.busy("checking the model and its weights")
@@ -272,7 +281,7 @@ class OneShotSAMLogic:
         self._undo = UndoSnapshot.take(self.scene, outputs, node)
         self._outputs = outputs
         self.rows = []
-        write_event = self._writer(outputs, on_row)
+        write_event = self._writer(outputs, on_row, relay.generation)
         wrapped = ProgressMethod(method, relay) if method is not None else None
         config_kw = dict(method=s.method, axis=s.axis, align=s.align, window=s.window,
                          preset=s.preset, backend=s.backend,
@@ -314,9 +323,11 @@ class OneShotSAMLogic:
         except OneShotError as exc:  # a cancelled method ends early: not an error
             cancelled, error = True, None if relay.cancelled else exc
         finally:  # the record always matches what was written (Update, Undo)
-            self._finish(node, s, outputs, ref_slices, inp.record, update)
+            if self._generation == relay.generation:  # not into a scene opened since
+                self._finish(node, s, outputs, ref_slices, inp.record, update)
         if error is not None:
             raise error
+        cancelled = cancelled or self._generation != relay.generation
         self.rows.sort(key=lambda r: (r.confidence, r.output_index, r.slice_index))
         return RunOutcome(rows=list(self.rows), cancelled=cancelled,
                           output_segmentation_ids=[o.seg_node.GetID() for o in outputs],
@@ -332,14 +343,15 @@ class OneShotSAMLogic:
         except OneShotError:  # an injected method brings its own model
             return s.checkpoint
 
-    def _writer(self, outputs: list[Output],
-                on_row: Callable[[SliceRow], None] | None) -> Callable[[Any], None]:
-        """The engine's on_slice: write one finished slice, add its review row."""
+    def _writer(self, outputs: list[Output], on_row: Callable[[SliceRow], None] | None,
+                generation: int) -> Callable[[Any], None]:
+        """The engine's on_slice: write one finished slice, add its review row
+        (nothing once the scene was closed)."""
 
         def write_event(ev: Any) -> None:
             out = outputs[ev.target_index]
             k = int(ev.slice_index)
-            if k in out.protected:
+            if k in out.protected or self._generation != generation:
                 return
             if out.writer is None:
                 out.writer = SliceWriter(out.seg_node, out.volume_node)

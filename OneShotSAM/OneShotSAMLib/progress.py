@@ -75,6 +75,7 @@ class ProgressRelay:
     def __init__(self, progress: ProgressFn = no_progress, keep: int = 200) -> None:
         self.progress = progress
         self.cancelled = False
+        self.generation = 0  # the caller's tag of the scene the run belongs to
         self.last = (0, 0, "")
         self.messages: list[str] = []
         self._keep = keep

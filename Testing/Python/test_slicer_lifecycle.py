@@ -70,6 +70,26 @@ def test_scene_close_then_undo_touches_nothing(scene, fake):
     assert logic.rows == []                          # the review table is emptied too
 
 
+def test_scene_closed_during_a_run_gets_nothing_written(scene, fake):
+    case = make_case(scene, annotated=(6,))
+    logic = OneShotSAMLogic(scene)
+    configure(logic, case)
+    after_close = {}
+
+    def progress(done, total, message):
+        if total > 0 and done == 3 and not after_close:
+            scene.Clear(0)                           # File > Close scene while it runs
+            nxt = make_case(scene, annotated=(4,), name="Patient B", seed=2)
+            after_close["case"], after_close["labels"] = nxt, seg_labels(nxt)
+        return True
+
+    out = logic.run(progress=progress)
+    nxt = after_close["case"]
+    assert out.cancelled and out.rows == [] and not logic.can_undo()
+    np.testing.assert_array_equal(seg_labels(nxt), after_close["labels"])
+    assert logic.parameter_node().GetParameter("RunRecord") == ""   # no record of the old run
+
+
 def test_undo_skips_nodes_deleted_since_the_run(scene, fake):
     case = make_case(scene, annotated=(6,))
     follow = make_case(scene, annotated=(), name="Visit 2", seed=3)

@@ -213,6 +213,21 @@ def test_ui_names_used_by_widget_exist_and_custom_widgets_declared():
     assert set(P.METHODS.values()) == {"medpersam", "medpersam-warp", "p2sam", "persam"}
 
 
+def test_ui_form_labels_are_unique_and_say_what_the_controls_do():
+    root = ui_tree()
+    texts = [w.findtext("property[@name='text']/string") for w in root.iter("widget")
+             if w.get("class") == "QLabel" and w.get("name").endswith("Label")]
+    named = [t for t in texts if t]
+    assert len(named) == len(set(named)), sorted(named)       # no two rows called "Segment:"
+    combo = next(w for w in root.iter("widget") if w.get("name") == "referenceSlicesComboBox")
+    items = [i.findtext("property/string") for i in combo.iter("item")]
+    assert len(items) == 2 and "red" not in items[0].lower()   # follows the slicing axis
+    from OneShotSAMLib import parameters as P
+    assert P.REFERENCE_SOURCES == ("view", "all")               # combo index = source index
+    names = {w.get("name") for w in root.iter("widget")}
+    assert "readinessLabel" in names                            # why Run is disabled
+
+
 # ------------------------------------------------------------------ import smoke test
 def _stub_modules(monkeypatch):
     class _Base:
