@@ -123,7 +123,7 @@ def satisfied(req: str, version_of: Callable[[str], str | None] = installed_vers
     version = version_of(name)
     if version is None:
         return importable(name)
-    spec = req[len(name):].split(";", 1)[0].strip()
+    spec = re.sub(r"^\s*\[[^\]]*\]", "", req[len(name):].split(";", 1)[0]).strip()  # drop extras
     if not spec:
         return True
     return _specifier_set(spec).contains(version.split("+", 1)[0], prereleases=True)

@@ -135,6 +135,7 @@ def test_versions_are_checked_not_just_imports():
     assert todo == ["torch>=2.5.1", "torchvision>=0.20", "pot>=0.9"]   # old torch is not enough
     assert D.satisfied("torch>=2.5.1", {"torch": "2.5.1+cpu"}.get, lambda n: False)
     assert not D.satisfied("monai>=1.3", {"monai": "1.2.9"}.get, lambda n: True)
+    assert D.satisfied("monai[nibabel]>=1.3", {"monai": "1.4.0"}.get, lambda n: True)
     steps = D.plan_install([D.requirement_name(r) for r in todo], ["pot>=0.9"], True)
     assert steps[0] == D.InstallStep("pytorch", ("torch>=2.5.1", "torchvision>=0.20"))
     assert "torch>=2.5.1" in D.describe(steps)
