@@ -156,7 +156,8 @@ class OneShotSAMLogic:
     # ---------------------------------------------------------------- run
     def run(self, param_node: Any | None = None, progress: ProgressFn = no_progress,
             method: Any = None, update: bool = False,
-            on_row: Callable[[SliceRow], None] | None = None) -> RunOutcome:
+            on_row: Callable[[SliceRow], None] | None = None,
+            ui_call: Callable[[Callable[[], Any]], Any] | None = None) -> RunOutcome:
         """Propagate the annotation as the parameter node says.
 
         Args:
@@ -167,6 +168,11 @@ class OneShotSAMLogic:
                 settings (cached: the next run with the same model reuses it).
             update: review-and-correct re-run of the recorded last run.
             on_row: called after each written slice (the Widget adds it to its table).
+            ui_call: ``ui_call(fn)`` runs the zero-argument ``fn`` (a step that
+                changes MRML) and returns its result. A front end that calls
+                ``run`` off its UI thread passes one that executes ``fn`` on the UI
+                thread and waits, so MRML is only changed there while the engine
+                computes (and the model loads) in the caller's thread. Default: ``fn()``.
 
         Raises:
             OneShotError: bad input, with what to do (in the module's words).
@@ -180,14 +186,15 @@ class OneShotSAMLogic:
 
         relay = ProgressRelay(live)
         relay.generation = generation
+        call = ui_call or _direct
         try:
-            inp = self._inputs(node, update)
+            inp = call(lambda: self._inputs(node, update))
             relay.busy("checking the model and its weights")
             if method is None:
                 method = self._load_method(inp.settings, relay)
             if relay.cancelled:
                 return RunOutcome([], True, [], {"cancelled": True}, time.perf_counter() - t0)
-            return self._propagate(node, inp, relay, method, on_row, t0)
+            return self._propagate(node, inp, relay, method, on_row, t0, call)
         except OneShotError as exc:
             raise OneShotError(for_slicer(str(exc))) from exc
 
@@ -262,7 +269,8 @@ class OneShotSAMLogic:
         self._method_cache = None
 
     def _propagate(self, node: Any, inp: _Inputs, relay: ProgressRelay, method: Any,
-                   on_row: Callable[[SliceRow], None] | None, t0: float) -> RunOutcome:
+                   on_row: Callable[[SliceRow], None] | None, t0: float,
+                   call: Callable[[Callable[[], Any]], Any]) -> RunOutcome:
         from oneshotsam.geometry import volume_like
         from oneshotsam.volume.pipeline import PropagationConfig, propagate
 
@@ -275,13 +283,16 @@ class OneShotSAMLogic:
                 outputs = [Output(inp.ref_node, inp.seg_node, inp.seg_ids, inp.ref_node.GetName(),
                                   planning_axis(inp), protected=set(inp.annotated))]
             else:
-                outputs = [planning.new_output(self.scene, inp.seg_node, inp.seg_ids, *t)
-                           for t in inp.targets]
+                outputs = call(lambda: [planning.new_output(self.scene, inp.seg_node, inp.seg_ids, *t)
+                                        for t in inp.targets])
             fixed = [set() for _ in outputs]
-        self._undo = UndoSnapshot.take(self.scene, outputs, node)
+        self._undo = call(lambda: UndoSnapshot.take(self.scene, outputs, node))
         self._outputs = outputs
         self.rows = []
-        write_event = self._writer(outputs, on_row, relay.generation)
+        write_now = self._writer(outputs, on_row, relay.generation)
+
+        def write_event(ev: Any) -> None:
+            call(lambda: write_now(ev))
         wrapped = ProgressMethod(method, relay) if method is not None else None
         config_kw = dict(method=s.method, axis=s.axis, align=s.align, window=s.window,
                          preset=s.preset, backend=s.backend,
@@ -296,7 +307,8 @@ class OneShotSAMLogic:
                     if not fixed[t]:
                         continue
                     tvol = volume_from_node(out.volume_node)
-                    tlab = labels_from_segments(out.seg_node, out.segment_ids, out.volume_node)
+                    tlab = call(lambda out=out: labels_from_segments(out.seg_node, out.segment_ids,
+                                                                     out.volume_node))
                     cfg = PropagationConfig(reference_slices=tuple(sorted(fixed[t])),
                                             fixed_slices=tuple(sorted(fixed[t])), **config_kw)
 
@@ -324,7 +336,7 @@ class OneShotSAMLogic:
             cancelled, error = True, None if relay.cancelled else exc
         finally:  # the record always matches what was written (Update, Undo)
             if self._generation == relay.generation:  # not into a scene opened since
-                self._finish(node, s, outputs, ref_slices, inp.record, update)
+                call(lambda: self._finish(node, s, outputs, ref_slices, inp.record, update))
         if error is not None:
             raise error
         cancelled = cancelled or self._generation != relay.generation
@@ -430,6 +442,10 @@ class OneShotSAMLogic:
             outs.append(entry)
         P.write_run_record(node, {"mode": s.target_mode, "axis": s.axis,
                                   "reference_slices": list(ref_slices), "outputs": outs})
+
+
+def _direct(fn: Callable[[], Any]) -> Any:
+    return fn()
 
 
 def planning_axis(inp: _Inputs) -> int:

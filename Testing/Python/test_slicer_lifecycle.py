@@ -357,3 +357,53 @@ def test_selftest_passes_where_torch_cannot_be_imported(tmp_path):
     line = next(x for x in proc.stdout.splitlines() if x.startswith("SELFTEST"))
     _, rows, undo_ok, update_ok, dice = line.split()
     assert int(rows) == 7 and undo_ok == "True" and update_ok == "True" and float(dice) > 0.8
+
+
+# ------------------------------------------------------------------ runs off the UI thread
+def test_ui_call_keeps_mrml_changes_on_the_calling_thread(scene, fake):
+    import queue
+    import threading
+
+    case = make_case(scene, annotated=(6,))
+    follow = make_case(scene, annotated=(), name="Visit 2", seed=3)
+    logic = OneShotSAMLogic(scene)
+    configure(logic, case, target_mode="volumes", targets=[follow.volume_node])
+    main = threading.get_ident()
+    jobs: queue.Queue = queue.Queue()
+    row_threads, engine_threads, result = [], [], {}
+
+    def ui_call(fn):                                 # run fn on the "UI" thread and wait
+        done = threading.Event()
+        box = {}
+
+        def job():
+            try:
+                box["value"] = fn()
+            except BaseException as exc:  # noqa: BLE001 - handed back to the worker
+                box["error"] = exc
+            done.set()
+
+        jobs.put(job)
+        done.wait()
+        if "error" in box:
+            raise box["error"]
+        return box.get("value")
+
+    def progress(d, t, m):
+        engine_threads.append(threading.get_ident())
+        return True
+
+    worker = threading.Thread(target=lambda: result.setdefault("out", logic.run(
+        progress=progress, on_row=lambda r: row_threads.append(threading.get_ident()),
+        ui_call=ui_call)))
+    worker.start()
+    while worker.is_alive() or not jobs.empty():
+        try:
+            jobs.get(timeout=0.05)()
+        except queue.Empty:
+            pass
+    worker.join()
+    out = result["out"]
+    assert len(out.rows) == 12 and set(row_threads) == {main}
+    assert engine_threads and main not in set(engine_threads)
+    assert scene.GetNodeByID(out.output_segmentation_ids[0]) is not None and logic.can_undo()
