@@ -298,7 +298,7 @@ class OneShotSAMWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             return False
         dlg = slicer.util.createProgressDialog(labelText="Preparing the installation...", maximum=0,
                                                windowTitle="OneShotSAM: installing dependencies")
-        dlg.setCancelButtonText("")  # pip cannot be interrupted safely
+        dlg.setCancelButton(None)  # pip cannot be interrupted safely
         state = {"step": ""}
 
         def on_step(text):
