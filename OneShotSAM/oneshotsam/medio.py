@@ -216,31 +216,22 @@ def read_label_image2d(path: str | Path) -> RawImage2D:
     return raw
 
 
-def _dicom_series_files(folder: Path, must_contain: Path | None = None) -> tuple[list[str], dict]:
-    import SimpleITK as sitk
-
-    ids = sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder)) or ()
-    series = {uid: list(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), uid)) for uid in ids}
-    if must_contain is not None:
-        series = {u: f for u, f in series.items() if any(Path(x).resolve() == must_contain.resolve() for x in f)}
-    if not series:
-        raise OneShotError(f"no DICOM image series found in {folder}: point to a folder holding the "
-                           "slices of one series (or to a NIfTI/NRRD/MHA file)")
-    uid = max(series, key=lambda u: (len(series[u]), u))  # the largest series
-    return series[uid], {"dicom_series_uid": uid, "dicom_other_series": sorted(set(series) - {uid})}
-
-
 def read_volume(path_or_dicom_dir: str | Path) -> Volume:
     """Read a scalar 3D image: NIfTI, NRRD, MHA/MHD, or a DICOM series (a folder, or one
-    ``.dcm`` file of it). Geometry in LPS; ``meta``: ``path``, ``suffix`` (and DICOM series UID)."""
+    ``.dcm`` file of it). Geometry in LPS; ``meta``: ``path``, ``suffix``; for DICOM also
+    ``dicom_series_uid`` and ``dicom_series`` (the validated
+    :class:`oneshotsam.dicom_series.DicomSeries`, slices in ``k`` order)."""
     import SimpleITK as sitk
 
     p = _check_file(path_or_dicom_dir)
     meta: dict[str, Any] = {"path": str(p), "suffix": "dicom" if p.is_dir() else split_suffix(p)[1]}
     img = None
     if p.is_dir() or meta["suffix"] == ".dcm":
-        files, info = _dicom_series_files(p if p.is_dir() else p.parent, None if p.is_dir() else p)
-        meta.update(info)
+        from oneshotsam.dicom_series import scan_series
+
+        series = scan_series(p)  # one validated series: no mixed series, duplicates or gaps
+        files = list(series.files)
+        meta.update({"dicom_series_uid": series.series_instance_uid, "dicom_series": series})
         if len(files) > 1 or p.is_dir():
             reader = sitk.ImageSeriesReader()
             reader.SetFileNames(files)
@@ -339,6 +330,10 @@ def _atomic(out_path: str | Path, write: Callable[[str], None]) -> Path:
         if tmp.exists():
             tmp.unlink()
     return out
+
+
+#: public name of the temp-then-rename writer (used by the DICOM writers)
+atomic_write = _atomic
 
 
 def _check_write_suffix(out_path: str | Path) -> str:
