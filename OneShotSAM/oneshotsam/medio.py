@@ -299,14 +299,40 @@ def _read_seg_nrrd(p: Path) -> Volume:
     return Volume(voxels=voxels, ijk_to_lps=np.asarray(seg["ijkToLPS"], float), name=path_stem(p), meta=meta)
 
 
-def read_label_volume(path: str | Path) -> Volume:
-    """Read a 3D label map (NIfTI, NRRD, MHA or Slicer ``.seg.nrrd``) as an unsigned integer volume.
+def read_label_volume(path: str | Path, reference: Volume | None = None,
+                      rois: list[str] | tuple[str, ...] | None = None) -> Volume:
+    """Read a 3D label map (NIfTI, NRRD, MHA, Slicer ``.seg.nrrd``, DICOM RTSTRUCT or SEG)
+    as an unsigned integer volume.
 
     For ``.seg.nrrd``, ``meta["segments"]`` lists ``{"value", "name", "color" (RGB 0..1),
     "terminology" (Slicer's string), "id"}``; overlapping segments (several layers)
     get one label value each, in segment order, later segments winning on overlaps.
+
+    A DICOM RT Structure Set or SEG file is rasterised onto ``reference`` (the image it
+    was drawn on, required then) by :func:`oneshotsam.dicom_rt.read_rtstruct` /
+    :func:`oneshotsam.dicom_seg.read_dicom_seg`: ``rois`` picks ROIs / segments by name
+    (default all), ROI ``n`` of that order gets label ``n``, names and colours as above.
+    ``rois`` given for any other format is refused.
     """
     p = _check_file(path)
+    kind = None
+    if p.is_file() and split_suffix(p)[1] not in VOLUME_SUFFIXES[:-1] + IMAGE2D_SUFFIXES:
+        from oneshotsam.dicom_rt import dicom_label_kind
+
+        kind = dicom_label_kind(p)
+    if kind is not None:
+        if reference is None:
+            raise OneShotError(f"{p} is a DICOM {kind.upper()}: it needs the image series it was drawn "
+                               "on as the reference (a DICOM folder)")
+        if kind == "rtstruct":
+            from oneshotsam.dicom_rt import read_rtstruct
+
+            return read_rtstruct(p, reference, rois)
+        from oneshotsam.dicom_seg import read_dicom_seg
+
+        return read_dicom_seg(p, reference, rois)
+    if rois:
+        raise OneShotError(f"--roi picks ROIs of a DICOM RTSTRUCT or SEG; {p} is neither")
     if p.is_file() and split_suffix(p)[1] == ".seg.nrrd":
         vol = _read_seg_nrrd(p)
     else:
