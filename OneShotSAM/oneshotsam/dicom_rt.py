@@ -147,8 +147,11 @@ def read_rtstruct(path: str | Path, volume: Volume, rois: Sequence[str] | None =
     import pydicom
 
     p = Path(path)
-    ds = pydicom.dcmread(str(p))
-    table, contours = _roi_tables(ds)
+    try:
+        ds = pydicom.dcmread(str(p))
+        table, contours = _roi_tables(ds)
+    except Exception as exc:  # pydicom raises many kinds on damaged files
+        raise OneShotError(f"cannot read the RTSTRUCT {p}: {str(exc)[:200]}") from None
     if not table:
         raise OneShotError(f"{p} is an RTSTRUCT without any ROI")
     frames = [str(f.FrameOfReferenceUID) for f in ds.get("ReferencedFrameOfReferenceSequence", [])
@@ -177,19 +180,22 @@ def read_rtstruct(path: str | Path, volume: Volume, rois: Sequence[str] | None =
                          else None, "terminology": None, "id": f"ROI_{roi['number']}",
                          "roi_number": roi["number"]})
     if empty:
-        with_contours = [r["name"] for r in table if r["name"] not in empty and r["number"] in contours]
+        others = [r["name"] for r in table if r["name"] not in empty
+                  and len(contours.get(r["number"], {}).get("ContourSequence", []))]
         raise OneShotError(
             f"ROI(s) {', '.join(repr(n) for n in empty)} in {p} have no contour on any slice of the "
-            f"series: choose ROIs that do with --roi NAME ... (ROIs in the file: "
-            f"{', '.join(repr(r['name']) for r in table)})")
-    meta: dict[str, Any] = {"path": str(p), "suffix": "rtstruct", "segments": _fill_colours(segments),
+            f"series: choose ROIs that do with --roi NAME ... (ROIs with contours in the file: "
+            f"{', '.join(repr(n) for n in others) or 'none'})")
+    meta: dict[str, Any] = {"path": str(p), "suffix": "rtstruct", "segments": fill_colours(segments),
                             "frame_of_reference_uid": frames[0] if frames else ""}
     if overlap:
         meta["overlapping_voxels"] = overlap
     return Volume(voxels=out, ijk_to_lps=volume.ijk_to_lps, name=p.stem, meta=meta)
 
 
-def _fill_colours(segments: list[dict]) -> list[dict]:
+def fill_colours(segments: list[dict]) -> list[dict]:
+    """Segment descriptions with ``"color": None`` given the default palette colour of
+    :func:`oneshotsam.medio.segments_for` (others unchanged)."""
     from oneshotsam.medio import segments_for
 
     defaults = {s["value"]: s["color"] for s in segments_for([s["value"] for s in segments])}
@@ -259,11 +265,11 @@ def new_derived_dataset(series: Any, sop_class_uid: str, modality: str, descript
     ds.OperatorsName = ""
     ds.Manufacturer = "OneShotSAM"
     ds.ManufacturerModelName = "oneshotsam"
-    ds.SoftwareVersions = _version()
+    ds.SoftwareVersions = software_version()
     return ds
 
 
-def _version() -> str:
+def software_version() -> str:
     try:
         from importlib.metadata import version
 

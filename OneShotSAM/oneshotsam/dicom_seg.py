@@ -81,9 +81,9 @@ def read_dicom_seg(path: str | Path, volume: Volume, segments: Sequence[str] | N
     if empty:
         raise OneShotError(f"segment(s) {', '.join(map(repr, empty))} of {p} are empty on the series: "
                            f"choose others with --roi NAME ... (segments: {', '.join(map(repr, names))})")
-    from oneshotsam.dicom_rt import _fill_colours
+    from oneshotsam.dicom_rt import fill_colours
 
-    meta = {"path": str(p), "suffix": "dicom-seg", "segments": _fill_colours(metas)}
+    meta = {"path": str(p), "suffix": "dicom-seg", "segments": fill_colours(metas)}
     return Volume(voxels=out, ijk_to_lps=volume.ijk_to_lps, name=p.stem, meta=meta)
 
 
@@ -100,7 +100,7 @@ def write_dicom_seg(labels: Volume, series: Any, out_path: str | Path,
     from pydicom.sr.codedict import codes
     from pydicom.uid import generate_uid
 
-    from oneshotsam.dicom_rt import _version
+    from oneshotsam.dicom_rt import software_version
     from oneshotsam.medio import atomic_write, segments_for
 
     check_on_series(labels, series)
@@ -110,7 +110,7 @@ def write_dicom_seg(labels: Volume, series: Any, out_path: str | Path,
     if not segs:
         raise OneShotError(f"the labels of {labels.name!r} are empty: a DICOM SEG needs at least one "
                            "labelled voxel")
-    algo = hd.AlgorithmIdentificationSequence(name="OneShotSAM", version=_version(),
+    algo = hd.AlgorithmIdentificationSequence(name="OneShotSAM", version=software_version(),
                                               family=codes.cid7162.ArtificialIntelligence)
     descs, numbered = [], np.zeros(lab.shape, np.uint16 if len(segs) > 255 else np.uint8)
     for n, s in enumerate(segs, start=1):
@@ -126,6 +126,6 @@ def write_dicom_seg(labels: Volume, series: Any, out_path: str | Path,
         source_images=sources, pixel_array=numbered, segmentation_type="BINARY",
         segment_descriptions=descs, series_instance_uid=generate_uid(), series_number=902,
         sop_instance_uid=generate_uid(), instance_number=1, manufacturer="OneShotSAM",
-        manufacturer_model_name="oneshotsam", software_versions=_version(),
+        manufacturer_model_name="oneshotsam", software_versions=software_version(),
         device_serial_number="0", series_description=description[:64])
     return atomic_write(out_path, lambda tmp: seg.save_as(tmp, enforce_file_format=True))

@@ -34,7 +34,7 @@ def rotation(axis: str, degrees: float) -> np.ndarray:
 
 def write_ct_series(folder: Path, voxels_kji: np.ndarray, ijk_to_lps: np.ndarray, *, patient="SYNTH^PATIENT",
                     patient_id="SYN001", study_uid=None, frame_uid=None, series_uid=None,
-                    description="synthetic CT", seed=0) -> dict:
+                    description="synthetic CT", seed=0, prefix="ct") -> dict:
     """Write one CT slice file per ``k``; returns the UIDs used."""
     import pydicom
     from pydicom.dataset import FileMetaDataset
@@ -78,7 +78,7 @@ def write_ct_series(folder: Path, voxels_kji: np.ndarray, ijk_to_lps: np.ndarray
         ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
         ds.RescaleIntercept, ds.RescaleSlope, ds.RescaleType = 0, 1, "HU"
         ds.PixelData = np.ascontiguousarray(voxels_kji[k].astype(np.int16)).tobytes()
-        ds.save_as(folder / f"ct_{order[k]:03d}.dcm", enforce_file_format=True)
+        ds.save_as(folder / f"{prefix}_{order[k]:03d}.dcm", enforce_file_format=True)
         sops.append(str(ds.SOPInstanceUID))
     return {"study": study_uid, "frame": frame_uid, "series": series_uid, "sops": sops}
 
@@ -115,6 +115,7 @@ def phantom(shape_kji, aff) -> tuple[Volume, dict[str, np.ndarray]]:
 
 
 def dice(a: np.ndarray, b: np.ndarray) -> float:
-    a, b = np.asarray(a, bool), np.asarray(b, bool)
-    s = a.sum() + b.sum()
-    return 1.0 if s == 0 else float(2 * (a & b).sum() / s)
+    """Dice of two masks (:func:`oneshotsam.evaluate.dice`; 1.0 when both are empty)."""
+    from oneshotsam.evaluate import dice as engine_dice
+
+    return engine_dice(np.asarray(a, bool).astype(np.uint8), np.asarray(b, bool).astype(np.uint8), 1)
