@@ -46,6 +46,10 @@ def dicom_label_kind(path: str | Path) -> str | None:
     p = Path(path)
     if not p.is_file():
         return None
+    from oneshotsam.medio import IMAGE2D_SUFFIXES, split_suffix
+
+    if split_suffix(p)[1] in IMAGE2D_SUFFIXES + (".nii", ".nii.gz", ".nrrd", ".seg.nrrd", ".nhdr", ".mha", ".mhd"):
+        return None
     import pydicom
     from pydicom.errors import InvalidDicomError
 
@@ -326,6 +330,9 @@ def build_rtstruct(labels: Volume, series: Any, segments: list[dict] | None = No
     from oneshotsam.medio import segments_for
 
     check_on_series(labels, series)
+    if not series.frame_of_reference_uid:
+        raise OneShotError(f"the series {series.folder} has no Frame of Reference UID: an RTSTRUCT "
+                           "cannot reference it (write nifti or seg-nrrd instead)")
     lab = np.asarray(labels.voxels)
     values = [int(v) for v in np.unique(lab) if v != 0]
     segs = segments_for(values, segments)
