@@ -134,6 +134,7 @@ def test_frame_of_reference_mismatch_is_refused(tmp_path):
         medio.read_label_volume(tmp_path / "rs.dcm", reference=ref, rois=["Ring"])
 
 
+@pytest.mark.filterwarnings("ignore:'FileDataset.is_:DeprecationWarning")  # rt-utils' own pydicom use
 def test_rt_utils_structure_set_reads_back_exactly(tmp_path):
     """An RTSTRUCT written by rt-utils (square pixels: its writer is right there) from drawn
     masks, on an oblique series with a non-square matrix, reads back voxel for voxel."""
