@@ -72,7 +72,11 @@ def _add_segment(sub: argparse._SubParsersAction, common: argparse.ArgumentParse
                    help="annotated image: PNG/JPG, NIfTI, NRRD, MHA (2D, or 3D with "
                         "--reference-slice), or a DICOM series folder")
     p.add_argument("--reference-mask", required=True, metavar="MASK",
-                   help="label image on the reference's grid: 0 background, 1..N classes")
+                   help="label image on the reference's grid: 0 background, 1..N classes; or a "
+                        "DICOM RTSTRUCT / SEG file on the reference DICOM series")
+    from oneshotsam.volume.cli import add_dicom_args
+
+    add_dicom_args(p)
     p.add_argument("--targets", required=True, nargs="+", metavar="T",
                    help="target images, or folders of them (volumes are segmented slice by slice)")
     p.add_argument("--output-dir", required=True, metavar="OUT")

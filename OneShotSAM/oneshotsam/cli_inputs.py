@@ -256,14 +256,22 @@ class Reference:
 
 
 def load_reference(image_path: Path, mask_path: Path, window_text: str | None, axis: str,
-                   reference_slice: int | None) -> Reference:
-    """Read, window and validate the reference pair (2D, or one slice of a volume)."""
+                   reference_slice: int | None, rois: list[str] | None = None) -> Reference:
+    """Read, window and validate the reference pair (2D, or one slice of a volume).
+
+    ``mask_path`` may be a DICOM RTSTRUCT / SEG on a 3D DICOM reference (``rois``: the
+    ROI names to use, default all; see :func:`oneshotsam.medio.read_label_volume`)."""
     from oneshotsam import medio
     for p in (image_path, mask_path):
         if not p.exists():
             raise OneShotError(f"file not found: {p}")
     src = load_image_source(image_path, window_text, axis)
     if src.kind == "image":
+        from oneshotsam.dicom_rt import dicom_label_kind
+
+        if rois or dicom_label_kind(mask_path):
+            raise OneShotError(f"the reference image {image_path} is 2D: a DICOM RTSTRUCT / SEG mask "
+                               "(and --roi) needs the 3D DICOM series it was drawn on")
         if is_volume_file(mask_path):
             raise OneShotError(f"the reference image {image_path} is 2D but the mask "
                                f"{mask_path} is a volume: give a 2D mask on the same grid")
@@ -275,7 +283,7 @@ def load_reference(image_path: Path, mask_path: Path, window_text: str | None, a
         values = check_reference(image, labels)
         return Reference(src, image, labels, values, None, None)
     from oneshotsam.geometry import get_slice
-    mask_vol = medio.read_label_volume(mask_path)
+    mask_vol = medio.read_label_volume(mask_path, reference=src.volume, rois=rois)
     assert src.volume is not None and src.array_axis is not None
     if mask_vol.shape_kji != src.volume.shape_kji:
         raise OneShotError(

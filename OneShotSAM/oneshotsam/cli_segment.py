@@ -191,8 +191,10 @@ def _check_result_labels(labels: np.ndarray, shape_hw: tuple[int, int], name: st
     return lab
 
 
-def write_outputs(sources: list[Source], run: RunResult, ref: Reference, tmp: Path) -> list[dict]:
-    """Write one label file per target source into ``tmp``; per-target report entries."""
+def write_outputs(sources: list[Source], run: RunResult, ref: Reference, tmp: Path,
+                  formats: tuple[str, ...] | None = None) -> list[dict]:
+    """Write one label file per target source into ``tmp`` (volumes: one per format of
+    ``formats`` when given, :mod:`oneshotsam.label_outputs`); per-target report entries."""
     from oneshotsam import medio
     from oneshotsam.geometry import set_slice, volume_like
     dtype = _label_dtype(ref.values)
@@ -222,8 +224,15 @@ def write_outputs(sources: list[Source], run: RunResult, ref: Reference, tmp: Pa
                 lab = _check_result_labels(r.labels, img.shape_hw, img.name)
                 set_slice(vox, src.array_axis, k, lab.astype(dtype))
             meta = {"segments": ref.segments_meta} if ref.segments_meta else {}
-            medio.write_label_volume(volume_like(src.volume, vox, name=src.volume.name, meta=meta),
-                                     tmp / name)
+            labels = volume_like(src.volume, vox, name=src.volume.name, meta=meta)
+            if formats:
+                from oneshotsam.label_outputs import write_label_formats
+
+                files = write_label_formats(labels, formats, tmp, medio.split_suffix(name)[0],
+                                            grid=src.volume)
+                name = ", ".join(p.name for p in files.values())
+            else:
+                medio.write_label_volume(labels, tmp / name)
         entries.append({
             "input": str(src.path), "output": name, "kind": src.kind,
             "window": {"low": src.window.low, "high": src.window.high, "source": src.window.source},
@@ -256,7 +265,7 @@ def run(args: argparse.Namespace) -> int:
     check_output_dir(out)
 
     ref = load_reference(Path(args.reference_image), Path(args.reference_mask), args.window,
-                         args.axis, args.reference_slice)
+                         args.axis, args.reference_slice, getattr(args, "roi", None))
     target_paths = expand_targets(args.targets, exclude=(Path(args.reference_image),
                                                          Path(args.reference_mask)))
     target_slices = getattr(args, "target_slices", None)
@@ -271,6 +280,14 @@ def run(args: argparse.Namespace) -> int:
             raise OneShotError(f"targets {names[src.output_name]} and {src.path} would both be "
                                f"written as {src.output_name}: rename one or run them separately")
         names[src.output_name] = src.path
+    formats = getattr(args, "output_format", None)
+    if formats:
+        from oneshotsam.label_outputs import check_formats
+
+        flat = [s for s in sources if s.kind != "volume"]
+        if flat:
+            raise OneShotError(f"--output-format applies to volume targets; {flat[0].path} is a 2D image")
+        formats = check_formats(formats, [s.volume for s in sources], [str(s.path) for s in sources])
     if REPORT_NAME in names:
         raise OneShotError(f"a target would be written as {REPORT_NAME}: rename it")
     t_read = time.perf_counter() - t0
@@ -288,7 +305,7 @@ def run(args: argparse.Namespace) -> int:
 
     tmp = Path(tempfile.mkdtemp(prefix=".oneshotsam-segment-", dir=_existing_ancestor(out.parent)))
     try:
-        entries = write_outputs(sources, run_result, ref, tmp)
+        entries = write_outputs(sources, run_result, ref, tmp, formats or None)
         report = {
             "command": "segment",
             "method": args.method,

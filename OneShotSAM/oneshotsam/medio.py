@@ -216,31 +216,22 @@ def read_label_image2d(path: str | Path) -> RawImage2D:
     return raw
 
 
-def _dicom_series_files(folder: Path, must_contain: Path | None = None) -> tuple[list[str], dict]:
-    import SimpleITK as sitk
-
-    ids = sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder)) or ()
-    series = {uid: list(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), uid)) for uid in ids}
-    if must_contain is not None:
-        series = {u: f for u, f in series.items() if any(Path(x).resolve() == must_contain.resolve() for x in f)}
-    if not series:
-        raise OneShotError(f"no DICOM image series found in {folder}: point to a folder holding the "
-                           "slices of one series (or to a NIfTI/NRRD/MHA file)")
-    uid = max(series, key=lambda u: (len(series[u]), u))  # the largest series
-    return series[uid], {"dicom_series_uid": uid, "dicom_other_series": sorted(set(series) - {uid})}
-
-
 def read_volume(path_or_dicom_dir: str | Path) -> Volume:
     """Read a scalar 3D image: NIfTI, NRRD, MHA/MHD, or a DICOM series (a folder, or one
-    ``.dcm`` file of it). Geometry in LPS; ``meta``: ``path``, ``suffix`` (and DICOM series UID)."""
+    ``.dcm`` file of it). Geometry in LPS; ``meta``: ``path``, ``suffix``; for DICOM also
+    ``dicom_series_uid`` and ``dicom_series`` (the validated
+    :class:`oneshotsam.dicom_series.DicomSeries`, slices in ``k`` order)."""
     import SimpleITK as sitk
 
     p = _check_file(path_or_dicom_dir)
     meta: dict[str, Any] = {"path": str(p), "suffix": "dicom" if p.is_dir() else split_suffix(p)[1]}
     img = None
     if p.is_dir() or meta["suffix"] == ".dcm":
-        files, info = _dicom_series_files(p if p.is_dir() else p.parent, None if p.is_dir() else p)
-        meta.update(info)
+        from oneshotsam.dicom_series import scan_series
+
+        series = scan_series(p)  # one validated series: no mixed series, duplicates or gaps
+        files = list(series.files)
+        meta.update({"dicom_series_uid": series.series_instance_uid, "dicom_series": series})
         if len(files) > 1 or p.is_dir():
             reader = sitk.ImageSeriesReader()
             reader.SetFileNames(files)
@@ -308,14 +299,40 @@ def _read_seg_nrrd(p: Path) -> Volume:
     return Volume(voxels=voxels, ijk_to_lps=np.asarray(seg["ijkToLPS"], float), name=path_stem(p), meta=meta)
 
 
-def read_label_volume(path: str | Path) -> Volume:
-    """Read a 3D label map (NIfTI, NRRD, MHA or Slicer ``.seg.nrrd``) as an unsigned integer volume.
+def read_label_volume(path: str | Path, reference: Volume | None = None,
+                      rois: list[str] | tuple[str, ...] | None = None) -> Volume:
+    """Read a 3D label map (NIfTI, NRRD, MHA, Slicer ``.seg.nrrd``, DICOM RTSTRUCT or SEG)
+    as an unsigned integer volume.
 
     For ``.seg.nrrd``, ``meta["segments"]`` lists ``{"value", "name", "color" (RGB 0..1),
     "terminology" (Slicer's string), "id"}``; overlapping segments (several layers)
     get one label value each, in segment order, later segments winning on overlaps.
+
+    A DICOM RT Structure Set or SEG file is rasterised onto ``reference`` (the image it
+    was drawn on, required then) by :func:`oneshotsam.dicom_rt.read_rtstruct` /
+    :func:`oneshotsam.dicom_seg.read_dicom_seg`: ``rois`` picks ROIs / segments by name
+    (default all), ROI ``n`` of that order gets label ``n``, names and colours as above.
+    ``rois`` given for any other format is refused.
     """
     p = _check_file(path)
+    kind = None
+    if p.is_file() and split_suffix(p)[1] not in VOLUME_SUFFIXES[:-1] + IMAGE2D_SUFFIXES:
+        from oneshotsam.dicom_rt import dicom_label_kind
+
+        kind = dicom_label_kind(p)
+    if kind is not None:
+        if reference is None:
+            raise OneShotError(f"{p} is a DICOM {kind.upper()}: it needs the image series it was drawn "
+                               "on as the reference (a DICOM folder)")
+        if kind == "rtstruct":
+            from oneshotsam.dicom_rt import read_rtstruct
+
+            return read_rtstruct(p, reference, rois)
+        from oneshotsam.dicom_seg import read_dicom_seg
+
+        return read_dicom_seg(p, reference, rois)
+    if rois:
+        raise OneShotError(f"--roi picks ROIs of a DICOM RTSTRUCT or SEG; {p} is neither")
     if p.is_file() and split_suffix(p)[1] == ".seg.nrrd":
         vol = _read_seg_nrrd(p)
     else:
@@ -339,6 +356,10 @@ def _atomic(out_path: str | Path, write: Callable[[str], None]) -> Path:
         if tmp.exists():
             tmp.unlink()
     return out
+
+
+#: public name of the temp-then-rename writer (used by the DICOM writers)
+atomic_write = _atomic
 
 
 def _check_write_suffix(out_path: str | Path) -> str:

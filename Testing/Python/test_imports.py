@@ -16,7 +16,7 @@ import pytest
 
 ENGINE = Path(__file__).resolve().parents[2] / "OneShotSAM"
 HEAVY = ("torch", "torchvision", "sam2", "segment_anything", "hydra", "slicer", "qt", "PythonQt",
-         "monai")
+         "monai", "pydicom", "highdicom", "rt_utils")
 
 #: modules meant to be light (the ones not delivered yet are skipped, not failed)
 LIGHT_MODULES = [
@@ -39,6 +39,11 @@ LIGHT_MODULES = [
     "oneshotsam.presets",
     "oneshotsam.geometry",
     "oneshotsam.medio",
+    "oneshotsam.dicom_series",
+    "oneshotsam.dicom_rt",
+    "oneshotsam.dicom_seg",
+    "oneshotsam.contours",
+    "oneshotsam.label_outputs",
     "oneshotsam.intensity",
     "oneshotsam.evaluate",
     "oneshotsam.volume",

@@ -51,6 +51,18 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
                    help="auto: one warping network per volume for medpersam-warp, chain otherwise")
 
 
+def add_dicom_args(p: argparse.ArgumentParser) -> None:
+    """``--roi`` and ``--output-format`` (DICOM RT in and out; shared with ``segment``)."""
+    from oneshotsam.label_outputs import OUTPUT_FORMATS
+
+    p.add_argument("--roi", nargs="+", default=None, metavar="NAME",
+                   help="ROIs (segments) of a DICOM RTSTRUCT / SEG reference to use, in this order "
+                        "(label 1, 2, ...); default: all")
+    p.add_argument("--output-format", nargs="+", default=None, choices=OUTPUT_FORMATS, metavar="FMT",
+                   help="label output formats, several allowed: " + ", ".join(OUTPUT_FORMATS) +
+                        " (rtstruct and dicom-seg need DICOM series targets; see docs/dicom_rt.md)")
+
+
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Register ``propagate``."""
     p = subparsers.add_parser(
@@ -63,7 +75,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--reference-volume", required=True, metavar="REF",
                    help="annotated volume (NIfTI, NRRD, MHA or a DICOM folder)")
     p.add_argument("--reference-labels", required=True, metavar="LAB",
-                   help="label volume on the reference grid (.nii.gz, .nrrd, .seg.nrrd...)")
+                   help="label volume on the reference grid (.nii.gz, .nrrd, .seg.nrrd...), or a "
+                        "DICOM RTSTRUCT / SEG file on the reference DICOM series")
+    add_dicom_args(p)
     p.add_argument("--reference-slices", type=int, nargs="+", default=None, metavar="K",
                    help="annotated slice indices along --axis (default: every labelled slice)")
     p.add_argument("--targets", nargs="+", default=None, metavar="VOL",
@@ -121,18 +135,22 @@ def _printer(quiet: bool):
 
 def run(args: argparse.Namespace) -> int:
     """``oneshotsam propagate``; returns the exit status (0 ok)."""
+    from oneshotsam.label_outputs import check_formats
     from oneshotsam.medio import read_label_volume, read_volume
     from oneshotsam.volume.outputs import write_outputs
     from oneshotsam.volume.pipeline import propagate
 
     cfg = config_from_args(args)
     ref = read_volume(args.reference_volume)
-    lab = read_label_volume(args.reference_labels)
+    lab = read_label_volume(args.reference_labels, reference=ref, rois=args.roi)
     targets = [read_volume(t) for t in (args.targets or [])]
-    res = propagate(ref, lab, targets, cfg, progress=_printer(args.quiet))
     inputs = list(args.targets) if args.targets else [args.reference_volume]
+    grids = targets or [ref]
+    formats = check_formats(args.output_format, grids, inputs) if args.output_format else None
+    res = propagate(ref, lab, targets, cfg, progress=_printer(args.quiet))
     report = write_outputs(res, args.output_dir, inputs, segments=lab.meta.get("segments"),
-                           extra_report={"command": "propagate", "argv": sys.argv[1:]})
+                           extra_report={"command": "propagate", "argv": sys.argv[1:]},
+                           formats=formats, grids=grids)
     for o in report["outputs"]:
         print(o["labels"])
     print(report["report_path"])

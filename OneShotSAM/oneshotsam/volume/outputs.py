@@ -53,7 +53,8 @@ def output_names(input_paths: Sequence[str | Path]) -> list[tuple[str, str]]:
 
 def write_outputs(result: PropagationResult, output_dir: str | Path,
                   input_paths: Sequence[str | Path], segments: list[dict] | None = None,
-                  extra_report: dict[str, Any] | None = None) -> dict[str, Any]:
+                  extra_report: dict[str, Any] | None = None, formats: Sequence[str] | None = None,
+                  grids: Sequence[Volume] | None = None) -> dict[str, Any]:
     """Write label volumes, ``.seg.nrrd`` files and ``report.json``.
 
     Args:
@@ -63,6 +64,9 @@ def write_outputs(result: PropagationResult, output_dir: str | Path,
         segments: segment descriptions for ``.seg.nrrd`` (default: each volume's
             ``meta["segments"]``).
         extra_report: merged into the report (e.g. the command line).
+        formats: output formats of :mod:`oneshotsam.label_outputs` (``<stem>.nii.gz``,
+            ``<stem>.rtstruct.dcm``, ...) instead of the default pair above.
+        grids: the volume each label volume is on (its input), for the DICOM formats.
 
     Returns: the report as written (with an ``outputs`` list).
     """
@@ -76,7 +80,17 @@ def write_outputs(result: PropagationResult, output_dir: str | Path,
     if len(input_paths) < len(result.label_volumes):
         raise OneShotError("write_outputs needs one input path per label volume")
     written = []
-    for vol, (lab_name, seg_name) in zip(result.label_volumes, output_names(input_paths)):
+    for n, (vol, (lab_name, seg_name)) in enumerate(zip(result.label_volumes, output_names(input_paths))):
+        if formats is not None:
+            from oneshotsam.label_outputs import write_label_formats
+            from oneshotsam.medio import split_suffix
+
+            grid = grids[n] if grids is not None else None
+            files = write_label_formats(vol, formats, out_dir, split_suffix(seg_name)[0],
+                                        segments=segments, grid=grid)
+            written.append({"volume": vol.name, "labels": str(next(iter(files.values()))),
+                            "files": {f: str(p) for f, p in files.items()}})
+            continue
         p1 = write_label_volume(vol, out_dir / lab_name)
         meta = dict(vol.meta)
         if segments is not None:

@@ -1,0 +1,388 @@
+"""DICOM RT Structure Set (RTSTRUCT) read and write, on the grid of a DICOM image series.
+
+* :func:`read_rtstruct`: rasterise the ROIs of an RTSTRUCT onto a volume (the series
+  the contours were drawn on, read by :func:`oneshotsam.medio.read_volume`): one label
+  value per ROI (1..N in the order chosen), names and colours in ``meta["segments"]``
+  as from a Slicer ``.seg.nrrd``. Holes and several contours per slice follow the
+  even-odd rule of :mod:`oneshotsam.contours`.
+* :func:`write_rtstruct`: a label volume on a series' grid -> an RTSTRUCT that
+  references that series (Frame of Reference, Study, Series and every slice's SOP
+  Instance), copies its patient and study identity (no new patient or study), one ROI
+  per label value with the segment's name and colour.
+
+Why not rt-utils: its writer emits Contour Data values longer than the 16 characters a
+DS allows (dciodvfy rejects the file), maps pixel columns with ``PixelSpacing[0]`` (the
+row spacing) so contours are misplaced on pixels that are not square, and its reader
+swaps rows and columns on non-square matrices. highdicom has no RT Structure Set. So the
+dataset is built with pydicom from the standard's modules, the contours come from
+OpenCV (:func:`oneshotsam.contours.mask_contours`, the same contour tracer rt-utils
+uses) and the geometry from :mod:`oneshotsam.geometry`. docs/dicom_rt.md has the
+comparison. pydicom is imported lazily.
+"""
+
+from __future__ import annotations
+
+import datetime
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from oneshotsam import geometry
+from oneshotsam.contours import mask_contours, rasterise_contours
+from oneshotsam.methods.base import OneShotError
+from oneshotsam.types import Volume
+
+RTSTRUCT_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.481.3"
+SEG_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.66.4"
+#: "Study Component Management" class used for RT Referenced Study items (PS3.3 C.8.8.5)
+_STUDY_REF_CLASS = "1.2.840.10008.3.1.2.3.1"
+#: how far (in slices) a contour may lie off a slice plane of the series
+PLANE_TOL_SLICES = 0.25
+
+
+def dicom_label_kind(path: str | Path) -> str | None:
+    """``"rtstruct"``, ``"seg"`` or None (not a DICOM RTSTRUCT / SEG file; a folder -> None)."""
+    p = Path(path)
+    if not p.is_file():
+        return None
+    from oneshotsam.medio import IMAGE2D_SUFFIXES, split_suffix
+
+    if split_suffix(p)[1] in IMAGE2D_SUFFIXES + (".nii", ".nii.gz", ".nrrd", ".seg.nrrd", ".nhdr", ".mha", ".mhd"):
+        return None
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
+    try:
+        ds = pydicom.dcmread(str(p), stop_before_pixels=True, specific_tags=["Modality", "SOPClassUID"])
+    except (InvalidDicomError, OSError, ValueError, TypeError, AttributeError, EOFError):
+        return None
+    cls, mod = str(ds.get("SOPClassUID", "")), str(ds.get("Modality", ""))
+    if cls == RTSTRUCT_SOP_CLASS or mod == "RTSTRUCT":
+        return "rtstruct"
+    if cls == SEG_SOP_CLASS or mod == "SEG":
+        return "seg"
+    return None
+
+
+def series_of(vol: Volume) -> Any:
+    """The :class:`oneshotsam.dicom_series.DicomSeries` a volume was read from, or None."""
+    return vol.meta.get("dicom_series") if isinstance(vol.meta, dict) else None
+
+
+def check_frame_of_reference(uid: str, vol: Volume, what: str) -> None:
+    """Refuse ``what`` (a file) whose Frame of Reference UID is not the volume's series'."""
+    series = series_of(vol)
+    if series is None or not series.frame_of_reference_uid or not uid:
+        return
+    if uid != series.frame_of_reference_uid:
+        raise OneShotError(
+            f"{what} is in Frame of Reference {uid} but the series {series.folder} is in "
+            f"{series.frame_of_reference_uid}: the contours were not drawn on this patient "
+            "position; give the series they were drawn on (or register it first)")
+
+
+def select_rois(available: Sequence[str], wanted: Sequence[str] | None, what: str) -> list[int]:
+    """Indices into ``available`` of the ``wanted`` names (all when None), in wanted order."""
+    if not wanted:
+        return list(range(len(available)))
+    out = []
+    for name in wanted:
+        hits = [i for i, a in enumerate(available) if a == name]
+        if not hits:  # tolerate case and surrounding spaces, but only when unambiguous
+            hits = [i for i, a in enumerate(available) if a.strip().lower() == name.strip().lower()]
+        if len(hits) != 1:
+            listed = ", ".join(repr(a) for a in available) or "none"
+            raise OneShotError(f"ROI {name!r} is not in {what} (or not unique); ROIs there: {listed}")
+        out.append(hits[0])
+    return out
+
+
+# ----------------------------------------------------------------------------- reading
+def _roi_tables(ds: Any) -> tuple[list[dict], dict[int, Any]]:
+    rois = [{"number": int(r.ROINumber), "name": str(r.get("ROIName", f"ROI_{r.ROINumber}")),
+             "frame": str(r.get("ReferencedFrameOfReferenceUID", ""))}
+            for r in ds.get("StructureSetROISequence", [])]
+    contours = {int(c.ReferencedROINumber): c for c in ds.get("ROIContourSequence", [])}
+    return rois, contours
+
+
+def _slice_contours(item: Any, vol: Volume, roi_name: str, path: Path) -> dict[int, list[np.ndarray]]:
+    """Closed planar contours of one ROI Contour item as ``{k: [(N, 2) (i, j) arrays]}``."""
+    out: dict[int, list[np.ndarray]] = {}
+    n_slices = vol.voxels.shape[0]
+    for c in item.get("ContourSequence", []):
+        if str(c.get("ContourGeometricType", "CLOSED_PLANAR")) != "CLOSED_PLANAR":
+            continue  # POINT / OPEN_PLANAR markers have no inside
+        data = np.asarray([float(v) for v in c.get("ContourData", [])], dtype=np.float64)
+        if data.size < 3 or data.size % 3:
+            raise OneShotError(f"{path}: a contour of ROI {roi_name!r} has {data.size} Contour Data "
+                               "values, not a multiple of 3 (x, y, z per point)")
+        ijk = geometry.lps_to_ijk_points(vol, data.reshape(-1, 3))
+        k = float(np.median(ijk[:, 2]))
+        if np.max(np.abs(ijk[:, 2] - k)) > PLANE_TOL_SLICES or abs(k - round(k)) > PLANE_TOL_SLICES:
+            raise OneShotError(
+                f"{path}: a contour of ROI {roi_name!r} does not lie on a slice of the series "
+                f"(slice index {k:.2f}): the RTSTRUCT was drawn on another series or orientation")
+        kk = int(round(k))
+        if 0 <= kk < n_slices:
+            out.setdefault(kk, []).append(ijk[:, :2])
+    return out
+
+
+def read_rtstruct(path: str | Path, volume: Volume, rois: Sequence[str] | None = None) -> Volume:
+    """Rasterise an RTSTRUCT's ROIs onto ``volume``'s grid.
+
+    Args:
+        path: the RTSTRUCT file.
+        volume: the image the contours belong to (its geometry is used; when read from a
+            DICOM series, its Frame of Reference must be the RTSTRUCT's).
+        rois: ROI names to read (in this order); None = every ROI, in file order.
+
+    Returns: a uint8/uint16 label :class:`Volume` on ``volume``'s grid, ROI ``n`` (1-based
+    in the chosen order) -> label ``n``; later ROIs win where ROIs overlap (count in
+    ``meta["overlapping_voxels"]``); ``meta["segments"]`` lists ``{"value", "name",
+    "color" (0..1), "terminology": None, "id", "roi_number"}``.
+
+    Raises: :class:`OneShotError` for a Frame of Reference mismatch, an unknown ROI name
+    (the message lists the ROIs present), a ROI without a contour on any slice of the
+    series, contours off the slice planes.
+    """
+    import pydicom
+
+    p = Path(path)
+    try:
+        ds = pydicom.dcmread(str(p))
+        table, contours = _roi_tables(ds)
+    except Exception as exc:  # pydicom raises many kinds on damaged files
+        raise OneShotError(f"cannot read the RTSTRUCT {p}: {str(exc)[:200]}") from None
+    if not table:
+        raise OneShotError(f"{p} is an RTSTRUCT without any ROI")
+    frames = [str(f.FrameOfReferenceUID) for f in ds.get("ReferencedFrameOfReferenceSequence", [])
+              if "FrameOfReferenceUID" in f]
+    for uid in sorted(set(frames + [r["frame"] for r in table if r["frame"]])):
+        check_frame_of_reference(uid, volume, str(p))
+    picked = [table[i] for i in select_rois([r["name"] for r in table], rois, str(p))]
+    shape_kji = volume.shape_kji
+    out = np.zeros(shape_kji, np.uint16 if len(picked) > 255 else np.uint8)
+    segments, overlap, empty = [], 0, []
+    for value, roi in enumerate(picked, start=1):
+        item = contours.get(roi["number"])
+        per_slice = _slice_contours(item, volume, roi["name"], p) if item is not None else {}
+        found = False
+        for k, cs in per_slice.items():
+            m = rasterise_contours(cs, shape_kji[1:])
+            if m.any():
+                found = True
+                overlap += int(np.count_nonzero(m & (out[k] > 0)))
+                out[k][m] = value
+        if not found:
+            empty.append(roi["name"])
+        colour = item.get("ROIDisplayColor") if item is not None else None
+        segments.append({"value": value, "name": roi["name"],
+                         "color": [float(c) / 255.0 for c in colour] if colour is not None and len(colour) == 3
+                         else None, "terminology": None, "id": f"ROI_{roi['number']}",
+                         "roi_number": roi["number"]})
+    if empty:
+        others = [r["name"] for r in table if r["name"] not in empty
+                  and len(contours.get(r["number"], {}).get("ContourSequence", []))]
+        raise OneShotError(
+            f"ROI(s) {', '.join(repr(n) for n in empty)} in {p} have no contour on any slice of the "
+            f"series: choose ROIs that do with --roi NAME ... (ROIs with contours in the file: "
+            f"{', '.join(repr(n) for n in others) or 'none'})")
+    meta: dict[str, Any] = {"path": str(p), "suffix": "rtstruct", "segments": fill_colours(segments),
+                            "frame_of_reference_uid": frames[0] if frames else ""}
+    if overlap:
+        meta["overlapping_voxels"] = overlap
+    return Volume(voxels=out, ijk_to_lps=volume.ijk_to_lps, name=p.stem, meta=meta)
+
+
+def fill_colours(segments: list[dict]) -> list[dict]:
+    """Segment descriptions with ``"color": None`` given the default palette colour of
+    :func:`oneshotsam.medio.segments_for` (others unchanged)."""
+    from oneshotsam.medio import segments_for
+
+    defaults = {s["value"]: s["color"] for s in segments_for([s["value"] for s in segments])}
+    return [{**s, "color": s["color"] if s["color"] is not None else defaults[s["value"]]}
+            for s in segments]
+
+
+# ----------------------------------------------------------------------------- writing
+def check_on_series(labels: Volume, series: Any) -> None:
+    """Refuse a label volume that is not on the grid of ``series`` (slice count, matrix,
+    slice positions along the series normal)."""
+    k, rows, cols = labels.shape_kji
+    if k != len(series.sop_instance_uids) or (rows, cols) != tuple(series.shape_rc):
+        raise OneShotError(
+            f"the labels ({cols}x{rows}, {k} slices) are not on the grid of the series {series.folder} "
+            f"({series.shape_rc[1]}x{series.shape_rc[0]}, {len(series.sop_instance_uids)} slices)")
+    a = np.asarray(labels.ijk_to_lps)
+    normal = np.cross(a[:3, 0], a[:3, 1])
+    normal /= np.linalg.norm(normal)
+    pos = (a[:3, 3][None, :] + np.arange(k)[:, None] * a[:3, 2][None, :]) @ normal
+    if not np.allclose(pos, series.positions_mm, atol=1e-2):
+        raise OneShotError(f"the labels' slice positions do not match the series {series.folder}: "
+                           "resample them onto the series first")
+
+
+def _ds_text(values: np.ndarray) -> list[str]:
+    """Decimal String values of at most 16 characters (0.1 micrometre resolution)."""
+    from pydicom.valuerep import format_number_as_ds
+
+    out = []
+    for v in np.asarray(values, dtype=np.float64).ravel():
+        t = f"{v:.4f}".rstrip("0").rstrip(".")
+        out.append("0" if t in ("-0", "") else (t if len(t) <= 16 else format_number_as_ds(float(v))))
+    return out
+
+
+def _now() -> tuple[str, str]:
+    now = datetime.datetime.now()
+    return now.strftime("%Y%m%d"), now.strftime("%H%M%S")
+
+
+def new_derived_dataset(series: Any, sop_class_uid: str, modality: str, description: str) -> Any:
+    """A pydicom Dataset (with file meta) sharing ``series``' patient and study: new SOP
+    and Series Instance UIDs, the series' identity attributes copied as they are."""
+    import pydicom
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    ds = pydicom.Dataset()
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = sop_class_uid
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.file_meta = meta
+    date, time_ = _now()
+    ds.SpecificCharacterSet = "ISO_IR 100"
+    ds.InstanceCreationDate, ds.InstanceCreationTime = date, time_
+    ds.SOPClassUID, ds.SOPInstanceUID = sop_class_uid, meta.MediaStorageSOPInstanceUID
+    for key, value in series.identity.items():
+        setattr(ds, key, value)
+    ds.StudyInstanceUID = series.study_instance_uid
+    ds.Modality = modality
+    ds.SeriesInstanceUID = generate_uid()
+    ds.SeriesNumber = 901
+    ds.SeriesDate, ds.SeriesTime = date, time_
+    ds.SeriesDescription = description[:64]
+    ds.OperatorsName = ""
+    ds.Manufacturer = "OneShotSAM"
+    ds.ManufacturerModelName = "oneshotsam"
+    ds.SoftwareVersions = software_version()
+    return ds
+
+
+def software_version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("oneshotsam")
+    except Exception:  # running from a source tree
+        return "0"
+
+
+def _referenced_frame(series: Any) -> Any:
+    import pydicom
+
+    images = []
+    for uid in series.sop_instance_uids:
+        it = pydicom.Dataset()
+        it.ReferencedSOPClassUID, it.ReferencedSOPInstanceUID = series.sop_class_uid, uid
+        images.append(it)
+    ser = pydicom.Dataset()
+    ser.SeriesInstanceUID = series.series_instance_uid
+    ser.ContourImageSequence = images
+    study = pydicom.Dataset()
+    study.ReferencedSOPClassUID, study.ReferencedSOPInstanceUID = _STUDY_REF_CLASS, series.study_instance_uid
+    study.RTReferencedSeriesSequence = [ser]
+    frame = pydicom.Dataset()
+    frame.FrameOfReferenceUID = series.frame_of_reference_uid
+    frame.RTReferencedStudySequence = [study]
+    return frame
+
+
+def _roi_contours(mask_kji: np.ndarray, labels: Volume, series: Any) -> list[Any]:
+    import pydicom
+
+    items = []
+    for k in range(mask_kji.shape[0]):
+        for c in mask_contours(mask_kji[k]):
+            ijk = np.column_stack([c, np.full(len(c), float(k))])
+            lps = geometry.ijk_to_lps_points(labels, ijk)
+            ref = pydicom.Dataset()
+            ref.ReferencedSOPClassUID = series.sop_class_uid
+            ref.ReferencedSOPInstanceUID = series.sop_instance_uids[k]
+            it = pydicom.Dataset()
+            it.ContourImageSequence = [ref]
+            it.ContourGeometricType = "CLOSED_PLANAR"
+            it.NumberOfContourPoints = len(c)
+            it.ContourNumber = len(items) + 1
+            it.ContourData = _ds_text(lps)
+            items.append(it)
+    return items
+
+
+def build_rtstruct(labels: Volume, series: Any, segments: list[dict] | None = None,
+                   description: str = "OneShotSAM contours") -> Any:
+    """The RTSTRUCT dataset of a label volume on ``series``' grid (see :func:`write_rtstruct`)."""
+    import pydicom
+    from oneshotsam.medio import segments_for
+
+    check_on_series(labels, series)
+    if not series.frame_of_reference_uid:
+        raise OneShotError(f"the series {series.folder} has no Frame of Reference UID: an RTSTRUCT "
+                           "cannot reference it (write nifti or seg-nrrd instead)")
+    lab = np.asarray(labels.voxels)
+    values = [int(v) for v in np.unique(lab) if v != 0]
+    segs = segments_for(values, segments)
+    ds = new_derived_dataset(series, RTSTRUCT_SOP_CLASS, "RTSTRUCT", description)
+    date, time_ = _now()
+    ds.FrameOfReferenceUID = series.frame_of_reference_uid
+    ds.PositionReferenceIndicator = ""
+    ds.StructureSetLabel = "OneShotSAM"
+    ds.StructureSetName = description[:64]
+    ds.StructureSetDate, ds.StructureSetTime = date, time_
+    ds.ReferencedFrameOfReferenceSequence = [_referenced_frame(series)]
+    roi_seq, contour_seq, obs_seq = [], [], []
+    for n, s in enumerate(segs, start=1):
+        roi = pydicom.Dataset()
+        roi.ROINumber = s["value"]
+        roi.ReferencedFrameOfReferenceUID = series.frame_of_reference_uid
+        roi.ROIName = str(s["name"])[:64]
+        roi.ROIGenerationAlgorithm = "AUTOMATIC"
+        roi_seq.append(roi)
+        rc = pydicom.Dataset()
+        rc.ROIDisplayColor = [int(round(255 * min(max(float(c), 0.0), 1.0))) for c in s["color"][:3]]
+        rc.ReferencedROINumber = s["value"]
+        contours = _roi_contours(lab == s["value"], labels, series)
+        if contours:
+            rc.ContourSequence = contours
+        contour_seq.append(rc)
+        obs = pydicom.Dataset()
+        obs.ObservationNumber = n
+        obs.ReferencedROINumber = s["value"]
+        obs.RTROIInterpretedType = "ORGAN"
+        obs.ROIInterpreter = ""
+        obs_seq.append(obs)
+    ds.StructureSetROISequence = roi_seq
+    ds.ROIContourSequence = contour_seq
+    ds.RTROIObservationsSequence = obs_seq
+    ds.ApprovalStatus = "UNAPPROVED"
+    return ds
+
+
+def write_rtstruct(labels: Volume, series: Any, out_path: str | Path, segments: list[dict] | None = None,
+                   description: str = "OneShotSAM contours") -> Path:
+    """Write ``labels`` (on the grid of the DICOM ``series``) as an RTSTRUCT, atomically.
+
+    One ROI per label value (ROI Number = label value), named and coloured from
+    ``segments`` (``{"value", "name", "color" 0..1}``, defaults ``Segment_<v>``); a label
+    listed in ``segments`` but absent from the voxels becomes a ROI without contours.
+    The file references the series' Frame of Reference, Study, Series and every slice,
+    and copies its patient / study attributes (:data:`oneshotsam.dicom_series.IDENTITY_KEYWORDS`).
+    """
+    from oneshotsam.medio import atomic_write
+
+    ds = build_rtstruct(labels, series, segments, description)
+    return atomic_write(out_path, lambda tmp: ds.save_as(tmp, enforce_file_format=True))

@@ -1,0 +1,131 @@
+"""DICOM Segmentation (SEG) read and write through highdicom, on a DICOM series' grid.
+
+* :func:`read_dicom_seg`: the segments of a SEG that references the slices of the
+  series a volume was read from -> one label value per segment (1..N in the order
+  chosen), names and colours in ``meta["segments"]``.
+* :func:`write_dicom_seg`: a label volume on a series' grid -> a BINARY SEG derived from
+  that series (highdicom copies the patient, study and Frame of Reference and
+  references every source slice), one segment per label value, named and coloured
+  like the ``.seg.nrrd`` output.
+
+pydicom and highdicom are imported lazily.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from oneshotsam.dicom_rt import check_frame_of_reference, check_on_series, select_rois, series_of
+from oneshotsam.methods.base import OneShotError
+from oneshotsam.types import Volume
+
+
+def _rgb01(seg_item: Any) -> list[float] | None:
+    if "RecommendedDisplayCIELabValue" not in seg_item:
+        return None
+    from highdicom.color import CIELabColor
+
+    rgb = CIELabColor.from_dicom_value(list(seg_item.RecommendedDisplayCIELabValue)).to_rgb()
+    return [float(c) / 255.0 for c in rgb]
+
+
+def read_dicom_seg(path: str | Path, volume: Volume, segments: Sequence[str] | None = None) -> Volume:
+    """The segments of a DICOM SEG as a label volume on ``volume``'s grid.
+
+    Args:
+        path: the SEG file.
+        volume: the series the SEG was derived from (read from a DICOM folder: its
+            slices' SOP Instance UIDs locate the SEG's frames).
+        segments: segment labels to read (in this order; ``--roi``); None = all.
+
+    Returns: a uint8/uint16 label volume, segment ``n`` of the chosen order -> label ``n``
+    (later segments win on overlaps), ``meta["segments"]`` as from a ``.seg.nrrd``.
+    """
+    import highdicom as hd
+
+    p = Path(path)
+    series = series_of(volume)
+    if series is None:
+        raise OneShotError(f"{p} is a DICOM SEG: give the DICOM series it was derived from as the "
+                           "reference image (a folder), not a NIfTI/NRRD file")
+    try:
+        seg = hd.seg.segread(str(p))
+    except Exception as exc:  # highdicom / pydicom raise many kinds
+        raise OneShotError(f"cannot read the DICOM SEG {p}: {exc}") from None
+    check_frame_of_reference(str(seg.get("FrameOfReferenceUID", "")), volume, str(p))
+    items = list(seg.SegmentSequence)
+    names = [str(it.get("SegmentLabel", f"Segment_{it.SegmentNumber}")) for it in items]
+    picked = [items[i] for i in select_rois(names, segments, str(p))]
+    numbers = [int(it.SegmentNumber) for it in picked]
+    try:
+        arr = seg.get_pixels_by_source_instance(
+            source_sop_instance_uids=list(series.sop_instance_uids), segment_numbers=numbers,
+            combine_segments=False, assert_missing_frames_are_empty=True)
+    except (KeyError, ValueError, RuntimeError) as exc:
+        raise OneShotError(f"{p} does not segment the slices of the series {series.folder}: "
+                           f"{str(exc)[:200]}") from None
+    out = np.zeros(volume.shape_kji, np.uint16 if len(picked) > 255 else np.uint8)
+    metas, empty = [], []
+    for n, it in enumerate(picked, start=1):
+        m = np.asarray(arr[..., n - 1]) > 0
+        if m.shape != out.shape:
+            raise OneShotError(f"{p}: segment frames {m.shape} do not fit the series {out.shape}")
+        if not m.any():
+            empty.append(str(it.get("SegmentLabel", n)))
+        out[m] = n
+        metas.append({"value": n, "name": names[items.index(it)], "color": _rgb01(it),
+                      "terminology": None, "id": f"Segment_{it.SegmentNumber}"})
+    if empty:
+        raise OneShotError(f"segment(s) {', '.join(map(repr, empty))} of {p} are empty on the series: "
+                           f"choose others with --roi NAME ... (segments: {', '.join(map(repr, names))})")
+    from oneshotsam.dicom_rt import fill_colours
+
+    meta = {"path": str(p), "suffix": "dicom-seg", "segments": fill_colours(metas)}
+    return Volume(voxels=out, ijk_to_lps=volume.ijk_to_lps, name=p.stem, meta=meta)
+
+
+def write_dicom_seg(labels: Volume, series: Any, out_path: str | Path,
+                    segments: list[dict] | None = None, description: str = "OneShotSAM") -> Path:
+    """Write ``labels`` (on the grid of the DICOM ``series``) as a BINARY DICOM SEG, atomically.
+
+    Segment ``n`` (1..N) is the ``n``-th label value present in the voxels (SEG numbers
+    segments consecutively; label values absent from the voxels are left out), named
+    and coloured from ``segments`` (``{"value", "name", "color" 0..1}``).
+    """
+    import highdicom as hd
+    from highdicom.color import CIELabColor
+    from pydicom.sr.codedict import codes
+    from pydicom.uid import generate_uid
+
+    from oneshotsam.dicom_rt import software_version
+    from oneshotsam.medio import atomic_write, segments_for
+
+    check_on_series(labels, series)
+    lab = np.asarray(labels.voxels)
+    values = [int(v) for v in np.unique(lab) if v != 0]
+    segs = [s for s in segments_for(values, segments) if s["value"] in values]
+    if not segs:
+        raise OneShotError(f"the labels of {labels.name!r} are empty: a DICOM SEG needs at least one "
+                           "labelled voxel")
+    algo = hd.AlgorithmIdentificationSequence(name="OneShotSAM", version=software_version(),
+                                              family=codes.cid7162.ArtificialIntelligence)
+    descs, numbered = [], np.zeros(lab.shape, np.uint16 if len(segs) > 255 else np.uint8)
+    for n, s in enumerate(segs, start=1):
+        rgb = [int(round(255 * min(max(float(c), 0.0), 1.0))) for c in s["color"][:3]]
+        descs.append(hd.seg.SegmentDescription(
+            segment_number=n, segment_label=str(s["name"])[:64],
+            segmented_property_category=codes.SCT.AnatomicalStructure,
+            segmented_property_type=codes.SCT.Organ, algorithm_type="AUTOMATIC",
+            algorithm_identification=algo, display_color=CIELabColor.from_rgb(*rgb)))
+        numbered[lab == s["value"]] = n
+    sources = series.datasets(pixels=False)
+    seg = hd.seg.Segmentation(
+        source_images=sources, pixel_array=numbered, segmentation_type="BINARY",
+        segment_descriptions=descs, series_instance_uid=generate_uid(), series_number=902,
+        sop_instance_uid=generate_uid(), instance_number=1, manufacturer="OneShotSAM",
+        manufacturer_model_name="oneshotsam", software_versions=software_version(),
+        device_serial_number="0", series_description=description[:64])
+    return atomic_write(out_path, lambda tmp: seg.save_as(tmp, enforce_file_format=True))
