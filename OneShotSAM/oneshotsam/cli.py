@@ -213,7 +213,7 @@ def _handler(args: argparse.Namespace) -> Callable[[argparse.Namespace], int]:
 
 
 def _error_line(exc: BaseException) -> str:
-    from oneshotsam.methods.base import OneShotError
+    from oneshotsam.errors import OneShotError
     if isinstance(exc, OneShotError):
         return str(exc)
     if isinstance(exc, OSError) and exc.filename is not None:
@@ -224,7 +224,7 @@ def _error_line(exc: BaseException) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``oneshotsam`` console script; returns the exit status."""
-    from oneshotsam.methods.base import OneShotError
+    from oneshotsam.errors import OneShotError
     parser = build_parser()
     args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
     debug = bool(getattr(args, "debug", False))

@@ -12,7 +12,7 @@ import argparse
 import inspect
 from pathlib import Path
 
-from oneshotsam.methods.base import OneShotError
+from oneshotsam.errors import OneShotError
 
 
 def run(args: argparse.Namespace) -> int:

@@ -20,7 +20,7 @@ from typing import Any, Callable
 import numpy as np
 
 from oneshotsam import geometry
-from oneshotsam.methods.base import OneShotError
+from oneshotsam.errors import OneShotError
 from oneshotsam.types import Volume
 
 IMAGE2D_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")

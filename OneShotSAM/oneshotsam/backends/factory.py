@@ -17,7 +17,7 @@ from oneshotsam.backends.checkpoints import (
 from oneshotsam.backends.sam1 import SAM1_ARCHS
 from oneshotsam.backends.sam2 import SAM2_ARCHS
 from oneshotsam.backends.tiny import TINY_NAMES
-from oneshotsam.methods.base import OneShotError
+from oneshotsam.errors import OneShotError
 
 #: every backend name, real architectures first
 BACKEND_NAMES: tuple[str, ...] = (*SAM1_ARCHS, *SAM2_ARCHS, *TINY_NAMES)

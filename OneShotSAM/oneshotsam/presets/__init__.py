@@ -16,7 +16,7 @@ from functools import lru_cache
 from importlib import resources
 from typing import Any
 
-from oneshotsam.methods.base import OneShotError
+from oneshotsam.errors import OneShotError
 
 #: methods whose default depends on the hardware (Med-PerSAM trains a warping net)
 _HARDWARE_DEFAULT_METHODS = ("medpersam", "medpersam-warp")

@@ -26,7 +26,7 @@ def _parse_value(text: str) -> Any:
 
 def parse_overrides(items: list[str]) -> tuple[tuple[str, Any], ...]:
     """``["steps=100", "net={...}"]`` -> ``(("steps", 100), ...)`` (JSON values when possible)."""
-    from oneshotsam.methods.base import OneShotError
+    from oneshotsam.errors import OneShotError
 
     out = []
     for item in items or []:
@@ -159,12 +159,14 @@ def add_benchmark_parser(bsub: argparse._SubParsersAction) -> argparse.ArgumentP
 def run_benchmark(args: argparse.Namespace) -> int:
     """``oneshotsam benchmark volume``; prints a table, optionally writes JSON."""
     from oneshotsam.volume.benchmark import run_datasets
+    from oneshotsam.volume.types import PropagationConfig
 
-    results = run_datasets(args.dataset, args.data, limit=args.limit, start=args.start,
-                           method=args.method,
-                           backend=args.backend, checkpoint=args.checkpoint, preset=args.preset,
-                           device=args.device, overrides=parse_overrides(args.overrides),
-                           propagation=args.propagation, output_dir=args.output_dir)
+    cfg = PropagationConfig(method=args.method, backend=args.backend, checkpoint=args.checkpoint,
+                            preset=args.preset, device=args.device,
+                            method_overrides=parse_overrides(args.overrides),
+                            propagation=args.propagation)
+    results = run_datasets(args.dataset, args.data, cfg, limit=args.limit, start=args.start,
+                           output_dir=args.output_dir)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=1)

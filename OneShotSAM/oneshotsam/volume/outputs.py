@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 from typing import Any, Sequence
 
-from oneshotsam.methods.base import OneShotError
+from oneshotsam.errors import OneShotError
 from oneshotsam.types import Volume
 from oneshotsam.volume.pipeline import PropagationResult
 

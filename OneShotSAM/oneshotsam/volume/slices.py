@@ -12,7 +12,7 @@ from typing import Sequence
 
 import numpy as np
 
-from oneshotsam.methods.base import OneShotError
+from oneshotsam.errors import OneShotError
 from oneshotsam.types import Image2D, Volume
 
 def check_label_grid(reference: Volume, labels: Volume) -> np.ndarray:
