@@ -53,14 +53,12 @@ def _read_png(path: Path) -> np.ndarray:
 
 
 def _scores(pred: np.ndarray, gt: np.ndarray, values: Sequence[int]) -> dict[int, tuple[float, float]]:
-    out = {}
-    for v in values:
-        p, g = pred == v, gt == v
-        inter, sp, sg = int((p & g).sum()), int(p.sum()), int(g.sum())
-        if sg == 0:
-            continue  # class absent from this ground truth: not scored
-        out[int(v)] = (2.0 * inter / (sp + sg), inter / (sp + sg - inter))
-    return out
+    """``{v: (dice, iou)}`` (:func:`oneshotsam.evaluate.dice_iou`); a class absent from
+    this ground truth is not scored."""
+    from oneshotsam.evaluate import dice_iou
+
+    return {v: (d["dice"], d["iou"]) for v, d in dice_iou(pred, gt, values).items()
+            if d["gt_voxels"]}
 
 
 def jsrt_cases(root: Path, limit: int | None = None):

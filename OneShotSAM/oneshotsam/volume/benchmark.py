@@ -28,14 +28,15 @@ from oneshotsam.errors import OneShotError
 from oneshotsam.volume.types import PropagationConfig
 
 
+#: benchmark names (``--dataset``)
+DATASETS = ("la", "acdc-mid", "acdc-all", "brain")
+
+
 def dice_per_label(pred: np.ndarray, gt: np.ndarray, values: list[int]) -> dict[int, float]:
-    """3D Dice per label value (1.0 when both are empty)."""
-    out = {}
-    for v in values:
-        p, g = pred == v, gt == v
-        s = int(p.sum()) + int(g.sum())
-        out[v] = 1.0 if s == 0 else float(2 * np.logical_and(p, g).sum() / s)
-    return out
+    """3D Dice per label value (1.0 when both are empty; :func:`oneshotsam.evaluate.dice_iou`)."""
+    from oneshotsam.evaluate import dice_iou
+
+    return {int(v): d["dice"] for v, d in dice_iou(pred, gt, values).items()}
 
 
 def peak_rss_mb() -> float:
@@ -78,7 +79,7 @@ def _cases(name: str, root: Path) -> list[dict[str, Any]]:
         d = root / "pyradiomics"
         return [{"case": c, "ref": d / f"{c}_image.nrrd", "lab": d / f"{c}_label.nrrd"}
                 for c in ("brain1", "brain2") if (d / f"{c}_image.nrrd").is_file()]
-    raise OneShotError(f"unknown volume benchmark {name!r}: la, acdc-mid, acdc-all, brain")
+    raise OneShotError(f"unknown volume benchmark {name!r}: {', '.join(DATASETS)}")
 
 
 def run_case(name: str, case: dict[str, Any], cfg: PropagationConfig, output_dir: str | None) -> dict:
