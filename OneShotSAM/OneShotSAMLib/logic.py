@@ -37,6 +37,21 @@ from OneShotSAMLib.mrml_bridge import (SliceWriter, copy_segment_style, labels_f
 from OneShotSAMLib.review import Output, plan_update
 
 
+def propagation_config(s: P.RunSettings, reference_slices: Any = None, fixed_slices: Any = ()) -> Any:
+    """The engine configuration of run settings ``s`` (every propagation setting of the
+    parameter node), built by the one settings layer :mod:`oneshotsam.settings`.
+
+    Raises OneShotError for a bad value (the same message the command line gives)."""
+    from oneshotsam.settings import propagation_config_from_text
+
+    text = {**s.propagation, "Window": s.window or "", "Align": "true" if s.align else "false"}
+    return propagation_config_from_text(
+        text, method=s.method, overrides=dict(sorted(s.method_overrides.items())),
+        backend=s.backend, checkpoint=s.checkpoint, preset=s.preset, device=s.device,
+        values={"axis": s.axis, "reference_slices": reference_slices,
+                "fixed_slices": fixed_slices})
+
+
 @dataclass
 class SliceRow:
     """One written slice for the review table (sorted lowest confidence first)."""
@@ -112,11 +127,12 @@ class OneShotSAMLogic:
             OneShotError: bad input, with what to do.
         """
         from oneshotsam.geometry import slice_geometry, volume_like
-        from oneshotsam.volume.pipeline import PropagationConfig, propagate
+        from oneshotsam.volume.pipeline import propagate
 
         t0 = time.perf_counter()
         node = param_node or self.parameter_node()
         s = P.read_settings(node)
+        propagation_config(s)  # every setting checked before anything is touched
         ref_node = node.GetNodeReference(P.REF_REFERENCE_VOLUME)
         seg_node = node.GetNodeReference(P.REF_SEGMENTATION)
         if ref_node is None:
@@ -164,10 +180,9 @@ class OneShotSAMLogic:
             if on_row is not None:
                 on_row(row)
 
-        config_kw = dict(method=s.method, axis=s.axis, align=s.align, window=s.window,
-                         preset=s.preset, backend=s.backend, checkpoint=s.checkpoint,
-                         device=s.device,
-                         method_overrides=tuple(sorted(s.method_overrides.items())))
+        def config(reference_slices: Any, fixed_slices: Any) -> Any:
+            return propagation_config(s, reference_slices, fixed_slices)
+
         reports: list[dict] = []
         cancelled = False
         if update and record.get("mode") != "self":
@@ -177,8 +192,7 @@ class OneShotSAMLogic:
                     continue
                 tvol = volume_from_node(out.volume_node)
                 tlab = labels_from_segments(out.seg_node, out.segment_ids, out.volume_node)
-                cfg = PropagationConfig(reference_slices=tuple(sorted(fixed[t])),
-                                        fixed_slices=tuple(sorted(fixed[t])), **config_kw)
+                cfg = config(tuple(sorted(fixed[t])), tuple(sorted(fixed[t])))
 
                 def on_t(ev: Any, t: int = t) -> None:
                     ev.target_index = t
@@ -192,9 +206,8 @@ class OneShotSAMLogic:
         else:
             targets = [volume_from_node(o.volume_node) for o in outputs] \
                 if s.target_mode != "self" else []
-            cfg = PropagationConfig(reference_slices=tuple(ref_slices),
-                                    fixed_slices=tuple(sorted(fixed[0])) if s.target_mode == "self" else (),
-                                    **config_kw)
+            cfg = config(tuple(ref_slices),
+                         tuple(sorted(fixed[0])) if s.target_mode == "self" else ())
             res = propagate(reference, volume_like(reference, ref_labels), targets, cfg,
                             progress, write_event, method)
             reports.append(res.report)
