@@ -145,7 +145,10 @@ class OneShotSAMLogic:
             raise OneShotError("nothing to update: run the propagation first, edit slices, "
                                "then press Update")
 
+        from oneshotsam.integrity import check_image_values
+
         reference = volume_from_node(ref_node)
+        check_image_values(reference.voxels, reference.name)  # same checks as the command line
         ref_labels = labels_from_segments(seg_node, seg_ids, ref_node)
         if not ref_labels.any():
             raise OneShotError(
@@ -157,6 +160,8 @@ class OneShotSAMLogic:
             ref_labels.any(axis=tuple(a for a in range(3) if a != axis))))
 
         targets_nodes = self._target_nodes(node, s, ref_node)
+        for t in targets_nodes:
+            check_image_values(volume_from_node(t).voxels, t.GetName())
         outputs, fixed, ref_slices = self._plan(
             node, s, seg_node, seg_ids, ref_node, targets_nodes, annotated, axis, record, update)
         self._snapshot(outputs)

@@ -16,7 +16,7 @@ from oneshotsam.errors import OneShotError
 
 def run(args: argparse.Namespace) -> int:
     from oneshotsam.cli_segment import check_model_args
-    from oneshotsam.settings import check_device, parse_overrides
+    from oneshotsam.settings import check_device, check_method_overrides, parse_overrides
     from oneshotsam.writer import jsonable, write_json_atomic
 
     check_device(args.device)
@@ -32,6 +32,7 @@ def run(args: argparse.Namespace) -> int:
     kwargs = dict(preset=args.preset, backend=args.backend, checkpoint=checkpoint,
                   limit=args.limit, out_dir=args.output_dir, device=args.device,
                   overrides=parse_overrides(args.overrides) or None)
+    check_method_overrides(args.method, kwargs["overrides"] or {})
     if start:
         kwargs["start"] = start
     result = run_benchmark(args.benchmark_name, args.method, data, **kwargs)

@@ -31,7 +31,7 @@ from oneshotsam.cli_inputs import Reference, Source, expand_targets, load_image_
 from oneshotsam.errors import OneShotError
 from oneshotsam.methods.base import RunResult
 from oneshotsam.progress import ConsoleProgress
-from oneshotsam.settings import check_device, parse_overrides
+from oneshotsam.settings import check_device, check_method_overrides, parse_overrides
 from oneshotsam.writer import check_output_dir, jsonable, staged_output, write_json_atomic
 
 __all__ = ["run", "parse_overrides", "check_model_args", "jsonable", "write_json_atomic",
@@ -160,6 +160,7 @@ def run(args: argparse.Namespace) -> int:
     from oneshotsam.methods.registry import build_method, method_info
     info = method_info(args.method)
     overrides = parse_overrides(args.overrides)
+    check_method_overrides(args.method, overrides)
     check_device(args.device)
     checkpoint = check_model_args(args.method, args.backend, args.checkpoint)
     out = Path(args.output_dir)
@@ -181,6 +182,10 @@ def run(args: argparse.Namespace) -> int:
             raise OneShotError(f"targets {names[src.output_name]} and {src.path} would both be "
                                f"written as {src.output_name}: rename one or run them separately")
         names[src.output_name] = src.path
+    from oneshotsam.integrity import check_labels_fit
+
+    for src in sources:
+        check_labels_fit(ref.values, src.output_name)
     if REPORT_NAME in names:
         raise OneShotError(f"a target would be written as {REPORT_NAME}: rename it")
     t_read = time.perf_counter() - t0

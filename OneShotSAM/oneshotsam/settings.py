@@ -90,6 +90,33 @@ def check_device(device: str) -> str:
     return dev
 
 
+#: config classes whose fields a method's ``--set`` keys may name (``module:Class``);
+#: p2sam and persam are checked by :func:`oneshotsam.presets.config_from_preset`
+_OVERRIDE_CLASSES = {
+    "medpersam-warp": ("oneshotsam.methods.medpersam.warp_train:WarpConfig",),
+    "medpersam": ("oneshotsam.methods.medpersam.warp_train:WarpConfig",
+                  "oneshotsam.methods.medpersam.method:MedPerSAMConfig"),
+    "p2sam": ("oneshotsam.methods.p2sam:P2SAMConfig",),
+    "persam": ("oneshotsam.methods.persam:PerSAMConfig",),
+}
+
+
+def check_method_overrides(method: str, overrides: Mapping[str, Any], volume: bool = False) -> None:
+    """Refuse an override value of the wrong type or sign (a user error naming the
+    setting) before anything runs; ``volume``: the keys may also be settings of the
+    warp-volume engine. Unknown names are left to the method, which lists the valid ones."""
+    import importlib
+
+    from oneshotsam.typecheck import check_settings
+
+    refs = list(_OVERRIDE_CLASSES.get(method, ()))
+    if volume:
+        refs.append("oneshotsam.volume.warpvol:VolumeWarpConfig")
+    for ref in refs:
+        module, _, name = ref.partition(":")
+        check_settings(getattr(importlib.import_module(module), name), overrides, method)
+
+
 @dataclass(frozen=True)
 class Setting:
     """One user-settable propagation setting.
@@ -245,6 +272,8 @@ def propagation_config(values: Mapping[str, Any] | None = None, *, method: str |
             kw[key] = tuple(int(k) for k in kw[key])
     if kw.get("fixed_slices") is None:
         kw.pop("fixed_slices", None)
+    if overrides:
+        check_method_overrides(kw.get("method", _DEFAULT.method), overrides, volume=True)
     kw["method_overrides"] = tuple((str(k), v) for k, v in (overrides or {}).items())
     cfg = PropagationConfig(**kw)
     cfg.validate()
@@ -326,5 +355,6 @@ def propagation_config_from_args(args: argparse.Namespace, **values: Any) -> Pro
 
 __all__ = ["AXES", "DEVICES", "PROPAGATION_MODES", "REGISTRATIONS", "PROPAGATION_SETTINGS",
            "Setting", "method_names", "backend_names", "parse_overrides", "check_device",
+           "check_method_overrides",
            "propagation_config", "propagation_config_from_text", "config_to_text",
            "add_model_arguments", "add_propagation_arguments", "propagation_config_from_args"]

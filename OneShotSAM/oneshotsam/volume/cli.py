@@ -62,6 +62,8 @@ def config_from_args(args: argparse.Namespace):
 
 def run(args: argparse.Namespace) -> int:
     """``oneshotsam propagate``; returns the exit status (0 ok)."""
+    import numpy as np
+
     from oneshotsam.medio import read_label_volume, read_volume
     from oneshotsam.progress import ConsoleProgress
     from oneshotsam.volume.outputs import write_outputs
@@ -73,6 +75,12 @@ def run(args: argparse.Namespace) -> int:
     ref = read_volume(args.reference_volume)
     lab = read_label_volume(args.reference_labels)
     targets = [read_volume(t) for t in (args.targets or [])]
+    from oneshotsam.integrity import check_labels_fit
+    from oneshotsam.volume.outputs import output_names
+
+    values = [int(v) for v in np.unique(np.asarray(lab.voxels)) if v]
+    for name, _ in output_names(list(args.targets) if args.targets else [args.reference_volume]):
+        check_labels_fit(values, name)
     res = propagate(ref, lab, targets, cfg, progress=ConsoleProgress(args.quiet))
     inputs = list(args.targets) if args.targets else [args.reference_volume]
     report = write_outputs(res, args.output_dir, inputs, segments=lab.meta.get("segments"),

@@ -51,6 +51,10 @@ def _check_inputs(reference: Volume, reference_labels: Volume, targets: Sequence
     for t in targets:
         if not isinstance(t, Volume):
             raise OneShotError("every target must be a Volume (read it with oneshotsam.medio.read_volume)")
+    from oneshotsam.integrity import check_image_values
+
+    for vol in (reference, *targets):
+        check_image_values(np.asarray(vol.voxels), vol.meta.get("path") or vol.name or "a volume")
 
 
 def run_propagation(reference: Volume, reference_labels: Volume, targets: Sequence[Volume],

@@ -96,6 +96,9 @@ class VolumeWarpConfig:
         if bad:
             raise OneShotError(f"unknown settings {bad} for the volume warp engine; valid: "
                                f"{sorted(names)}")
+        from oneshotsam.typecheck import check_settings
+
+        check_settings(cls, overrides, "volume warp engine")
         kw = dict(overrides)
         for key, base in (("net", _NET), ("loss", _LOSS)):
             if key in kw:
