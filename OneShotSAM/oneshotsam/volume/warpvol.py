@@ -54,10 +54,9 @@ class VolumeWarpConfig:
             black padding, B.1].
         resolution: long side of the working grid in pixels (physical aspect
             kept; sides rounded to multiples of 2**n_levels) [measured].
-        steps: optimiser steps, within-volume propagation [measured on LA: 120].
+        steps: optimiser steps, within-volume propagation [measured on LA].
         followup_steps: optimiser steps for a follow-up (cross-visit pairs are the
-            harder registration) [measured on ACDC ED->ES: 300 beats 120 on every
-            patient tried, about 30 s per patient].
+            harder registration) [measured on ACDC ED->ES: docs/volume_propagation.md].
         batch: adjacent/cross pairs per step [measured].
         aug_per_step: augmented annotated copies per step (L_aug) [Eq. 3].
         cross_repeat: over-sampling of the cross-visit pairs [measured].
