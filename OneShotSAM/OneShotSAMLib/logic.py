@@ -149,6 +149,9 @@ class OneShotSAMLogic:
 
         reference = volume_from_node(ref_node)
         check_image_values(reference.voxels, reference.name)  # same checks as the command line
+        targets_nodes = self._target_nodes(node, s, ref_node)
+        for t in targets_nodes:
+            check_image_values(volume_from_node(t).voxels, t.GetName())
         ref_labels = labels_from_segments(seg_node, seg_ids, ref_node)
         if not ref_labels.any():
             raise OneShotError(
@@ -159,9 +162,6 @@ class OneShotSAMLogic:
         annotated = sorted(int(k) for k in np.flatnonzero(
             ref_labels.any(axis=tuple(a for a in range(3) if a != axis))))
 
-        targets_nodes = self._target_nodes(node, s, ref_node)
-        for t in targets_nodes:
-            check_image_values(volume_from_node(t).voxels, t.GetName())
         outputs, fixed, ref_slices = self._plan(
             node, s, seg_node, seg_ids, ref_node, targets_nodes, annotated, axis, record, update)
         self._snapshot(outputs)
