@@ -68,6 +68,7 @@ class RunSettings:
         method_overrides: extra method settings (preset overrides).
         propagation: ``{parameter name: text}`` of the other propagation settings
             (:data:`PROPAGATION_PARAMETERS`); a missing or empty value = the default.
+            :func:`write_settings` writes only the names given here (``""`` resets one).
     """
 
     method: str = "medpersam-warp"
@@ -131,8 +132,8 @@ def write_settings(node: Any, s: RunSettings) -> None:
         else ",".join(str(int(k)) for k in s.reference_slices),
         "MethodOverrides": json.dumps(s.method_overrides, sort_keys=True),
     }
-    for key in PROPAGATION_PARAMETERS:
-        values[key] = str(s.propagation.get(key, ""))
+    for key, text in s.propagation.items():  # others keep their value (a widget without
+        values[key] = str(text)              # those controls does not reset them)
     for key, value in values.items():
         node.SetParameter(key, value)
 

@@ -99,3 +99,15 @@ def test_bad_parameter_refused_like_the_cli(scene, seen, parameter: str, text: s
             S.propagation_config({setting.name: text})
     assert str(slicer_err.value) == str(cli_err.value)
     assert node.GetParameter(parameter) == text  # the user's value is kept, not rewritten
+
+
+def test_widget_style_write_keeps_propagation_parameters(scene) -> None:
+    """The widget rewrites its own controls (RunSettings without ``propagation``): the
+    propagation settings set in the parameter node survive; ``""`` resets one."""
+    logic = OneShotSAMLogic(scene)
+    node = logic.parameter_node()
+    node.SetParameter("Registration", "rigid")
+    P.write_settings(node, P.RunSettings(method="medpersam-warp"))
+    assert P.read_settings(node).propagation == {"Registration": "rigid"}
+    P.write_settings(node, P.RunSettings(propagation={"Registration": ""}))
+    assert P.read_settings(node).propagation == {}
