@@ -36,7 +36,8 @@ class OneShotSAM(ScriptedLoadableModule):
             "references and are never overwritten. Undo restores the segmentation as before "
             "the last Run or Update. See docs/slicer.md.")
         self.parent.acknowledgementText = (
-            "Builds on Segment Anything (Meta AI), SAM 2, Med-PerSAM (Lee et al.), P2SAM and PerSAM.")
+            "Builds on Segment Anything (Meta AI), SAM 2, Med-PerSAM (Yoon, Jang, Kim and Yang; KAIST / "
+            "AITRICS), P2SAM (Zhao and Shen) and PerSAM.")
 
 
 class OneShotSAMWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):

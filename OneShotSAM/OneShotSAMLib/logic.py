@@ -53,6 +53,21 @@ from OneShotSAMLib.undo import UndoSnapshot
 __all__ = ["OneShotSAMLogic", "SliceRow", "RunOutcome", "ProgressClock"]
 
 
+def propagation_config(s: P.RunSettings, reference_slices: Any = None, fixed_slices: Any = ()) -> Any:
+    """The engine configuration of run settings ``s`` (every propagation setting of the
+    parameter node), built by the one settings layer :mod:`oneshotsam.settings`.
+
+    Raises OneShotError for a bad value (the same message the command line gives)."""
+    from oneshotsam.settings import propagation_config_from_text
+
+    text = {**s.propagation, "Window": s.window or "", "Align": "true" if s.align else "false"}
+    return propagation_config_from_text(
+        text, method=s.method, overrides=dict(sorted(s.method_overrides.items())),
+        backend=s.backend, checkpoint=s.checkpoint, preset=s.preset, device=s.device,
+        values={"axis": s.axis, "reference_slices": reference_slices,
+                "fixed_slices": fixed_slices})
+
+
 @dataclass
 class SliceRow:
     """One written slice for the review table (sorted lowest confidence first).
@@ -201,8 +216,10 @@ class OneShotSAMLogic:
     def _inputs(self, node: Any, update: bool) -> _Inputs:
         """Read and check everything of the run (nothing is loaded or written)."""
         from oneshotsam.geometry import slice_geometry
+        from oneshotsam.integrity import check_image_values
 
         s = P.read_settings(node)
+        propagation_config(s)  # every setting checked before anything is touched
         record = P.read_run_record(node) if update else {}
         if update and not record:
             raise OneShotError("nothing to update: run the propagation first, edit slices, "
@@ -224,6 +241,7 @@ class OneShotSAMLogic:
                 raise OneShotError("select the segmentation that holds the annotation")
             inp.seg_ids = planning.segment_ids(inp.seg_node, s)
         inp.reference = volume_from_node(inp.ref_node)
+        check_image_values(inp.reference.voxels, inp.reference.name)  # as the command line
         inp.ref_labels = labels_from_segments(inp.seg_node, inp.seg_ids, inp.ref_node)
         if not inp.ref_labels.any():
             raise OneShotError(
@@ -235,6 +253,8 @@ class OneShotSAMLogic:
             inp.ref_labels.any(axis=tuple(a for a in range(3) if a != axis))))
         if not update:
             inp.targets = planning.target_nodes(node, s, inp.ref_node)
+            for t in inp.targets:
+                check_image_values(volume_from_node(t[0]).voxels, t[0].GetName())
             inp.ref_slices = planning.reference_slices(self.scene, node, s, inp.ref_node,
                                                        inp.annotated)
         return inp
@@ -272,7 +292,7 @@ class OneShotSAMLogic:
                    on_row: Callable[[SliceRow], None] | None, t0: float,
                    call: Callable[[Callable[[], Any]], Any]) -> RunOutcome:
         from oneshotsam.geometry import volume_like
-        from oneshotsam.volume.pipeline import PropagationConfig, propagate
+        from oneshotsam.volume.pipeline import propagate
 
         s, update = inp.settings, inp.planned is not None
         if update:
@@ -294,10 +314,10 @@ class OneShotSAMLogic:
         def write_event(ev: Any) -> None:
             call(lambda: write_now(ev))
         wrapped = ProgressMethod(method, relay) if method is not None else None
-        config_kw = dict(method=s.method, axis=s.axis, align=s.align, window=s.window,
-                         preset=s.preset, backend=s.backend,
-                         checkpoint=self._method_checkpoint(s), device=s.device,
-                         method_overrides=tuple(sorted(s.method_overrides.items())))
+        def config(reference_slices: Any, fixed_slices: Any) -> Any:
+            cfg = propagation_config(s, reference_slices, fixed_slices)
+            return dataclasses.replace(cfg, checkpoint=self._method_checkpoint(s))
+
         reports: list[dict] = []
         cancelled, error = False, None
         try:
@@ -309,8 +329,7 @@ class OneShotSAMLogic:
                     tvol = volume_from_node(out.volume_node)
                     tlab = call(lambda out=out: labels_from_segments(out.seg_node, out.segment_ids,
                                                                      out.volume_node))
-                    cfg = PropagationConfig(reference_slices=tuple(sorted(fixed[t])),
-                                            fixed_slices=tuple(sorted(fixed[t])), **config_kw)
+                    cfg = config(tuple(sorted(fixed[t])), tuple(sorted(fixed[t])))
 
                     def on_t(ev: Any, t: int = t) -> None:
                         ev.target_index = t
@@ -324,10 +343,8 @@ class OneShotSAMLogic:
             else:
                 targets = [volume_from_node(o.volume_node) for o in outputs] \
                     if s.target_mode != "self" else []
-                cfg = PropagationConfig(
-                    reference_slices=tuple(ref_slices),
-                    fixed_slices=tuple(sorted(fixed[0])) if s.target_mode == "self" else (),
-                    **config_kw)
+                cfg = config(tuple(ref_slices),
+                             tuple(sorted(fixed[0])) if s.target_mode == "self" else ())
                 res = propagate(inp.reference, volume_like(inp.reference, inp.ref_labels), targets,
                                 cfg, relay, write_event, wrapped)
                 reports.append(res.report)

@@ -11,7 +11,13 @@ Parameter names (strings):
     ReferenceSlices (comma separated slice indices along Axis; empty = see ReferenceSliceSource),
     ReferenceSliceSource ("view": the slice shown in the view of Axis | "all" (default):
     every annotated slice),
-    MethodOverrides (JSON object), RunRecord (JSON, written by the Logic).
+    MethodOverrides (JSON object), RunRecord (JSON, written by the Logic);
+    and one parameter per propagation setting of :data:`oneshotsam.settings.PROPAGATION_SETTINGS`
+    (Registration, Propagation, StopMinAreaRatio, StopMinAreaMm2, StopMinConfidence,
+    StopMinAppearance, ReviewConfidence, ReviewAreaChange, ExtendBeyondContour,
+    ContourEndMinFit, ContourEndMaxSlices, Seed; empty = the engine's default), so a
+    Slicer user can set everything a command-line user can. The Logic turns them into
+    a configuration through :func:`oneshotsam.settings.propagation_config_from_text`.
 Node references: ReferenceVolume, Segmentation, TargetVolume (several), TargetSequence.
 """
 
@@ -21,7 +27,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from oneshotsam.methods.base import OneShotError
+from oneshotsam.errors import OneShotError
+from oneshotsam.settings import AXES, PROPAGATION_SETTINGS, method_names
 
 MODULE_NAME = "OneShotSAM"
 TARGET_MODES = ("self", "volumes", "sequence")
@@ -32,7 +39,11 @@ METHODS = {
     "P2SAM": "p2sam",
     "PerSAM": "persam",
 }
-AXES = ("axial", "coronal", "sagittal")
+assert sorted(METHODS.values()) == sorted(method_names()), "a method is missing a widget label"
+#: parameter-node names of the propagation settings held in ``RunSettings.propagation``
+#: (Window and Align have their own fields)
+PROPAGATION_PARAMETERS = tuple(s.parameter for s in PROPAGATION_SETTINGS
+                               if s.parameter not in ("Window", "Align"))
 REF_REFERENCE_VOLUME = "ReferenceVolume"
 REF_SEGMENTATION = "Segmentation"
 REF_TARGET_VOLUME = "TargetVolume"
@@ -60,6 +71,9 @@ class RunSettings:
         reference_slices: annotated slice indices along ``axis`` to use; None =
             every slice with a label.
         method_overrides: extra method settings (preset overrides).
+        propagation: ``{parameter name: text}`` of the other propagation settings
+            (:data:`PROPAGATION_PARAMETERS`); a missing or empty value = the default.
+            :func:`write_settings` writes only the names given here (``""`` resets one).
     """
 
     method: str = "medpersam-warp"
@@ -74,6 +88,7 @@ class RunSettings:
     segment_ids: tuple[str, ...] = ()
     reference_slices: tuple[int, ...] | None = None
     method_overrides: dict[str, Any] = field(default_factory=dict)
+    propagation: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.method not in METHODS.values():
@@ -81,6 +96,10 @@ class RunSettings:
                                f"{', '.join(METHODS.values())}")
         if self.axis not in AXES:
             raise OneShotError(f"unknown slicing axis {self.axis!r}; choose one of {', '.join(AXES)}")
+        bad = sorted(set(self.propagation) - set(PROPAGATION_PARAMETERS))
+        if bad:
+            raise OneShotError(f"unknown propagation settings {bad}; valid: "
+                               f"{', '.join(PROPAGATION_PARAMETERS)}")
         if self.target_mode not in TARGET_MODES:
             raise OneShotError(f"unknown target mode {self.target_mode!r}; choose one of "
                                f"{', '.join(TARGET_MODES)}")
@@ -134,6 +153,8 @@ def write_settings(node: Any, s: RunSettings) -> None:
         else ",".join(str(int(k)) for k in s.reference_slices),
         "MethodOverrides": json.dumps(s.method_overrides, sort_keys=True),
     }
+    for key, text in s.propagation.items():  # others keep their value (a widget without
+        values[key] = str(text)              # those controls does not reset them)
     for key, value in values.items():
         node.SetParameter(key, value)
 
@@ -158,6 +179,7 @@ def read_settings(node: Any) -> RunSettings:
         target_mode=g("TargetMode") or "self",
         segment_ids=tuple(t for t in (g("SegmentIDs") or "").split(",") if t),
         reference_slices=ref_slices, method_overrides=dict(overrides),
+        propagation={k: g(k) for k in PROPAGATION_PARAMETERS if g(k)},
     )
 
 

@@ -100,6 +100,6 @@ def make_case(scene: Any, shape_kji: Sequence[int] = (12, 40, 48), annotated: Se
 
 def dice(a: np.ndarray, b: np.ndarray) -> float:
     """Dice of two binary arrays (1.0 when both are empty)."""
-    a, b = np.asarray(a) > 0, np.asarray(b) > 0
-    s = a.sum() + b.sum()
-    return 1.0 if s == 0 else float(2.0 * np.logical_and(a, b).sum() / s)
+    from oneshotsam.evaluate import dice as label_dice
+
+    return label_dice(np.asarray(a) > 0, np.asarray(b) > 0, 1)

@@ -53,14 +53,12 @@ def _read_png(path: Path) -> np.ndarray:
 
 
 def _scores(pred: np.ndarray, gt: np.ndarray, values: Sequence[int]) -> dict[int, tuple[float, float]]:
-    out = {}
-    for v in values:
-        p, g = pred == v, gt == v
-        inter, sp, sg = int((p & g).sum()), int(p.sum()), int(g.sum())
-        if sg == 0:
-            continue  # class absent from this ground truth: not scored
-        out[int(v)] = (2.0 * inter / (sp + sg), inter / (sp + sg - inter))
-    return out
+    """``{v: (dice, iou)}`` (:func:`oneshotsam.evaluate.dice_iou`); a class absent from
+    this ground truth is not scored."""
+    from oneshotsam.evaluate import dice_iou
+
+    return {v: (d["dice"], d["iou"]) for v, d in dice_iou(pred, gt, values).items()
+            if d["gt_voxels"]}
 
 
 def jsrt_cases(root: Path, limit: int | None = None):
@@ -113,18 +111,18 @@ def make_method(method_name: str, preset: str | None = None, backend: str | None
                         device=device, **(overrides or {}))
 
 
-def run_benchmark(dataset: str, method_name: str, data_root: str | Path, preset: str | None = None,
-                  backend: str | None = None, checkpoint: str | None = None,
-                  limit: int | None = None, out_dir: str | Path | None = None,
-                  device: str = "auto", overrides: dict[str, Any] | None = None,
-                  progress: ProgressFn = no_progress,
-                  echo: Callable[[str], None] | None = print, start: int = 0) -> dict:
+def run_benchmark(dataset: str, method_name: str, data_root: str | Path, *,
+                  limit: int | None = None, start: int = 0, out_dir: str | Path | None = None,
+                  progress: ProgressFn = no_progress, echo: Callable[[str], None] | None = print,
+                  **method_settings: Any) -> dict:
     """Run a 2D benchmark and return its summary (JSON-serialisable).
 
     Args:
         dataset: ``jsrt``, ``acdc`` or ``lung4d``.
         method_name: registry name (``medpersam-warp``, ``medpersam``, ``p2sam``, ``persam``).
         data_root: folder holding ``jsrt/``, ``acdc/``, ``lung4d/``.
+        method_settings: ``preset``, ``backend``, ``checkpoint``, ``device``, ``overrides``
+            (``{key: value}``) of :func:`make_method`.
         limit: JSRT: number of targets; ACDC: number of patients; None = all.
         start: ACDC only: skip the first ``start`` patients (name order), so that the
             448-pair run can be split into shards (``start``/``limit``) and combined.
@@ -139,7 +137,11 @@ def run_benchmark(dataset: str, method_name: str, data_root: str | Path, preset:
         raise OneShotError(f"unknown benchmark {dataset!r}: choose one of {', '.join(DATASETS)}")
     t0 = time.perf_counter()
     root = Path(data_root)
-    method = make_method(method_name, preset, backend, checkpoint, device, overrides)
+    bad = sorted(set(method_settings) - {"preset", "backend", "checkpoint", "device", "overrides"})
+    if bad:
+        raise TypeError(f"run_benchmark got unexpected settings {bad}")
+    preset = method_settings.get("preset")
+    method = make_method(method_name, **method_settings)
     if ds == "acdc":
         groups = acdc_cases(root, limit, start)
     else:

@@ -9,7 +9,7 @@ that ``import oneshotsam.cli`` costs argparse only):
 * ``benchmark`` paper-protocol benchmarks on the shared data: :mod:`oneshotsam.cli_benchmark`
 * ``propagate`` one annotated slice -> whole volume and follow-up visits: :mod:`oneshotsam.volume.cli`
 
-Errors a user can fix (:class:`~oneshotsam.methods.base.OneShotError`, missing
+Errors a user can fix (:class:`~oneshotsam.errors.OneShotError`, missing
 or unreadable files) print one line ``error: ...`` on stderr and exit with
 status 2; ``--debug`` shows the traceback instead. Ctrl-C exits with 130.
 """
@@ -26,9 +26,6 @@ EXIT_ERROR = 2
 EXIT_BUG = 1
 EXIT_INTERRUPTED = 130
 
-_METHOD_CHOICES = ("p2sam", "persam", "medpersam", "medpersam-warp")
-
-
 def _common() -> argparse.ArgumentParser:
     """Options every subcommand accepts (``default=SUPPRESS`` keeps the top-level value)."""
     p = argparse.ArgumentParser(add_help=False)
@@ -38,25 +35,10 @@ def _common() -> argparse.ArgumentParser:
 
 
 def add_model_options(p: argparse.ArgumentParser, *, method_required: bool = True) -> None:
-    """``--method --backend --checkpoint --preset --device --set`` (shared by segment and benchmark)."""
-    p.add_argument("--method", required=method_required, choices=_METHOD_CHOICES,
-                   default=None if method_required else "medpersam-warp",
-                   help="one-shot method (medpersam-warp needs no SAM weights)")
-    p.add_argument("--backend", default=None,
-                   help="SAM model: sam-vit-b|sam-vit-l|sam-vit-h|sam2.1-hiera-tiny|"
-                        "sam2.1-hiera-small|sam2.1-hiera-base-plus|sam2.1-hiera-large "
-                        "(needed by p2sam, persam, medpersam)")
-    p.add_argument("--checkpoint", default=None,
-                   help="path of the backend's weights (`oneshotsam weights download NAME`)")
-    p.add_argument("--preset", default=None,
-                   help="preset name in oneshotsam/presets/<method>.json "
-                        "(default: the method's; Med-PerSAM: 'cpu' without CUDA, 'paper' with)")
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
-                   help="where to run (default: cuda when available)")
-    p.add_argument("--set", dest="overrides", action="append", default=[],
-                   metavar="KEY=VALUE",
-                   help="override one preset setting (VALUE parsed as JSON when it can be, "
-                        "e.g. --set epochs=2); repeatable")
+    """``--method --backend --checkpoint --preset --device --set`` (:mod:`oneshotsam.settings`)."""
+    from oneshotsam.settings import add_model_arguments
+
+    add_model_arguments(p, method_required=method_required)
 
 
 def _add_segment(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -79,7 +61,9 @@ def _add_segment(sub: argparse._SubParsersAction, common: argparse.ArgumentParse
     add_dicom_args(p)
     p.add_argument("--targets", required=True, nargs="+", metavar="T",
                    help="target images, or folders of them (volumes are segmented slice by slice)")
-    p.add_argument("--output-dir", required=True, metavar="OUT")
+    p.add_argument("--output-dir", required=True, metavar="OUT",
+                   help="folder for the label images and report.json (created; written only "
+                        "when every input is valid and the run finishes)")
     add_model_options(p)
     p.add_argument("--window", default=None, metavar="SPEC",
                    help="intensity window: a CT preset (lung, mediastinum, abdomen, brain, "
@@ -93,7 +77,9 @@ def _add_segment(sub: argparse._SubParsersAction, common: argparse.ArgumentParse
     p.add_argument("--target-slices", type=int, nargs="+", default=None, metavar="K",
                    help="for 3D targets: segment only these slices along --axis (the others "
                         "stay 0 in the output volume); default: every slice")
-    p.add_argument("--axis", default="axial", choices=("axial", "coronal", "sagittal"),
+    from oneshotsam.settings import AXES
+
+    p.add_argument("--axis", default="axial", choices=AXES,
                    help="slice orientation for 3D inputs (default axial)")
     p.add_argument("--json", default=None, metavar="REPORT",
                    help="also write the run report to this path (report.json is always "
@@ -152,24 +138,12 @@ def _add_benchmark(sub: argparse._SubParsersAction, common: argparse.ArgumentPar
                                 "patients: one shard of the full run")
         b.add_argument("--output-dir", default=None, help="also write predictions here")
         b.add_argument("--json", default=None, metavar="OUT", help="write the results as JSON")
-    vol = _optional_module("oneshotsam.volume.cli")
-    if vol is not None and hasattr(vol, "add_benchmark_parser"):
-        vol.add_benchmark_parser(bsub)
-        _add_common_to_new(bsub, common)
-
-
-def _optional_module(name: str):
-    """Import a module another team may not have delivered yet; None when absent."""
-    try:
-        return importlib.import_module(name)
-    except ModuleNotFoundError as exc:
-        if exc.name and exc.name.startswith("oneshotsam"):
-            return None
-        raise
+    importlib.import_module("oneshotsam.volume.cli").add_benchmark_parser(bsub)
+    _add_common_to_new(bsub, common)
 
 
 def _add_common_to_new(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
-    """Give ``--debug`` to subparsers created by other modules."""
+    """Give ``--debug`` to subparsers registered by other modules."""
     for parser in sub.choices.values():
         if not any("--debug" in a.option_strings for a in parser._actions):
             parser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
@@ -193,10 +167,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_evaluate(sub, common)
     _add_weights(sub, common)
     _add_benchmark(sub, common)
-    vol = _optional_module("oneshotsam.volume.cli")
-    if vol is not None:
-        vol.add_parser(sub)
-        _add_common_to_new(sub, common)
+    importlib.import_module("oneshotsam.volume.cli").add_parser(sub)
+    _add_common_to_new(sub, common)
     return parser
 
 
@@ -217,7 +189,7 @@ def _handler(args: argparse.Namespace) -> Callable[[argparse.Namespace], int]:
 
 
 def _error_line(exc: BaseException) -> str:
-    from oneshotsam.methods.base import OneShotError
+    from oneshotsam.errors import OneShotError
     if isinstance(exc, OneShotError):
         return str(exc)
     if isinstance(exc, OSError) and exc.filename is not None:
@@ -228,7 +200,7 @@ def _error_line(exc: BaseException) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``oneshotsam`` console script; returns the exit status."""
-    from oneshotsam.methods.base import OneShotError
+    from oneshotsam.errors import OneShotError
     parser = build_parser()
     args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
     debug = bool(getattr(args, "debug", False))

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from oneshotsam.methods.base import OneShotError
+from oneshotsam.errors import OneShotError
 
 
 def run(args: argparse.Namespace) -> int:

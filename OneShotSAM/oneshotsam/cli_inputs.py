@@ -102,14 +102,7 @@ def is_volume_file(path: Path) -> bool:
     return len(size) >= 3 and int(size[2]) > 1
 
 
-def check_finite(array: np.ndarray, path: Path) -> None:
-    a = np.asarray(array)
-    if np.issubdtype(a.dtype, np.floating) or np.issubdtype(a.dtype, np.complexfloating):
-        bad = int(np.size(a) - np.count_nonzero(np.isfinite(a)))
-        if bad:
-            raise OneShotError(
-                f"{path} contains {bad} NaN/Inf pixel(s): replace them (e.g. with the "
-                "background value) or crop them away, then try again")
+from oneshotsam.integrity import check_finite, check_image_values  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -128,7 +121,7 @@ class Window:
 def choose_window(array: np.ndarray, path: Path, window_text: str | None) -> Window:
     """The window of one 2D image or one whole volume (rules in the module docstring)."""
     a = np.asarray(array)
-    check_finite(a, path)
+    check_image_values(a, path)
     if window_text is None:
         if a.dtype == np.uint8:
             return Window(0.0, 255.0, "8-bit")

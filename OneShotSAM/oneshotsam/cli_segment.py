@@ -19,21 +19,23 @@ volumes) with the reference's label values, and ``report.json``.
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import platform
-import shutil
 import sys
-import tempfile
 import time
-from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from oneshotsam.cli_inputs import Reference, Source, expand_targets, load_image_source, load_reference
-from oneshotsam.methods.base import OneShotError, RunResult
+from oneshotsam.errors import OneShotError
+from oneshotsam.methods.base import RunResult
+from oneshotsam.progress import ConsoleProgress
+from oneshotsam.settings import check_device, check_method_overrides, parse_overrides
+from oneshotsam.writer import check_output_dir, jsonable, staged_output, write_json_atomic
+
+__all__ = ["run", "parse_overrides", "check_model_args", "jsonable", "write_json_atomic",
+           "write_outputs"]
 
 REPORT_NAME = "report.json"
 _DISTRIBUTIONS = ("oneshotsam", "numpy", "torch", "torchvision", "segment-anything", "sam2",
@@ -41,21 +43,6 @@ _DISTRIBUTIONS = ("oneshotsam", "numpy", "torch", "torchvision", "segment-anythi
 
 
 # ----------------------------------------------------------------------------- helpers
-def parse_overrides(items: list[str]) -> dict[str, Any]:
-    """``["epochs=2", "cost=cosine"]`` -> ``{"epochs": 2, "cost": "cosine"}`` (JSON values when valid)."""
-    out: dict[str, Any] = {}
-    for item in items or []:
-        key, sep, value = item.partition("=")
-        key = key.strip()
-        if not sep or not key.isidentifier():
-            raise OneShotError(f"--set expects KEY=VALUE with KEY a setting name; got {item!r}")
-        try:
-            out[key] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key] = value
-    return out
-
-
 def check_model_args(method: str, backend: str | None, checkpoint: str | None) -> str | None:
     """Backend/checkpoint sanity before any heavy work; returns the checkpoint path to use.
 
@@ -80,42 +67,6 @@ def check_model_args(method: str, backend: str | None, checkpoint: str | None) -
     if not path.is_file():
         raise OneShotError(checkpoints.missing_message(backend, path))
     return str(path)
-
-
-def _existing_ancestor(path: Path) -> Path:
-    p = path.resolve()
-    while not p.exists():
-        p = p.parent
-    return p
-
-
-def check_output_dir(out: Path) -> None:
-    if out.exists() and not out.is_dir():
-        raise OneShotError(f"--output-dir {out} exists and is not a folder")
-    anc = _existing_ancestor(out)
-    if not os.access(anc, os.W_OK):
-        raise OneShotError(f"cannot write into {anc}: choose another --output-dir")
-
-
-def jsonable(obj: Any) -> Any:
-    """A JSON-serialisable copy of ``obj`` (numpy, Path, dataclasses, NaN -> None)."""
-    if is_dataclass(obj) and not isinstance(obj, type):
-        return jsonable(asdict(obj))
-    if isinstance(obj, dict):
-        return {str(k): jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple, set)):
-        return [jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return jsonable(obj.tolist())
-    if isinstance(obj, np.generic):
-        return jsonable(obj.item())
-    if isinstance(obj, float):
-        return obj if np.isfinite(obj) else None
-    if isinstance(obj, Path):
-        return str(obj)
-    if obj is None or isinstance(obj, (str, int, bool)):
-        return obj
-    return repr(obj)
 
 
 def versions() -> dict[str, str]:
@@ -144,37 +95,6 @@ def resolved_preset(method: str) -> str | None:
         return default_preset(method)
     except (ImportError, OneShotError):
         return None
-
-
-class _Progress:
-    """``progress(done, total, message)`` printing to stderr at most every 0.5 s."""
-
-    def __init__(self, quiet: bool) -> None:
-        self.quiet = quiet
-        self.last = 0.0
-
-    def __call__(self, done: int, total: int, message: str) -> bool:
-        now = time.perf_counter()
-        if not self.quiet and (now - self.last >= 0.5 or done >= total):
-            self.last = now
-            print(f"[{done}/{total}] {message}", file=sys.stderr, flush=True)
-        return True
-
-
-def write_json_atomic(data: Any, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=2)
-            f.write("\n")
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 # ----------------------------------------------------------------------------- outputs
@@ -242,17 +162,6 @@ def write_outputs(sources: list[Source], run: RunResult, ref: Reference, tmp: Pa
     return entries
 
 
-def move_into(tmp: Path, out: Path) -> list[str]:
-    """Move every file of ``tmp`` into ``out`` (created), atomically per file; removes ``tmp``."""
-    out.mkdir(parents=True, exist_ok=True)
-    moved = []
-    for f in sorted(tmp.iterdir()):
-        os.replace(f, out / f.name)
-        moved.append(f.name)
-    tmp.rmdir()
-    return moved
-
-
 # ----------------------------------------------------------------------------- command
 def run(args: argparse.Namespace) -> int:
     """Run ``oneshotsam segment`` (see the module docstring); returns the exit status."""
@@ -260,6 +169,8 @@ def run(args: argparse.Namespace) -> int:
     from oneshotsam.methods.registry import build_method, method_info
     info = method_info(args.method)
     overrides = parse_overrides(args.overrides)
+    check_method_overrides(args.method, overrides)
+    check_device(args.device)
     checkpoint = check_model_args(args.method, args.backend, args.checkpoint)
     out = Path(args.output_dir)
     check_output_dir(out)
@@ -288,6 +199,10 @@ def run(args: argparse.Namespace) -> int:
         if flat:
             raise OneShotError(f"--output-format applies to volume targets; {flat[0].path} is a 2D image")
         formats = check_formats(formats, [s.volume for s in sources], [str(s.path) for s in sources])
+    from oneshotsam.integrity import check_labels_fit
+
+    for src in sources:
+        check_labels_fit(ref.values, src.output_name)
     if REPORT_NAME in names:
         raise OneShotError(f"a target would be written as {REPORT_NAME}: rename it")
     t_read = time.perf_counter() - t0
@@ -297,14 +212,13 @@ def run(args: argparse.Namespace) -> int:
                           preset=args.preset, device=args.device, **overrides)
     images = [img for src in sources for img in src.images]
     t1 = time.perf_counter()
-    run_result = method.segment(ref.image, ref.labels, images, progress=_Progress(args.quiet))
+    run_result = method.segment(ref.image, ref.labels, images, progress=ConsoleProgress(args.quiet))
     t_segment = time.perf_counter() - t1
     if run_result.cancelled or len(run_result.results) != len(images):
         raise OneShotError(f"the run stopped after {len(run_result.results)} of {len(images)} "
                            "images: nothing was written")
 
-    tmp = Path(tempfile.mkdtemp(prefix=".oneshotsam-segment-", dir=_existing_ancestor(out.parent)))
-    try:
+    with staged_output(out, prefix=".oneshotsam-segment-") as tmp:
         entries = write_outputs(sources, run_result, ref, tmp, formats or None)
         report = {
             "command": "segment",
@@ -329,13 +243,10 @@ def run(args: argparse.Namespace) -> int:
             "versions": versions(),
         }
         write_json_atomic(report, tmp / REPORT_NAME)
-        moved = move_into(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        n_written = len(list(tmp.iterdir()))
     if args.json:
         write_json_atomic(report, Path(args.json))
     if not args.quiet:
-        print(f"wrote {len(moved) - 1} label file(s) and {REPORT_NAME} to {out} "
+        print(f"wrote {n_written - 1} label file(s) and {REPORT_NAME} to {out} "
               f"in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
     return 0

@@ -27,7 +27,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from oneshotsam import medio
-from oneshotsam.methods.base import OneShotError
+from oneshotsam.errors import OneShotError
 
 _TAG = re.compile(r"(_labels?|_mask|_seg|_gt|_image|_img|_pred)$", re.IGNORECASE)
 

@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from oneshotsam.methods.base import OneShotError
+from oneshotsam.errors import OneShotError
 from oneshotsam.types import Volume
 
 #: ``diag(-1, -1, 1, 1)``: maps LPS to RAS and back (it is its own inverse).

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from oneshotsam.methods.base import OneShotError
+from oneshotsam.errors import OneShotError
 from oneshotsam.types import Image2D
 
 #: CT windows as (width, level) in HU. Standard display windows as tabulated in

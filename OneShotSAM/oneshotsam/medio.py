@@ -20,7 +20,7 @@ from typing import Any, Callable
 import numpy as np
 
 from oneshotsam import geometry
-from oneshotsam.methods.base import OneShotError
+from oneshotsam.errors import OneShotError
 from oneshotsam.types import Volume
 
 IMAGE2D_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
@@ -81,6 +81,9 @@ def _check_file(path: str | Path) -> Path:
 def _sitk_read(path: Path) -> Any:
     import SimpleITK as sitk
 
+    from oneshotsam.integrity import check_compressed_stream
+
+    check_compressed_stream(path)
     try:
         return sitk.ReadImage(str(path))
     except RuntimeError as exc:
@@ -269,6 +272,9 @@ def _read_seg_nrrd(p: Path) -> Volume:
     import slicerio
     from slicerio.segmentation import terminology_entry_to_string
 
+    from oneshotsam.integrity import check_compressed_stream
+
+    check_compressed_stream(p)
     try:
         seg = slicerio.read_segmentation(str(p))
     except Exception as exc:  # pynrrd / slicerio raise several types

@@ -19,6 +19,12 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
+#: a very small Med-PerSAM warping network (mechanics, not accuracy): shared by the
+#: 2D method, 2D benchmark and dense follow-up tests (``from conftest import TINY_NET``)
+TINY_NET = {"enc_channels": 4, "dec_channels": 8, "max_channels": 16, "n_levels": 3}
+#: ``medpersam-warp`` overrides of a seconds-long 2D run on 64 x 64 images
+TINY_WARP_2D = {"resolution": 64, "batch_size": 2, "net": TINY_NET}
+
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--data", default=None,

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from oneshotsam.cli import main
+from oneshotsam.evaluate import dice
 
 SimpleITK = pytest.importorskip("SimpleITK")
 pytest.importorskip("torch")
@@ -28,11 +29,6 @@ TINY_WARP = ["--preset", "paper", "--set", "resolution=32", "--set", "epochs=1",
 
 def read(path: Path) -> np.ndarray:
     return SimpleITK.GetArrayFromImage(SimpleITK.ReadImage(str(path)))
-
-
-def dice(a: np.ndarray, b: np.ndarray, v: int) -> float:
-    x, y = a == v, b == v
-    return 2.0 * np.count_nonzero(x & y) / max(1, np.count_nonzero(x) + np.count_nonzero(y))
 
 
 def segment_argv(out: Path, *extra: str, targets: list[Path] | None = None) -> list[str]:

@@ -18,7 +18,7 @@ ENGINE = Path(__file__).resolve().parents[2] / "OneShotSAM"
 HEAVY = ("torch", "torchvision", "sam2", "segment_anything", "hydra", "slicer", "qt", "PythonQt",
          "monai", "pydicom", "highdicom", "rt_utils")
 
-#: modules meant to be light (the ones not delivered yet are skipped, not failed)
+#: modules meant to be light (importing them must not load a heavy package)
 LIGHT_MODULES = [
     "oneshotsam",
     "oneshotsam.cli",

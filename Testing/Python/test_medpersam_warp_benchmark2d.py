@@ -11,10 +11,10 @@ cv2 = pytest.importorskip("cv2")
 sitk = pytest.importorskip("SimpleITK")
 
 from oneshotsam.benchmark2d import _scores, run_benchmark  # noqa: E402
+from conftest import TINY_WARP_2D  # noqa: E402
 from oneshotsam.methods.base import OneShotError  # noqa: E402
 
-TINY = {"resolution": 64, "batch_size": 2, "epochs": 0, "min_steps": 0, "max_steps": 0,
-        "net": {"enc_channels": 4, "dec_channels": 8, "max_channels": 16, "n_levels": 3}}
+TINY = {**TINY_WARP_2D, "epochs": 0, "min_steps": 0, "max_steps": 0}
 
 
 def _blob_case(shift: int, s: int = 64):

@@ -17,8 +17,9 @@ from oneshotsam.methods.medpersam.warp_method import MedPerSAMWarp  # noqa: E402
 from oneshotsam.methods.medpersam.warp_train import WarpConfig, WarpSession  # noqa: E402
 from oneshotsam.types import Image2D  # noqa: E402
 
-TINY = dict(resolution=64, batch_size=2, epochs=1,
-            net={"enc_channels": 4, "dec_channels": 8, "max_channels": 16, "n_levels": 3})
+from conftest import TINY_WARP_2D  # noqa: E402
+
+TINY = {**TINY_WARP_2D, "epochs": 1}
 
 
 def _phantom(s=64):
@@ -47,8 +48,9 @@ def _deform(img, lab, amp=4.0):
 
 
 def _dice(a, b, values):
-    return float(np.mean([2 * ((a == v) & (b == v)).sum() / max((a == v).sum() + (b == v).sum(), 1)
-                          for v in values]))
+    from oneshotsam.evaluate import dice
+
+    return float(np.mean([dice(a, b, v) for v in values]))
 
 
 def test_untrained_session_returns_reference_labels():

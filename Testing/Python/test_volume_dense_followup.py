@@ -10,7 +10,9 @@ import pytest
 
 from oneshotsam.types import Volume
 from oneshotsam.volume.pipeline import PropagationConfig, propagate
-from oneshotsam.volume.run import DENSE_FOLLOWUP_PRESET, dense_followup
+from oneshotsam.volume.followup import DENSE_FOLLOWUP_PRESET, dense_followup
+
+from conftest import TINY_NET  # noqa: E402
 from volume_synth import affine, ellipsoid, sample
 
 DENSE_CASES = [  # ref_slices, n_targets -> dense
@@ -55,8 +57,7 @@ def test_auto_engine_for_followups(annotated, engine, calls):
         one[ks[len(ks) // 2]] = truth[ks[len(ks) // 2]]
         lab = Volume(one, lab.ijk_to_lps, "lab")
     tiny = MedPerSAMWarp.from_preset(DENSE_FOLLOWUP_PRESET, device="cpu", resolution=32, min_steps=2,
-                                     max_steps=2, net={"enc_channels": 4, "dec_channels": 8,
-                                                       "max_channels": 16, "n_levels": 3})
+                                     max_steps=2, net=TINY_NET)
     cfg = PropagationConfig(method="medpersam-warp", window="0,1", device="cpu", align=False,
                             method_overrides=(("steps", 2), ("followup_steps", 2), ("resolution", 32))
                             if annotated == "one" else ())
@@ -92,8 +93,7 @@ def test_followup_of_a_contour_stays_within_its_extent(extend):
     grown[ks[0] - 1], grown[ks[-1] + 1] = truth[ks[0]], truth[ks[-1]]
     followup = Volume(np.where(grown > 0, 0.9, 0.2).astype(np.float32), vol.ijk_to_lps, "grown")
     tiny = MedPerSAMWarp.from_preset(DENSE_FOLLOWUP_PRESET, device="cpu", resolution=32, min_steps=2,
-                                     max_steps=2, net={"enc_channels": 4, "dec_channels": 8,
-                                                       "max_channels": 16, "n_levels": 3})
+                                     max_steps=2, net=TINY_NET)
     cfg = PropagationConfig(method="medpersam-warp", window="0,1", device="cpu", align=False,
                             extend_beyond_contour=extend)
     done = []

@@ -34,7 +34,10 @@ def _reference():
 
 
 def dice(a: np.ndarray, b: np.ndarray) -> float:
-    return float(2 * np.logical_and(a, b).sum() / max(1, a.sum() + b.sum()))
+    """Dice of two binary masks (:func:`oneshotsam.evaluate.dice`)."""
+    from oneshotsam.evaluate import dice as label_dice
+
+    return label_dice(np.asarray(a) > 0, np.asarray(b) > 0, 1)
 
 
 def centroid_lps(vol: Volume, mask: np.ndarray) -> np.ndarray:

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from oneshotsam.methods.base import OneShotError
+from oneshotsam.errors import OneShotError
 
 
 @dataclass(frozen=True)

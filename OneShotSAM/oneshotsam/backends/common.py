@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from oneshotsam.backends.base import Embedding
-from oneshotsam.methods.base import OneShotError
+from oneshotsam.errors import OneShotError
 
 #: A binary mask given to :meth:`TorchSegmenter.mask_to_logits` becomes
 #: ``MASK_LOGIT_SCALE * (2 * coverage - 1)`` at each low-res cell: +8 inside,

@@ -1,5 +1,10 @@
 """Build a promptable segmenter by name.
 
+Every backend is one row of :data:`BACKENDS` (its names, how to build the
+randomly initialised model, its segmenter class, whether official weights
+exist): a new backend is one module plus one row here (and, for downloadable
+weights, one row of :data:`oneshotsam.backends.checkpoints.REGISTRY`).
+
 >>> seg = create_backend("sam-tiny-test", random_weights=True)   # doctest: +SKIP
 >>> emb = seg.embed(image_rgb_uint8)                              # doctest: +SKIP
 >>> out = seg.decode(emb, points_xy=[[40, 30]], point_labels=[1]) # doctest: +SKIP
@@ -9,7 +14,10 @@ Importing this module does not import torch.
 
 from __future__ import annotations
 
+import importlib
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Callable
 
 from oneshotsam.backends.base import PromptableSegmenter
 from oneshotsam.backends.checkpoints import (
@@ -17,10 +25,60 @@ from oneshotsam.backends.checkpoints import (
 from oneshotsam.backends.sam1 import SAM1_ARCHS
 from oneshotsam.backends.sam2 import SAM2_ARCHS
 from oneshotsam.backends.tiny import TINY_NAMES
-from oneshotsam.methods.base import OneShotError
+from oneshotsam.errors import OneShotError
 
+
+@dataclass(frozen=True)
+class BackendRow:
+    """One backend family.
+
+    Attributes:
+        names: backend names it serves (``--backend``).
+        build: ``"module:function"`` building the random-init model from a name.
+        segmenter: ``"module:Class"`` of the :class:`PromptableSegmenter` wrapping it.
+        official: official weights exist (else a test architecture: fixed-seed
+            random weights or a checkpoint written by the tests).
+        fast_attention: SAM 1 image-encoder attention can be switched to
+            ``F.scaled_dot_product_attention`` (None = not possible); the value is
+            the default of ``create_backend(fast_attention=None)``.
+    """
+
+    names: tuple[str, ...]
+    build: str
+    segmenter: str
+    official: bool = True
+    fast_attention: bool | None = None
+
+
+def _sam2_by_name(name: str):
+    from oneshotsam.backends.sam2 import build_sam2_model
+
+    return build_sam2_model(SAM2_ARCHS[name])
+
+
+#: the backend table, real architectures first
+BACKENDS: tuple[BackendRow, ...] = (
+    BackendRow(tuple(SAM1_ARCHS), "oneshotsam.backends.sam1:build_sam1_model",
+               "oneshotsam.backends.sam1:Sam1Segmenter", fast_attention=True),
+    BackendRow(tuple(SAM2_ARCHS), "oneshotsam.backends.factory:_sam2_by_name",
+               "oneshotsam.backends.sam2:Sam2Segmenter"),
+    BackendRow(("sam-tiny-test",), "oneshotsam.backends.tiny:build_tiny_model",
+               "oneshotsam.backends.sam1:Sam1Segmenter", official=False, fast_attention=False),
+    BackendRow(("sam2-tiny-test",), "oneshotsam.backends.tiny:build_tiny_model",
+               "oneshotsam.backends.sam2:Sam2Segmenter", official=False),
+)
+_ROW = {n: row for row in BACKENDS for n in row.names}
 #: every backend name, real architectures first
-BACKEND_NAMES: tuple[str, ...] = (*SAM1_ARCHS, *SAM2_ARCHS, *TINY_NAMES)
+BACKEND_NAMES: tuple[str, ...] = tuple(n for row in BACKENDS for n in row.names)
+#: names of the backends with official weights (what a user picks)
+OFFICIAL_BACKENDS: tuple[str, ...] = tuple(n for row in BACKENDS if row.official for n in row.names)
+assert set(TINY_NAMES) == {n for row in BACKENDS if not row.official for n in row.names}
+
+
+def _load(ref: str) -> Callable[..., Any]:
+    module, _, attr = ref.partition(":")
+    return getattr(importlib.import_module(module), attr)
+
 
 _ALIASES = {
     "vit_b": "sam-vit-b", "vit_l": "sam-vit-l", "vit_h": "sam-vit-h",
@@ -48,17 +106,7 @@ def canonical_name(name: str) -> str:
 def build_model(name: str):
     """The randomly initialised model of backend ``name`` (CPU, eval mode)."""
     name = canonical_name(name)
-    if name in TINY_NAMES:
-        from oneshotsam.backends.tiny import build_tiny_model
-
-        return build_tiny_model(name)
-    if name in SAM1_ARCHS:
-        from oneshotsam.backends.sam1 import build_sam1_model
-
-        return build_sam1_model(name)
-    from oneshotsam.backends.sam2 import build_sam2_model
-
-    return build_sam2_model(SAM2_ARCHS[name])
+    return _load(_ROW[name].build)(name)
 
 
 def create_backend(name: str, checkpoint: str | Path | None = None, device: str = "auto",
@@ -95,7 +143,7 @@ def create_backend(name: str, checkpoint: str | Path | None = None, device: str 
     if not random_weights:
         if checkpoint is not None:
             path = Path(checkpoint).expanduser()
-        elif name in TINY_NAMES:
+        elif not _ROW[name].official:
             raise OneShotError(
                 f"{name!r} is a test architecture without official weights: pass "
                 "random_weights=True or a checkpoint written by "
@@ -111,16 +159,13 @@ def create_backend(name: str, checkpoint: str | Path | None = None, device: str 
 
         load_into(model, state, name, path)
         del state
-    if precision == "auto" and name in TINY_NAMES:
+    row = _ROW[name]
+    if precision == "auto" and not row.official:
         precision = "fp32"
-    kwargs = dict(device=device, precision=precision, cache_size=cache_size)
-    if name in SAM1_ARCHS or name == "sam-tiny-test":
-        from oneshotsam.backends.sam1 import Sam1Segmenter, use_sdpa_attention
+    if row.fast_attention is not None and (fast_attention if fast_attention is not None
+                                           else row.fast_attention):
+        from oneshotsam.backends.sam1 import use_sdpa_attention
 
-        if fast_attention if fast_attention is not None else name in SAM1_ARCHS:
-            use_sdpa_attention(model)
-
-        return Sam1Segmenter(model, name, **kwargs)
-    from oneshotsam.backends.sam2 import Sam2Segmenter
-
-    return Sam2Segmenter(model, name, **kwargs)
+        use_sdpa_attention(model)
+    return _load(row.segmenter)(model, name, device=device, precision=precision,
+                                cache_size=cache_size)

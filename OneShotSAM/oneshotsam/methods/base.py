@@ -15,6 +15,7 @@ from typing import Any, Callable, Protocol, Sequence
 
 import numpy as np
 
+from oneshotsam.errors import OneShotError  # noqa: F401  (re-exported: one error type)
 from oneshotsam.types import Image2D
 
 #: ``progress(done, total, message) -> bool``; returning False asks the run to
@@ -24,14 +25,6 @@ ProgressFn = Callable[[int, int, str], bool]
 
 def no_progress(done: int, total: int, message: str) -> bool:  # noqa: ARG001
     return True
-
-
-class OneShotError(ValueError):
-    """A user-facing error: bad input or an impossible request.
-
-    The message says what is wrong and what to do. The CLI prints it and exits
-    with a non-zero status, without a traceback.
-    """
 
 
 @dataclass

@@ -16,7 +16,7 @@ from functools import lru_cache
 from importlib import resources
 from typing import Any
 
-from oneshotsam.methods.base import OneShotError
+from oneshotsam.errors import OneShotError
 
 #: methods whose default depends on the hardware (Med-PerSAM trains a warping net)
 _HARDWARE_DEFAULT_METHODS = ("medpersam", "medpersam-warp")
@@ -129,5 +129,9 @@ def config_from_preset(config_cls: type, method: str, name: str | None = None,
     bad = sorted(k for k in overrides if k not in fields)
     if bad:
         raise OneShotError(f"unknown {method} setting(s) {bad}; valid: {sorted(fields)}")
-    values.update({k: v for k, v in overrides.items() if v is not None})
+    given = {k: v for k, v in overrides.items() if v is not None}
+    from oneshotsam.typecheck import check_settings
+
+    check_settings(config_cls, given, method)
+    values.update(given)
     return config_cls(**{k: _tuples(v) for k, v in values.items()})

@@ -5,6 +5,14 @@ Public API (see :mod:`oneshotsam.volume.pipeline`)::
 
     from oneshotsam.volume.pipeline import PropagationConfig, propagate
 
+Module map (imports only go down this list, no cycle): ``types`` (configuration,
+events, result) and ``stoprule`` (absence rule) -> ``slices``, ``chain`` (outward
+walk), ``followup`` (cross-visit pairing) -> ``engines`` (the slice-engine
+protocol, method engine, engine choice; ``warpvol`` the warp-volume engine) ->
+``jobs`` (one output volume) -> ``run`` -> ``pipeline`` (``propagate``);
+``align`` registers follow-ups, ``outputs`` writes files, ``benchmark`` and
+``cli`` are front ends.
+
 Importing this package imports numpy only (no torch, SimpleITK is imported
 lazily by the functions that need it).
 """

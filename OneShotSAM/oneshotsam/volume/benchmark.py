@@ -24,17 +24,19 @@ from typing import Any
 
 import numpy as np
 
-from oneshotsam.methods.base import OneShotError
+from oneshotsam.errors import OneShotError
+from oneshotsam.volume.types import PropagationConfig
+
+
+#: benchmark names (``--dataset``)
+DATASETS = ("la", "acdc-mid", "acdc-all", "brain")
 
 
 def dice_per_label(pred: np.ndarray, gt: np.ndarray, values: list[int]) -> dict[int, float]:
-    """3D Dice per label value (1.0 when both are empty)."""
-    out = {}
-    for v in values:
-        p, g = pred == v, gt == v
-        s = int(p.sum()) + int(g.sum())
-        out[v] = 1.0 if s == 0 else float(2 * np.logical_and(p, g).sum() / s)
-    return out
+    """3D Dice per label value (1.0 when both are empty; :func:`oneshotsam.evaluate.dice_iou`)."""
+    from oneshotsam.evaluate import dice_iou
+
+    return {int(v): d["dice"] for v, d in dice_iou(pred, gt, values).items()}
 
 
 def peak_rss_mb() -> float:
@@ -77,12 +79,13 @@ def _cases(name: str, root: Path) -> list[dict[str, Any]]:
         d = root / "pyradiomics"
         return [{"case": c, "ref": d / f"{c}_image.nrrd", "lab": d / f"{c}_label.nrrd"}
                 for c in ("brain1", "brain2") if (d / f"{c}_image.nrrd").is_file()]
-    raise OneShotError(f"unknown volume benchmark {name!r}: la, acdc-mid, acdc-all, brain")
+    raise OneShotError(f"unknown volume benchmark {name!r}: {', '.join(DATASETS)}")
 
 
-def run_case(name: str, case: dict[str, Any], cfg_kw: dict[str, Any], output_dir: str | None) -> dict:
+def run_case(name: str, case: dict[str, Any], cfg: PropagationConfig, output_dir: str | None) -> dict:
+    """Propagate one case with ``cfg`` and score it (3D Dice per label against the ground truth)."""
     from oneshotsam.medio import read_label_volume, read_volume
-    from oneshotsam.volume.pipeline import PropagationConfig, propagate
+    from oneshotsam.volume.pipeline import propagate
 
     ref, lab = read_volume(case["ref"]), read_label_volume(case["lab"])
     values = sorted(int(v) for v in np.unique(lab.voxels) if v)
@@ -104,7 +107,6 @@ def run_case(name: str, case: dict[str, Any], cfg_kw: dict[str, Any], output_dir
         else:
             ref_lab, info = lab, {"annotated_slices": "all"}
             copy = dice_per_label(np.asarray(lab.voxels), gt, values)
-    cfg = PropagationConfig(**cfg_kw)
     t0 = time.perf_counter()
     res = propagate(ref, ref_lab, targets, cfg)
     seconds = time.perf_counter() - t0
@@ -130,18 +132,18 @@ def run_case(name: str, case: dict[str, Any], cfg_kw: dict[str, Any], output_dir
     return row
 
 
-def run_datasets(names: list[str], data: str, limit: int | None = None, start: int = 0,
-                 method: str = "medpersam-warp",
-                 backend: str | None = None, checkpoint: str | None = None, preset: str | None = None,
-                 device: str = "auto", overrides: tuple = (), propagation: str = "auto",
+def run_datasets(names: list[str], data: str, config: PropagationConfig = PropagationConfig(),
+                 limit: int | None = None, start: int = 0,
                  output_dir: str | None = None) -> dict[str, Any]:
-    """Run the named benchmarks; prints one line per case and a summary per dataset."""
+    """Run the named benchmarks with ``config`` (its method, backend, preset, device,
+    method overrides and propagation mode; the reference slices come from the
+    protocol); prints one line per case and a summary per dataset."""
     root = Path(data)
     if not root.is_dir():
         raise OneShotError(f"data folder {root} not found: pass --data PATH")
-    cfg_kw = {"method": method, "backend": backend, "checkpoint": checkpoint, "preset": preset,
-              "device": device, "method_overrides": tuple(overrides), "propagation": propagation}
-    results: dict[str, Any] = {"config": {**cfg_kw, "method_overrides": dict(overrides)}, "datasets": {}}
+    shown = ("method", "backend", "checkpoint", "preset", "device", "method_overrides", "propagation")
+    results: dict[str, Any] = {"config": {k: v for k, v in config.to_dict().items() if k in shown},
+                               "datasets": {}}
     for name in names:
         cases = _cases(name, root)[start:]
         cases = cases[: limit] if limit else cases
@@ -149,7 +151,7 @@ def run_datasets(names: list[str], data: str, limit: int | None = None, start: i
             raise OneShotError(f"no {name} cases under {root}")
         rows = []
         for case in cases:
-            row = run_case(name, case, cfg_kw, output_dir)
+            row = run_case(name, case, config, output_dir)
             rows.append(row)
             print(f"{name:9s} {row['case']:24s} dice {row['mean_dice']:.4f} "
                   f"{row['dice']} {row['seconds']:7.1f} s  peak {row['peak_rss_mb']} MB"

@@ -4,7 +4,9 @@
 * ``add_benchmark_parser(benchmark_subparsers)`` / ``run_benchmark(args) -> int``:
   ``oneshotsam benchmark volume --dataset la|acdc-mid|acdc-all|brain``.
 
-Importing this module costs argparse only.
+Options and the configuration come from :mod:`oneshotsam.settings` (the one
+settings layer); outputs are written by :mod:`oneshotsam.volume.outputs`.
+Importing this module costs argparse and the settings layer only.
 """
 
 from __future__ import annotations
@@ -12,43 +14,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any
 
-_METHODS = ("medpersam-warp", "medpersam", "p2sam", "persam")
+from oneshotsam.settings import (AXES, add_model_arguments, add_propagation_arguments,
+                                 parse_overrides, propagation_config_from_args)
 
-
-def _parse_value(text: str) -> Any:
-    try:
-        return json.loads(text)
-    except ValueError:
-        return text
-
-
-def parse_overrides(items: list[str]) -> tuple[tuple[str, Any], ...]:
-    """``["steps=100", "net={...}"]`` -> ``(("steps", 100), ...)`` (JSON values when possible)."""
-    from oneshotsam.methods.base import OneShotError
-
-    out = []
-    for item in items or []:
-        if "=" not in item:
-            raise OneShotError(f"--set expects KEY=VALUE; got {item!r}")
-        k, v = item.split("=", 1)
-        out.append((k.strip(), _parse_value(v.strip())))
-    return tuple(out)
-
-
-def add_model_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--method", default="medpersam-warp", choices=_METHODS,
-                   help="2D one-shot method (default medpersam-warp: needs no SAM weights; "
-                        "it trains one warping network per volume)")
-    p.add_argument("--backend", default=None, help="SAM backend name (p2sam, persam, medpersam)")
-    p.add_argument("--checkpoint", default=None, help="backend weights path")
-    p.add_argument("--preset", default=None, help="method preset name")
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="method / volume-engine setting (JSON value), repeatable, e.g. --set steps=200")
-    p.add_argument("--propagation", default="auto", choices=("auto", "chain", "direct", "warp-volume"),
-                   help="auto: one warping network per volume for medpersam-warp, chain otherwise")
+__all__ = ["add_parser", "run", "add_benchmark_parser", "run_benchmark", "parse_overrides",
+           "config_from_args"]
 
 
 def add_dicom_args(p: argparse.ArgumentParser) -> None:
@@ -82,72 +53,53 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                    help="annotated slice indices along --axis (default: every labelled slice)")
     p.add_argument("--targets", nargs="+", default=None, metavar="VOL",
                    help="follow-up volumes (default: fill the reference volume itself)")
-    p.add_argument("--axis", default="axial", choices=("axial", "coronal", "sagittal"))
-    p.add_argument("--output-dir", required=True, metavar="OUT")
-    p.add_argument("--window", default=None, metavar="SPEC",
-                   help="intensity window (CT preset, percentile:LO,HI, LOW,HIGH or auto); "
-                        "computed once on the reference and used for every volume")
-    p.add_argument("--no-align", dest="align", action="store_false",
-                   help="do not register follow-ups (slices still paired by physical position)")
-    p.add_argument("--registration", default="affine", choices=("rigid", "affine"))
-    p.add_argument("--extend-beyond-contour", action="store_true",
-                   help="follow-ups of a reference contoured on every slice of the structure: also "
-                        "walk outward past the contour's ends (default: those slices stay empty)")
-    p.add_argument("--contour-end-min-fit", type=float, default=0.85, metavar="F",
-                   help="follow-ups of a contour on every slice: trim a label from its contour's "
-                        "ends inward where its image fit is below F (0 disables; default 0.85)")
-    p.add_argument("--contour-end-max-slices", type=int, default=1, metavar="N",
-                   help="... at most N slices from each end (default 1)")
+    p.add_argument("--axis", default="axial", choices=AXES,
+                   help="slicing direction of the reference volume (default axial)")
+    p.add_argument("--output-dir", required=True, metavar="OUT",
+                   help="folder for the label volumes, .seg.nrrd files and report.json "
+                        "(created; written only when the run finishes)")
     p.add_argument("--fixed-slices", type=int, nargs="+", default=(), metavar="K",
                    help="slices already approved (reference volume): kept, used as references")
-    add_model_args(p)
-    p.add_argument("--quiet", action="store_true", help="no progress lines")
+    add_propagation_arguments(p)
+    add_model_arguments(p)
+    p.add_argument("--quiet", action="store_true", help="no progress output")
     return p
 
 
 def config_from_args(args: argparse.Namespace):
-    from oneshotsam.volume.pipeline import PropagationConfig
-
-    return PropagationConfig(
-        method=args.method, axis=args.axis,
+    """The :class:`~oneshotsam.volume.types.PropagationConfig` of ``propagate``'s options."""
+    return propagation_config_from_args(
+        args, axis=args.axis,
         reference_slices=tuple(args.reference_slices) if args.reference_slices else None,
-        align=args.align, window=args.window, preset=args.preset, backend=args.backend,
-        checkpoint=args.checkpoint, device=args.device, fixed_slices=tuple(args.fixed_slices or ()),
-        propagation=args.propagation, registration=args.registration,
-        extend_beyond_contour=args.extend_beyond_contour,
-        contour_end_min_fit=args.contour_end_min_fit,
-        contour_end_max_slices=args.contour_end_max_slices,
-        method_overrides=parse_overrides(args.overrides))
-
-
-def _printer(quiet: bool):
-    last = [-1]
-
-    def progress(done: int, total: int, message: str) -> bool:
-        pct = int(100 * done / max(total, 1))
-        if not quiet and (pct != last[0] or done == total):
-            last[0] = pct
-            print(f"[{pct:3d}%] {message}", file=sys.stderr, flush=True)
-        return True
-
-    return progress
+        fixed_slices=tuple(args.fixed_slices or ()))
 
 
 def run(args: argparse.Namespace) -> int:
     """``oneshotsam propagate``; returns the exit status (0 ok)."""
+    import numpy as np
+
     from oneshotsam.label_outputs import check_formats
     from oneshotsam.medio import read_label_volume, read_volume
+    from oneshotsam.progress import ConsoleProgress
     from oneshotsam.volume.outputs import write_outputs
     from oneshotsam.volume.pipeline import propagate
+    from oneshotsam.writer import check_output_dir
 
     cfg = config_from_args(args)
+    check_output_dir(args.output_dir)
     ref = read_volume(args.reference_volume)
     lab = read_label_volume(args.reference_labels, reference=ref, rois=args.roi)
     targets = [read_volume(t) for t in (args.targets or [])]
+    from oneshotsam.integrity import check_labels_fit
+    from oneshotsam.volume.outputs import output_names
+
+    values = [int(v) for v in np.unique(np.asarray(lab.voxels)) if v]
+    for name, _ in output_names(list(args.targets) if args.targets else [args.reference_volume]):
+        check_labels_fit(values, name)
     inputs = list(args.targets) if args.targets else [args.reference_volume]
     grids = targets or [ref]
     formats = check_formats(args.output_format, grids, inputs) if args.output_format else None
-    res = propagate(ref, lab, targets, cfg, progress=_printer(args.quiet))
+    res = propagate(ref, lab, targets, cfg, progress=ConsoleProgress(args.quiet))
     report = write_outputs(res, args.output_dir, inputs, segments=lab.meta.get("segments"),
                            extra_report={"command": "propagate", "argv": sys.argv[1:]},
                            formats=formats, grids=grids)
@@ -159,18 +111,21 @@ def run(args: argparse.Namespace) -> int:
 
 def add_benchmark_parser(bsub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Register ``benchmark volume`` (LA / ACDC / pyradiomics brain)."""
+    from oneshotsam.volume.benchmark import DATASETS
+
     p = bsub.add_parser(
         "volume", help="volume propagation benchmarks: LA, ACDC ED->ES, pyradiomics brain",
         description="3D Dice per structure, wall time and peak memory of oneshotsam "
                     "propagate on ../shared/data (not a test).")
-    p.add_argument("--dataset", required=True, nargs="+",
-                   choices=("la", "acdc-mid", "acdc-all", "brain"))
+    p.add_argument("--dataset", required=True, nargs="+", choices=DATASETS,
+                   help="benchmark(s) to run (see docs/volume_propagation.md)")
     p.add_argument("--data", default="../shared/data", help="folder holding la/, acdc/, pyradiomics/")
     p.add_argument("--limit", type=int, default=None, help="first N cases per dataset")
     p.add_argument("--start", type=int, default=0, help="skip the first N cases (with --limit: a window)")
     p.add_argument("--json", default=None, metavar="OUT", help="write the results as JSON")
     p.add_argument("--output-dir", default=None, help="also write predictions here")
-    add_model_args(p)
+    add_propagation_arguments(p)
+    add_model_arguments(p)
     return p
 
 
@@ -178,11 +133,9 @@ def run_benchmark(args: argparse.Namespace) -> int:
     """``oneshotsam benchmark volume``; prints a table, optionally writes JSON."""
     from oneshotsam.volume.benchmark import run_datasets
 
-    results = run_datasets(args.dataset, args.data, limit=args.limit, start=args.start,
-                           method=args.method,
-                           backend=args.backend, checkpoint=args.checkpoint, preset=args.preset,
-                           device=args.device, overrides=parse_overrides(args.overrides),
-                           propagation=args.propagation, output_dir=args.output_dir)
+    cfg = propagation_config_from_args(args)
+    results = run_datasets(args.dataset, args.data, cfg, limit=args.limit, start=args.start,
+                           output_dir=args.output_dir)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=1)

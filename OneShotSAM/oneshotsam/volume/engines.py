@@ -7,6 +7,9 @@ An engine answers two questions, both in native slice pixel grids:
 * ``step(src, src_labels_hw, dst)``: labels of processing slice ``src`` ->
   neighbouring processing slice ``dst`` (within-volume propagation).
 
+Every engine follows :class:`SliceEngine`; :func:`build_engine` picks one for a
+:class:`~oneshotsam.volume.types.PropagationConfig`.
+
 :class:`MethodEngine` uses any 2D :class:`~oneshotsam.methods.base.OneShotMethod`
 (``segment(reference, labels, [target])``): ``chain`` mode takes the
 already-segmented neighbour as the reference (bounded memory: the backend's
@@ -20,13 +23,16 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Protocol
 
 import numpy as np
 
-from oneshotsam.methods.base import OneShotError, OneShotMethod, TargetResult
+from oneshotsam.errors import OneShotError
+from oneshotsam.methods.base import OneShotMethod, TargetResult
 from oneshotsam.types import Image2D
+from oneshotsam.volume.followup import DENSE_FOLLOWUP_PRESET
 from oneshotsam.volume.slices import slice_image, square_plane, unsquare_plane
+from oneshotsam.volume.types import PropagationConfig
 
 
 @dataclass
@@ -84,6 +90,30 @@ class SliceStack:
     @property
     def pixel_area_mm2(self) -> float:
         return float(self.spacing_rc_mm[0] * self.spacing_rc_mm[1])
+
+
+class SliceEngine(Protocol):
+    """How one slice's labels are predicted from another's (native ``(H, W)`` grids).
+
+    ``prepare`` is called once per job with the reference and processing stacks
+    (train here; ``tick(message) -> bool`` False cancels, then return False);
+    ``cross(r, labels_hw)`` predicts processing slice ``r`` of a follow-up from
+    reference slice ``r``; ``begin_run(run, seed_labels)`` is called before each
+    outward run (engines that batch a run); ``step(src, src_labels, dst)``
+    predicts ``dst`` from its finished neighbour ``src``; ``describe()`` is the
+    JSON report of the engine."""
+
+    def prepare(self, ref: "SliceStack", proc: "SliceStack", ref_slices: list[int],
+                ref_labels: dict[int, np.ndarray], followup: bool,
+                tick: Callable[[str], bool]) -> bool: ...
+
+    def cross(self, r: int, labels_hw: np.ndarray) -> TargetResult: ...
+
+    def begin_run(self, run: Any, seed_labels: np.ndarray) -> None: ...
+
+    def step(self, src: int, src_labels: np.ndarray, dst: int) -> TargetResult: ...
+
+    def describe(self) -> dict[str, Any]: ...
 
 
 def _native(result: TargetResult, stack: SliceStack) -> TargetResult:
@@ -152,3 +182,34 @@ class MethodEngine:
                                 [self.proc.image(k) for k in run.indices])
         for k, res in zip(run.indices, results):
             self._direct[k] = _native(res, self.proc)
+
+
+def _build_method(cfg: PropagationConfig, preset: str | None) -> OneShotMethod:
+    from oneshotsam.methods.registry import build_method
+
+    return build_method(cfg.method, backend_name=cfg.backend, checkpoint=cfg.checkpoint,
+                        preset=preset, device=cfg.device, **dict(cfg.method_overrides))
+
+
+def build_engine(cfg: PropagationConfig, method: OneShotMethod | None,
+                 dense: bool = False) -> SliceEngine:
+    """The engine for ``cfg``; builds the 2D method through the registry when none is injected.
+
+    ``auto``: ``medpersam-warp`` -> per-slice cross-visit registration (``direct``,
+    preset :data:`~oneshotsam.volume.followup.DENSE_FOLLOWUP_PRESET` unless one is
+    given) when ``dense`` (:func:`~oneshotsam.volume.followup.dense_followup`),
+    else the warp-volume engine (:mod:`oneshotsam.volume.warpvol`); other
+    methods -> ``chain``."""
+    mode = cfg.propagation
+    name = getattr(method, "name", cfg.method) if method is not None else cfg.method
+    if mode == "auto" and name == "medpersam-warp" and dense:
+        if method is None:
+            method = _build_method(cfg, cfg.preset or DENSE_FOLLOWUP_PRESET)
+        return MethodEngine(method, "direct")
+    if mode == "warp-volume" or (mode == "auto" and name == "medpersam-warp"):
+        from oneshotsam.volume.warpvol import WarpVolumeEngine
+
+        return WarpVolumeEngine.from_config(cfg, method)
+    if method is None:
+        method = _build_method(cfg, cfg.preset)
+    return MethodEngine(method, "chain" if mode == "auto" else mode)

@@ -4,31 +4,20 @@ For every label volume (one per target; the reference's own when there are
 no targets): ``<stem><family suffix>`` (``output_name_for`` of the input:
 ``.nii.gz`` for NIfTI/DICOM, ``.nrrd``, ``.mha``) in the volume's own
 geometry, and ``<stem>.seg.nrrd`` with segment names and colours from the
-reference labels (``Volume.meta["segments"]``); plus ``report.json``.
-Numpy / stdlib at import time.
+reference labels (``Volume.meta["segments"]``); plus ``report.json``. Files are
+written through :func:`oneshotsam.writer.staged_output`: all of them appear in
+the folder at the end, or none. Numpy / stdlib at import time.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Sequence
 
-from oneshotsam.methods.base import OneShotError
+from oneshotsam.errors import OneShotError
 from oneshotsam.types import Volume
-from oneshotsam.volume.pipeline import PropagationResult
-
-
-def _json_default(o: Any) -> Any:
-    import numpy as np
-
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, Path):
-        return str(o)
-    return str(o)
+from oneshotsam.volume.types import PropagationResult
+from oneshotsam.writer import jsonable, staged_output, write_json_atomic
 
 
 def output_names(input_paths: Sequence[str | Path]) -> list[tuple[str, str]]:
@@ -73,35 +62,34 @@ def write_outputs(result: PropagationResult, output_dir: str | Path,
     from oneshotsam.medio import write_label_volume
 
     out_dir = Path(output_dir)
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise OneShotError(f"cannot create the output folder {out_dir}: {exc.strerror}") from None
     if len(input_paths) < len(result.label_volumes):
         raise OneShotError("write_outputs needs one input path per label volume")
     written = []
-    for n, (vol, (lab_name, seg_name)) in enumerate(zip(result.label_volumes, output_names(input_paths))):
-        if formats is not None:
-            from oneshotsam.label_outputs import write_label_formats
-            from oneshotsam.medio import split_suffix
+    with staged_output(out_dir, prefix=".oneshotsam-propagate-") as tmp:
+        for n, (vol, (lab_name, seg_name)) in enumerate(zip(result.label_volumes,
+                                                            output_names(input_paths))):
+            if formats is not None:
+                from oneshotsam.label_outputs import write_label_formats
+                from oneshotsam.medio import split_suffix
 
-            grid = grids[n] if grids is not None else None
-            files = write_label_formats(vol, formats, out_dir, split_suffix(seg_name)[0],
-                                        segments=segments, grid=grid)
-            written.append({"volume": vol.name, "labels": str(next(iter(files.values()))),
-                            "files": {f: str(p) for f, p in files.items()}})
-            continue
-        p1 = write_label_volume(vol, out_dir / lab_name)
-        meta = dict(vol.meta)
-        if segments is not None:
-            meta["segments"] = segments
-        p2 = write_label_volume(Volume(vol.voxels, vol.ijk_to_lps, vol.name, meta), out_dir / seg_name)
-        written.append({"volume": vol.name, "labels": str(p1), "segmentation": str(p2)})
-    report = dict(result.report)
-    report.update(extra_report or {})
-    report["outputs"] = written
-    report["cancelled"] = bool(result.cancelled)
-    path = out_dir / "report.json"
-    path.write_text(json.dumps(report, indent=1, default=_json_default))
-    report["report_path"] = str(path)
+                grid = grids[n] if grids is not None else None
+                files = write_label_formats(vol, formats, tmp, split_suffix(seg_name)[0],
+                                            segments=segments, grid=grid)
+                final = {f: str(out_dir / Path(q).name) for f, q in files.items()}
+                written.append({"volume": vol.name, "labels": next(iter(final.values())),
+                                "files": final})
+                continue
+            p1 = write_label_volume(vol, tmp / lab_name)
+            meta = dict(vol.meta)
+            if segments is not None:
+                meta["segments"] = segments
+            p2 = write_label_volume(Volume(vol.voxels, vol.ijk_to_lps, vol.name, meta), tmp / seg_name)
+            written.append({"volume": vol.name, "labels": str(out_dir / Path(p1).name),
+                            "segmentation": str(out_dir / Path(p2).name)})
+        report = dict(result.report)
+        report.update(extra_report or {})
+        report["outputs"] = written
+        report["cancelled"] = bool(result.cancelled)
+        write_json_atomic(jsonable(report), tmp / "report.json")
+    report["report_path"] = str(out_dir / "report.json")
     return report

@@ -12,7 +12,7 @@ from typing import Sequence
 
 import numpy as np
 
-from oneshotsam.methods.base import OneShotError
+from oneshotsam.errors import OneShotError
 from oneshotsam.types import Image2D, Volume
 
 def check_label_grid(reference: Volume, labels: Volume) -> np.ndarray:
@@ -115,7 +115,7 @@ def is_square(spacing_rc_mm: tuple[float, float]) -> bool:
 
 def square_plane(plane: np.ndarray, spacing_rc_mm: tuple[float, float],
                  nearest: bool) -> tuple[np.ndarray, tuple[float, float]]:
-    """``plane`` resampled to square pixels (A's ``inplane_resample_square``);
+    """``plane`` resampled to square pixels (:func:`oneshotsam.geometry.inplane_resample_square`);
     the plane itself when already square. Returns (plane, (s, s) spacing)."""
     if is_square(spacing_rc_mm):
         return plane, (float(spacing_rc_mm[0]), float(spacing_rc_mm[1]))

@@ -3,8 +3,8 @@
 Med-PerSAM (paper section 3.1) trains a warping network at test time on
 (reference, target) pairs. Warping a far slice straight onto the single
 annotated slice is poor when the structure changes size along the volume, so
-for volumes this engine trains one network (D's
-:class:`~oneshotsam.methods.medpersam.nice_trans.NiceTrans2D` with D's
+for volumes this engine trains one network
+(:class:`~oneshotsam.methods.medpersam.nice_trans.NiceTrans2D` with
 :class:`~oneshotsam.methods.medpersam.losses.WarpLosses`) on
 
 * every pair of ADJACENT processing slices, in both directions
@@ -34,7 +34,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from oneshotsam.methods.base import OneShotError, TargetResult
+from oneshotsam.errors import OneShotError
+from oneshotsam.methods.base import TargetResult
 
 #: network of the CPU volume preset (measured on LA: see docs/volume_propagation.md)
 _NET = {"enc_channels": 8, "dec_channels": 16, "n_levels": 3, "max_channels": 32,
@@ -53,10 +54,9 @@ class VolumeWarpConfig:
             black padding, B.1].
         resolution: long side of the working grid in pixels (physical aspect
             kept; sides rounded to multiples of 2**n_levels) [measured].
-        steps: optimiser steps, within-volume propagation [measured on LA: 120].
+        steps: optimiser steps, within-volume propagation [measured on LA].
         followup_steps: optimiser steps for a follow-up (cross-visit pairs are the
-            harder registration) [measured on ACDC ED->ES: 300 beats 120 on every
-            patient tried, about 30 s per patient].
+            harder registration) [measured on ACDC ED->ES: docs/volume_propagation.md].
         batch: adjacent/cross pairs per step [measured].
         aug_per_step: augmented annotated copies per step (L_aug) [Eq. 3].
         cross_repeat: over-sampling of the cross-visit pairs [measured].
@@ -95,6 +95,9 @@ class VolumeWarpConfig:
         if bad:
             raise OneShotError(f"unknown settings {bad} for the volume warp engine; valid: "
                                f"{sorted(names)}")
+        from oneshotsam.typecheck import check_settings
+
+        check_settings(cls, overrides, "volume warp engine")
         kw = dict(overrides)
         for key, base in (("net", _NET), ("loss", _LOSS)):
             if key in kw:
@@ -294,6 +297,9 @@ class WarpVolumeEngine:
         return TargetResult(out, confidence=conf,
                             class_confidence={v: sim * kept.get(v, 1.0) for v in self.values},
                             report={"similarity": round(sim, 4), "appearance_kept": kept})
+
+    def begin_run(self, run: Any, seed_labels: np.ndarray) -> None:
+        """Nothing to batch: each step is one forward pass (see :class:`SliceEngine`)."""
 
     def step(self, src: int, src_labels: np.ndarray, dst: int) -> TargetResult:
         return self._predict(self.proc_w[src], self.proc_w[dst], src_labels, self.proc.plane(dst))
