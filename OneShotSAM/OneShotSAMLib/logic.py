@@ -242,6 +242,10 @@ class OneShotSAMLogic:
             inp.seg_ids = planning.segment_ids(inp.seg_node, s)
         inp.reference = volume_from_node(inp.ref_node)
         check_image_values(inp.reference.voxels, inp.reference.name)  # as the command line
+        if not update:  # every volume checked before any node is touched
+            inp.targets = planning.target_nodes(node, s, inp.ref_node)
+            for t in inp.targets:
+                check_image_values(volume_from_node(t[0]).voxels, t[0].GetName())
         inp.ref_labels = labels_from_segments(inp.seg_node, inp.seg_ids, inp.ref_node)
         if not inp.ref_labels.any():
             raise OneShotError(
@@ -252,9 +256,6 @@ class OneShotSAMLogic:
         inp.annotated = sorted(int(k) for k in np.flatnonzero(
             inp.ref_labels.any(axis=tuple(a for a in range(3) if a != axis))))
         if not update:
-            inp.targets = planning.target_nodes(node, s, inp.ref_node)
-            for t in inp.targets:
-                check_image_values(volume_from_node(t[0]).voxels, t[0].GetName())
             inp.ref_slices = planning.reference_slices(self.scene, node, s, inp.ref_node,
                                                        inp.annotated)
         return inp

@@ -43,4 +43,5 @@ def for_slicer(message: str) -> str:
     for pattern, repl in _RULES:
         text = re.sub(pattern, repl, text)
     text = re.sub(r"\s{2,}", " ", text).replace(" .", ".").strip()
-    return re.sub(r"(\.\s+)([a-z])", lambda m: m.group(1) + m.group(2).upper(), text)
+    # a new sentence starts upper case (not after an abbreviation such as "e.g.")
+    return re.sub(r"(?<!e\.g)(?<!i\.e)(\.\s+)([a-z])", lambda m: m.group(1) + m.group(2).upper(), text)

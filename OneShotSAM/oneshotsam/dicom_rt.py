@@ -46,7 +46,7 @@ def dicom_label_kind(path: str | Path) -> str | None:
     p = Path(path)
     if not p.is_file():
         return None
-    from oneshotsam.medio import IMAGE2D_SUFFIXES, split_suffix
+    from oneshotsam.fileformats import IMAGE2D_SUFFIXES, split_suffix
 
     if split_suffix(p)[1] in IMAGE2D_SUFFIXES + (".nii", ".nii.gz", ".nrrd", ".seg.nrrd", ".nhdr", ".mha", ".mhd"):
         return None
@@ -200,7 +200,7 @@ def read_rtstruct(path: str | Path, volume: Volume, rois: Sequence[str] | None =
 def fill_colours(segments: list[dict]) -> list[dict]:
     """Segment descriptions with ``"color": None`` given the default palette colour of
     :func:`oneshotsam.medio.segments_for` (others unchanged)."""
-    from oneshotsam.medio import segments_for
+    from oneshotsam.fileformats import segments_for
 
     defaults = {s["value"]: s["color"] for s in segments_for([s["value"] for s in segments])}
     return [{**s, "color": s["color"] if s["color"] is not None else defaults[s["value"]]}
@@ -327,7 +327,7 @@ def build_rtstruct(labels: Volume, series: Any, segments: list[dict] | None = No
                    description: str = "OneShotSAM contours") -> Any:
     """The RTSTRUCT dataset of a label volume on ``series``' grid (see :func:`write_rtstruct`)."""
     import pydicom
-    from oneshotsam.medio import segments_for
+    from oneshotsam.fileformats import segments_for
 
     check_on_series(labels, series)
     if not series.frame_of_reference_uid:
@@ -382,7 +382,7 @@ def write_rtstruct(labels: Volume, series: Any, out_path: str | Path, segments: 
     The file references the series' Frame of Reference, Study, Series and every slice,
     and copies its patient / study attributes (:data:`oneshotsam.dicom_series.IDENTITY_KEYWORDS`).
     """
-    from oneshotsam.medio import atomic_write
+    from oneshotsam.fileformats import atomic_write
 
     ds = build_rtstruct(labels, series, segments, description)
     return atomic_write(out_path, lambda tmp: ds.save_as(tmp, enforce_file_format=True))

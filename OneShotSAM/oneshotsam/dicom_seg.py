@@ -101,7 +101,7 @@ def write_dicom_seg(labels: Volume, series: Any, out_path: str | Path,
     from pydicom.uid import generate_uid
 
     from oneshotsam.dicom_rt import software_version
-    from oneshotsam.medio import atomic_write, segments_for
+    from oneshotsam.fileformats import atomic_write, segments_for
 
     check_on_series(labels, series)
     lab = np.asarray(labels.voxels)

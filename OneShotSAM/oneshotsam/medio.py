@@ -11,45 +11,22 @@ arrays). SimpleITK and slicerio are imported lazily.
 
 from __future__ import annotations
 
-import os
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
 from oneshotsam import geometry
 from oneshotsam.errors import OneShotError
 from oneshotsam.types import Volume
+from oneshotsam.fileformats import (IMAGE2D_SUFFIXES, LABEL_WRITE_SUFFIXES, VOLUME_SUFFIXES,
+                                    SEGMENT_PALETTE, atomic_write, path_stem, segments_for, split_suffix)
 
-IMAGE2D_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
-VOLUME_SUFFIXES = (".nii.gz", ".nii", ".seg.nrrd", ".nrrd", ".nhdr", ".mha", ".mhd", ".dcm")
-LABEL_WRITE_SUFFIXES = (".png", ".bmp", ".tif", ".tiff", ".nii.gz", ".nii", ".seg.nrrd", ".nrrd", ".mha")
 _FORMATS_TEXT = "PNG, JPG, BMP, TIFF, NIfTI (.nii/.nii.gz), NRRD (.nrrd/.seg.nrrd), MHA/MHD, DICOM"
 _FAMILY = {".png": ".png", ".jpg": ".png", ".jpeg": ".png", ".bmp": ".png", ".tif": ".png",
            ".tiff": ".png", ".nii.gz": ".nii.gz", ".nii": ".nii.gz", ".seg.nrrd": ".seg.nrrd",
            ".nrrd": ".nrrd", ".nhdr": ".nrrd", ".mha": ".mha", ".mhd": ".mha", ".dcm": ".nii.gz"}
-#: Slicer-like default segment colours (0..1) for labels without a colour
-_PALETTE = [(0.5, 0.68, 0.5), (0.95, 0.84, 0.57), (0.69, 0.48, 0.39), (0.44, 0.72, 0.82),
-            (0.85, 0.40, 0.31), (0.87, 0.51, 0.84), (0.56, 0.47, 0.78), (0.98, 0.98, 0.27)]
-
-
-def split_suffix(path: str | Path) -> tuple[str, str]:
-    """``(stem, suffix)`` with double suffixes kept whole: ``a.nii.gz`` -> ``("a", ".nii.gz")``,
-    ``a.seg.nrrd`` -> ``("a", ".seg.nrrd")``; the suffix is lower case."""
-    name = Path(path).name
-    low = name.lower()
-    for suf in (".nii.gz", ".seg.nrrd"):
-        if low.endswith(suf) and len(name) > len(suf):
-            return name[: -len(suf)], suf
-    p = Path(name)
-    return (p.stem, p.suffix.lower()) if p.suffix else (name, "")
-
-
-def path_stem(path: str | Path) -> str:
-    """File name without its (double) suffix; a folder's own name."""
-    return split_suffix(path)[0]
 
 
 def output_name_for(input_path: str | Path) -> str:
@@ -296,7 +273,7 @@ def _read_seg_nrrd(p: Path) -> Volume:
         term = s.get("terminology")
         meta_segments.append({
             "value": int(s.get("labelValue", n + 1)), "name": s.get("name", s.get("id", f"Segment_{n + 1}")),
-            "color": [float(c) for c in s.get("color", _PALETTE[n % len(_PALETTE)])],
+            "color": [float(c) for c in s.get("color", SEGMENT_PALETTE[n % len(SEGMENT_PALETTE)])],
             "terminology": terminology_entry_to_string(term) if isinstance(term, dict) else term,
             "id": s.get("id")})
     meta = {"path": str(p), "suffix": ".seg.nrrd", "segments": meta_segments}
@@ -349,25 +326,6 @@ def read_label_volume(path: str | Path, reference: Volume | None = None,
 
 
 # ----------------------------------------------------------------------------- writing
-def _atomic(out_path: str | Path, write: Callable[[str], None]) -> Path:
-    """Call ``write(tmp)`` on a temporary name in ``out_path``'s folder, then rename it."""
-    out = Path(out_path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    stem, suf = split_suffix(out)
-    tmp = out.parent / f".{stem}.tmp-{uuid.uuid4().hex[:8]}{suf}"
-    try:
-        write(str(tmp))
-        os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return out
-
-
-#: public name of the temp-then-rename writer (used by the DICOM writers)
-atomic_write = _atomic
-
-
 def _check_write_suffix(out_path: str | Path) -> str:
     suf = split_suffix(out_path)[1]
     if suf in (".jpg", ".jpeg"):
@@ -406,7 +364,7 @@ def write_label_image_like(labels2d: np.ndarray, like: RawImage2D, out_path: str
         img.SetOrigin(meta["origin"])
         img.SetSpacing(meta["spacing"])
         img.SetDirection(meta["direction"])
-    return _atomic(out_path, lambda tmp: sitk.WriteImage(img, tmp, True))
+    return atomic_write(out_path, lambda tmp: sitk.WriteImage(img, tmp, True))
 
 
 def write_label_volume(vol: Volume, out_path: str | Path) -> Path:
@@ -421,24 +379,11 @@ def write_label_volume(vol: Volume, out_path: str | Path) -> Path:
         raise OneShotError(f"cannot write a volume to {out_path}: use .nii.gz, .nrrd, .mha or .seg.nrrd")
     lab = _as_labels(vol.voxels, f"label volume {vol.name!r}")
     if suf == ".seg.nrrd":
-        return _atomic(out_path, lambda tmp: _write_seg_nrrd(lab, vol, tmp))
+        return atomic_write(out_path, lambda tmp: _write_seg_nrrd(lab, vol, tmp))
     import SimpleITK as sitk
 
     img = geometry.volume_to_sitk(Volume(lab, vol.ijk_to_lps))
-    return _atomic(out_path, lambda tmp: sitk.WriteImage(img, tmp, True))
-
-
-def segments_for(values: list[int], meta_segments: list[dict] | None = None) -> list[dict]:
-    """Segment descriptions ``{"value", "name", "color", "terminology"}`` for label
-    ``values``, taken from ``meta_segments`` where listed, defaults otherwise."""
-    known = {int(s["value"]): s for s in (meta_segments or []) if "value" in s}
-    out = []
-    for n, v in enumerate(sorted(set(int(x) for x in values) | set(known))):
-        s = known.get(v, {})
-        out.append({"value": v, "name": s.get("name") or f"Segment_{v}",
-                    "color": list(s.get("color") or _PALETTE[n % len(_PALETTE)]),
-                    "terminology": s.get("terminology")})
-    return out
+    return atomic_write(out_path, lambda tmp: sitk.WriteImage(img, tmp, True))
 
 
 def _write_seg_nrrd(lab: np.ndarray, vol: Volume, tmp: str) -> None:

@@ -24,6 +24,7 @@ from oneshotsam.volume.pipeline import PropagationResult  # noqa: E402
 from OneShotSAMLib import parameters as P  # noqa: E402
 from OneShotSAMLib.headless import bootstrap  # noqa: E402
 from OneShotSAMLib.logic import OneShotSAMLogic  # noqa: E402
+from OneShotSAMLib.messages import for_slicer  # noqa: E402
 from OneShotSAMLib.synthetic import make_case  # noqa: E402
 
 from test_settings_layer import NON_DEFAULT  # noqa: E402
@@ -97,7 +98,8 @@ def test_bad_parameter_refused_like_the_cli(scene, seen, parameter: str, text: s
             S.propagation_config({}, device=text)
         else:
             S.propagation_config({setting.name: text})
-    assert str(slicer_err.value) == str(cli_err.value)
+    # the same message, with the command line's flags named as the module's settings
+    assert str(slicer_err.value) == for_slicer(str(cli_err.value))
     assert node.GetParameter(parameter) == text  # the user's value is kept, not rewritten
 
 
