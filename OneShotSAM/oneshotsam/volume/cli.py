@@ -68,8 +68,19 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                    help="annotated slice indices along --axis (default: every labelled slice)")
     p.add_argument("--targets", nargs="+", default=None, metavar="VOL",
                    help="follow-up volumes (default: fill the reference volume itself)")
-    p.add_argument("--axis", default="axial", choices=("axial", "coronal", "sagittal"))
     p.add_argument("--output-dir", required=True, metavar="OUT")
+    p.add_argument("--fixed-slices", type=int, nargs="+", default=(), metavar="K",
+                   help="slices already approved (reference volume): kept, used as references")
+    add_propagation_options(p)
+    p.add_argument("--quiet", action="store_true", help="no progress lines")
+    return p
+
+
+def add_propagation_options(p: argparse.ArgumentParser) -> None:
+    """Method and propagation options of ``propagate`` (shared with ``oneshotsam cohort``):
+    ``--axis --window --no-align --registration --extend-beyond-contour
+    --contour-end-min-fit --contour-end-max-slices`` and :func:`add_model_args`."""
+    p.add_argument("--axis", default="axial", choices=("axial", "coronal", "sagittal"))
     p.add_argument("--window", default=None, metavar="SPEC",
                    help="intensity window (CT preset, percentile:LO,HI, LOW,HIGH or auto); "
                         "computed once on the reference and used for every volume")
@@ -84,11 +95,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                         "ends inward where its image fit is below F (0 disables; default 0.85)")
     p.add_argument("--contour-end-max-slices", type=int, default=1, metavar="N",
                    help="... at most N slices from each end (default 1)")
-    p.add_argument("--fixed-slices", type=int, nargs="+", default=(), metavar="K",
-                   help="slices already approved (reference volume): kept, used as references")
     add_model_args(p)
-    p.add_argument("--quiet", action="store_true", help="no progress lines")
-    return p
 
 
 def config_from_args(args: argparse.Namespace):
