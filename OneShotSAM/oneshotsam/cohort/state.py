@@ -121,35 +121,18 @@ def clear_staging(patient_dir: Path) -> None:
                 shutil.rmtree(d, ignore_errors=True)
 
 
-def write_json_atomic(path: Path, data: Any) -> Path:
-    """Write JSON to a temporary name beside ``path``, then rename it into place."""
-    tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:8]}"
-    try:
-        tmp.write_text(json.dumps(data, indent=1, default=_json_default))
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
-
-
 def write_text_atomic(path: Path, text: str) -> Path:
-    tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:8]}"
-    try:
-        tmp.write_text(text)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
+    """Write ``text`` to a temporary name beside ``path``, then rename it into place."""
+    from oneshotsam.medio import _atomic
+
+    return _atomic(path, lambda tmp: Path(tmp).write_text(text))
 
 
-def _json_default(o: Any) -> Any:
-    if hasattr(o, "item"):
-        return o.item()
-    if hasattr(o, "tolist"):
-        return o.tolist()
-    return str(o)
+def write_json_atomic(path: Path, data: Any) -> Path:
+    """:func:`write_text_atomic` of ``data`` as indented JSON (numpy values as numbers)."""
+    from oneshotsam.volume.outputs import _json_default
+
+    return write_text_atomic(path, json.dumps(data, indent=1, default=_json_default))
 
 
 def commit_outputs(staging: Path, patient_dir: Path, report: dict[str, Any]) -> dict[str, Any]:
