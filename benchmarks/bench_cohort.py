@@ -62,6 +62,7 @@ def main() -> int:
     ap.add_argument("--workdir", default="/tmp/cohort-bench")
     ap.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--propagate", action="store_true", help="also run oneshotsam propagate per patient")
+    ap.add_argument("--device", default="cpu", choices=("cpu", "cuda", "auto"))
     ap.add_argument("--json", default=None)
     a = ap.parse_args()
     work = Path(a.workdir)
@@ -74,7 +75,7 @@ def main() -> int:
             import shutil
             shutil.rmtree(out)
         sec, l0, l1, rc = _run(cli + ["cohort", str(manifest), "--output-dir", str(out), "--workers", str(w),
-                                      "--device", "cpu", "--quiet"])
+                                      "--device", a.device, "--quiet"])
         summ = json.loads((out / "summary.json").read_text())
         n = len(summ["targets"])
         row = {"workers": w, "seconds": round(sec, 1), "targets": n, "rc": rc,
@@ -87,7 +88,7 @@ def main() -> int:
     last = work / f"out-w{a.workers[-1]}"
     before = _files(last)
     sec, l0, l1, rc = _run(cli + ["cohort", str(manifest), "--output-dir", str(last), "--workers",
-                                  str(a.workers[-1]), "--device", "cpu", "--quiet"])
+                                  str(a.workers[-1]), "--device", a.device, "--quiet"])
     same = before == _files(last)
     res["rerun"] = {"seconds": round(sec, 2), "load_before": l0, "load_after": l1, "rc": rc,
                     "files_untouched": same, "n_files": len(before)}
@@ -114,7 +115,7 @@ def main() -> int:
             out = work / "propagate" / pid
             _run(cli + ["propagate", "--reference-volume", str(acdc / f"{pid}_ED.nii.gz"),
                         "--reference-labels", str(acdc / f"{pid}_ED_label.nii.gz"), "--targets",
-                        str(acdc / f"{pid}_ES.nii.gz"), "--output-dir", str(out), "--device", "cpu", "--quiet"])
+                        str(acdc / f"{pid}_ES.nii.gz"), "--output-dir", str(out), "--device", a.device, "--quiet"])
             pred = read_label_volume(out / f"{pid}_ES.nii.gz").voxels
             gt = read_label_volume(acdc / f"{pid}_ES_label.nii.gz").voxels
             d = dice_iou(np.asarray(pred), np.asarray(gt), [1, 2, 3])
