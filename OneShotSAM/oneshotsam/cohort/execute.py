@@ -150,7 +150,10 @@ def start_ray(opts: RayOptions) -> tuple[Any, bool]:
     if opts.address:
         ray.init(address=opts.address, **kw)
     else:
-        ray.init(num_cpus=int(opts.workers or 1), include_dashboard=False, **kw)
+        # worker_niceness 0: workers run at this command's priority (Ray's default, +15,
+        # starves them on a shared machine; run the command under `nice` to be polite)
+        ray.init(num_cpus=int(opts.workers or 1), include_dashboard=False,
+                 _system_config={"worker_niceness": 0}, **kw)
     return ray, True
 
 
