@@ -142,6 +142,7 @@ def run(args: argparse.Namespace) -> int:
         interrupted = True
     finally:
         prog.close()
+        execute.reconcile(jobs, records)
         rows = list(records.values())
         run_info.update(seconds=round(time.perf_counter() - t0, 2), interrupted=interrupted)
         p_csv, p_json = write_summary(args.output_dir, rows, run_info)

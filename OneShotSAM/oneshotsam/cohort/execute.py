@@ -105,6 +105,17 @@ def plan(patients: Sequence[PatientPlan], config: Any, output_dir: str | Path,
     return jobs, records
 
 
+def reconcile(jobs: Sequence[PatientJob], records: dict[tuple[str, str], dict[str, Any]]) -> None:
+    """Mark ``done`` the targets still ``not run`` whose report was committed (e.g. just
+    before Ctrl-C, between two progress polls)."""
+    for job in jobs:
+        for t, key in zip(job.targets, job.keys):
+            if records.get((job.patient, t.visit), {}).get("status") == "not run":
+                rep = load_complete(job.patient_dir, t.visit, key)
+                if rep is not None:
+                    records[(job.patient, t.visit)] = record_from_report(t, rep, "done")
+
+
 def run_in_process(jobs: Sequence[PatientJob], on_record: OnRecord,
                    on_patient: Callable[[str, str], None] | None = None) -> None:
     """Each patient in turn, here (KeyboardInterrupt propagates; nothing half-written)."""
@@ -232,5 +243,5 @@ def run_on_ray(jobs: Sequence[PatientJob], opts: RayOptions, on_record: OnRecord
             ray.shutdown()
 
 
-__all__ = ["RayOptions", "plan", "run_in_process", "run_on_ray", "task_options", "start_ray",
+__all__ = ["RayOptions", "plan", "reconcile", "run_in_process", "run_on_ray", "task_options", "start_ray",
            "default_workers", "settings_of", "GIB_PER_WORKER"]
