@@ -158,6 +158,16 @@ def start_ray(opts: RayOptions) -> tuple[Any, bool]:
     if ray.is_initialized():
         return ray, False
     kw: dict[str, Any] = {"logging_level": "WARNING", "log_to_driver": True}
+    try:
+        _init(ray, opts, kw)
+    except Exception as exc:  # Ray raises several kinds here
+        where = f"join the Ray cluster at {opts.address}" if opts.address else "start a local Ray"
+        raise OneShotError(f"could not {where}: {str(exc).strip()[:300]} (rerun; on an overloaded "
+                           "machine use fewer --workers, or --workers 1 to run without Ray)") from None
+    return ray, True
+
+
+def _init(ray, opts: RayOptions, kw: dict[str, Any]) -> None:
     if opts.address:
         ray.init(address=opts.address, **kw)
     else:
@@ -165,7 +175,6 @@ def start_ray(opts: RayOptions) -> tuple[Any, bool]:
         # starves them on a shared machine; run the command under `nice` to be polite)
         ray.init(num_cpus=int(opts.workers or 1), include_dashboard=False,
                  _system_config={"worker_niceness": 0}, **kw)
-    return ray, True
 
 
 def _crash_text(exc: BaseException, retries: int) -> str:
