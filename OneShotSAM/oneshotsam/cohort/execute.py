@@ -159,7 +159,14 @@ def start_ray(opts: RayOptions) -> tuple[Any, bool]:
         return ray, False
     kw: dict[str, Any] = {"logging_level": "WARNING", "log_to_driver": True}
     try:
-        _init(ray, opts, kw)
+        for attempt in range(3):  # a loaded machine can miss Ray's fixed 30 s node start-up wait
+            try:
+                _init(ray, opts, kw)
+                break
+            except Exception as exc:
+                if opts.address or attempt == 2 or "timed out during startup" not in str(exc):
+                    raise
+                ray.shutdown()
     except Exception as exc:  # Ray raises several kinds here
         where = f"join the Ray cluster at {opts.address}" if opts.address else "start a local Ray"
         raise OneShotError(f"could not {where}: {str(exc).strip()[:300]} (rerun; on an overloaded "
