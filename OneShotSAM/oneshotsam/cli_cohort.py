@@ -120,7 +120,8 @@ def run(args: argparse.Namespace) -> int:
         workers, how = args.workers, "--workers" if args.workers else "cluster"
     jobs, records = execute.plan(patients, cfg, args.output_dir, sys.argv[1:])
     in_process = args.address is None and workers == 1
-    mode = "in-process" if in_process else (f"Ray {args.address}" if args.address else f"local Ray, {workers} workers")
+    mode = ("in-process" if in_process else
+            f"Ray {args.address}" if args.address else f"local Ray, {workers} workers")
     n_todo = sum(len(j.targets) for j in jobs)
     if not args.quiet:
         print(f"{len(patients)} patients, {len(records)} targets: {n_todo} to do "

@@ -95,7 +95,8 @@ def test_workers_1_runs_in_process_without_ray_and_resumes_after_ctrl_c(
         "week1.nii.gz", "week1.report.json", "week1.seg.nrrd"]
     assert all(t["mean_dice"] > 0.5 for t in summ["targets"])
     csv_rows = (out / "summary.csv").read_text().splitlines()
-    assert csv_rows[0].startswith("patient,visit,row,status,seconds,confidence,n_flagged,flagged_slices,dice_1")
+    assert csv_rows[0].startswith(
+        "patient,visit,row,status,seconds,cpu_seconds,confidence,n_flagged,flagged_slices,dice_1")
     assert len(csv_rows) == 3
 
 

@@ -58,7 +58,8 @@ def test_two_workers_same_labels_as_propagate_and_rerun_skips(local_ray, tmp_pat
     data = tmp_path / "data"
     for pid in ("P01", "P02"):
         prop = tmp_path / "prop" / pid
-        targets = sorted(str(p) for p in (data / pid).iterdir() if p.name.startswith("fu") and "_gt" not in p.name)
+        targets = sorted(str(p) for p in (data / pid).iterdir()
+                         if p.name.startswith("fu") and "_gt" not in p.name)
         assert main(["propagate", "--reference-volume", str(data / pid / "ref.nii.gz"),
                      "--reference-labels", str(data / pid / "ref_label.nii.gz"), "--targets", *targets,
                      "--output-dir", str(prop), *TINY_ARGS]) == 0

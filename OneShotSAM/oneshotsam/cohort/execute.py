@@ -88,9 +88,9 @@ def plan(patients: Sequence[PatientPlan], config: Any, output_dir: str | Path,
         ref_d, lab_d = cache.digest(p.reference.image), cache.digest(p.reference.labels)
         todo, keys = [], []
         for t in p.targets:
+            gt_d = cache.digest(t.ground_truth) if t.ground_truth else None
             key = target_key(settings, {"reference": ref_d, "reference_labels": lab_d,
-                                        "image": cache.digest(t.image),
-                                        "ground_truth": cache.digest(t.ground_truth) if t.ground_truth else None})
+                                        "image": cache.digest(t.image), "ground_truth": gt_d})
             rep = load_complete(out / p.patient, t.visit, key)
             if rep is not None:
                 records[(p.patient, t.visit)] = record_from_report(t, rep, "up-to-date")

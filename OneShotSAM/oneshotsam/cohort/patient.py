@@ -52,7 +52,8 @@ class PatientJob:
 def base_record(v: Visit, status: str, **kw: Any) -> dict[str, Any]:
     """A summary row for target ``v`` (see :mod:`.summary` for the columns)."""
     rec: dict[str, Any] = {"patient": v.patient, "visit": v.visit, "row": v.row, "image": v.image,
-                           "status": status, "seconds": None, "confidence": None,
+                           "status": status, "seconds": None, "cpu_seconds": None,
+                           "confidence": None,
                            "flagged_slices": [], "dice": {}, "mean_dice": None, "error": "",
                            "labels": "", "segmentation": "", "report": ""}
     rec.update(kw)
@@ -63,7 +64,8 @@ def record_from_report(v: Visit, report: dict[str, Any], status: str) -> dict[st
     """The summary row of a committed target report."""
     c = report["cohort"]
     out = report["outputs"][0]
-    return base_record(v, status, seconds=c.get("seconds"), confidence=c.get("confidence"),
+    return base_record(v, status, seconds=c.get("seconds"), cpu_seconds=c.get("cpu_seconds"),
+                       confidence=c.get("confidence"),
                        flagged_slices=c.get("flagged_slices", []), dice=c.get("dice", {}),
                        mean_dice=c.get("mean_dice"), labels=out["labels"],
                        segmentation=out["segmentation"], report=c.get("report_path", ""),
@@ -116,7 +118,7 @@ def run_target(job: PatientJob, i: int, ref, ref_labels, progress=None) -> dict[
     from oneshotsam.volume.pipeline import propagate
 
     v = job.targets[i]
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     staging = new_staging(job.patient_dir, v.visit)
     try:
         target = read_volume(v.image)
@@ -127,11 +129,13 @@ def run_target(job: PatientJob, i: int, ref, ref_labels, progress=None) -> dict[
         dice, mean_dice = _scores(res, v.ground_truth, values)
         conf, flagged = _target_summary(res.report)
         seconds = round(time.perf_counter() - t0, 2)
+        cpu_seconds = round(time.process_time() - c0, 2)  # this process, all its threads
         cohort = {"patient": job.patient, "visit": v.visit, "row": v.row, "key": job.keys[i],
                   "image": v.image, "ground_truth": v.ground_truth,
                   "reference": {"visit": job.reference.visit, "image": job.reference.image,
                                 "labels": job.reference.labels},
-                  "seconds": seconds, "confidence": conf, "flagged_slices": flagged,
+                  "seconds": seconds, "cpu_seconds": cpu_seconds, "confidence": conf,
+                  "flagged_slices": flagged,
                   "dice": dice, "mean_dice": mean_dice, "pid": os.getpid(),
                   "host": socket.gethostname(),
                   "report_path": str(job.patient_dir / f"{v.visit}.report.json"), **job.extra}

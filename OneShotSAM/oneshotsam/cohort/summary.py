@@ -3,6 +3,7 @@
 Columns of ``summary.csv``: ``patient, visit, row`` (manifest row), ``status`` (``done``
 this run, ``up-to-date`` from an earlier run with the same inputs and settings,
 ``failed``, ``not run``), ``seconds`` (wall time of the target, from its report),
+``cpu_seconds`` (CPU time of its process meanwhile, all threads: the load-independent cost),
 ``confidence`` (mean method confidence over the seed and predicted slices),
 ``n_flagged`` and ``flagged_slices`` (space-separated slice indices to review first),
 ``dice_<label>`` per label value and ``mean_dice`` (targets with a ``ground_truth``),
@@ -21,7 +22,8 @@ from typing import Any, Sequence
 
 from oneshotsam.cohort.state import write_json_atomic, write_text_atomic
 
-_FRONT = ("patient", "visit", "row", "status", "seconds", "confidence", "n_flagged", "flagged_slices")
+_FRONT = ("patient", "visit", "row", "status", "seconds", "cpu_seconds", "confidence", "n_flagged",
+          "flagged_slices")
 _BACK = ("mean_dice", "error", "labels", "segmentation", "report", "image")
 
 
