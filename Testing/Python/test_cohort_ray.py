@@ -22,7 +22,14 @@ ray = pytest.importorskip("ray")
 @pytest.fixture(scope="module")
 def local_ray():
     """A real local Ray: 2 CPUs and 1 logical GPU (scheduling only, nothing runs on it)."""
-    ray.init(num_cpus=2, num_gpus=1, include_dashboard=False, logging_level="WARNING")
+    for attempt in range(3):  # Ray waits a fixed 30 s for its node: a loaded machine can miss it
+        try:
+            ray.init(num_cpus=2, num_gpus=1, include_dashboard=False, logging_level="WARNING")
+            break
+        except Exception as exc:
+            if attempt == 2 or "timed out during startup" not in str(exc):
+                raise
+            ray.shutdown()
     yield ray
     ray.shutdown()
 
