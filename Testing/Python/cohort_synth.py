@@ -14,12 +14,18 @@ import numpy as np
 from oneshotsam.types import Volume
 from volume_synth import affine, ellipsoid, sample
 
-#: tiny warp-volume training (as test_volume_engines_cli.py)
-TINY_WARP = (("steps", 4), ("followup_steps", 4), ("resolution", 32), ("batch", 2), ("aug_per_step", 1),
-             ("cross_repeat", 1))
+from test_volume_engines_cli import TINY_WARP  # tiny warp-volume training
+
 #: options shared by every cohort / propagate call of the tests
 TINY_ARGS = ["--window", "0,1", "--no-align", "--device", "cpu", "--quiet"] + sum(
     (["--set", f"{k}={v}"] for k, v in TINY_WARP), [])
+
+
+def run_cohort(manifest: Path, out: Path, *extra: str) -> int:
+    """``oneshotsam cohort MANIFEST --output-dir OUT`` with the tiny settings and ``extra``."""
+    from oneshotsam.cli import main
+
+    return main(["cohort", str(manifest), "--output-dir", str(out), *TINY_ARGS, *extra])
 
 
 def _write(path: Path, vol: Volume) -> str:

@@ -9,13 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from cohort_synth import TINY_ARGS, make_cohort
-
-
-def _cohort(manifest: Path, out: Path, *extra: str) -> int:
-    from oneshotsam.cli import main
-
-    return main(["cohort", str(manifest), "--output-dir", str(out), *TINY_ARGS, *extra])
+from cohort_synth import make_cohort
+from cohort_synth import run_cohort as _cohort
 
 
 def _rows(manifest: Path) -> list[str]:

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from cohort_synth import TINY_ARGS, make_cohort
+from cohort_synth import run_cohort as _cohort
 
 ray = pytest.importorskip("ray")
 
@@ -32,12 +33,6 @@ def local_ray():
             ray.shutdown()
     yield ray
     ray.shutdown()
-
-
-def _cohort(manifest: Path, out: Path, *extra: str) -> int:
-    from oneshotsam.cli import main
-
-    return main(["cohort", str(manifest), "--output-dir", str(out), *TINY_ARGS, *extra])
 
 
 def _summary(out: Path) -> dict:
