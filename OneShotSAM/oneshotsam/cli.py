@@ -8,6 +8,7 @@ that ``import oneshotsam.cli`` costs argparse only):
 * ``weights``   list / download official SAM and SAM 2 checkpoints: :mod:`oneshotsam.cli_weights`
 * ``benchmark`` paper-protocol benchmarks on the shared data: :mod:`oneshotsam.cli_benchmark`
 * ``propagate`` one annotated slice -> whole volume and follow-up visits: :mod:`oneshotsam.volume.cli`
+* ``cohort``    every patient of a manifest, resumable, on Ray: :mod:`oneshotsam.cli_cohort`
 
 Errors a user can fix (:class:`~oneshotsam.errors.OneShotError`, missing
 or unreadable files) print one line ``error: ...`` on stderr and exit with
@@ -168,6 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_weights(sub, common)
     _add_benchmark(sub, common)
     importlib.import_module("oneshotsam.volume.cli").add_parser(sub)
+    importlib.import_module("oneshotsam.cli_cohort").add_parser(sub)
     _add_common_to_new(sub, common)
     return parser
 
@@ -185,6 +187,8 @@ def _handler(args: argparse.Namespace) -> Callable[[argparse.Namespace], int]:
         return importlib.import_module("oneshotsam.volume.cli").run_benchmark
     if args.command == "propagate":
         return importlib.import_module("oneshotsam.volume.cli").run
+    if args.command == "cohort":
+        return importlib.import_module("oneshotsam.cli_cohort").run
     raise SystemExit(f"unknown command {args.command!r}")  # argparse prevents this
 
 

@@ -159,3 +159,47 @@ def test_segment_with_an_rtstruct_reference_writes_rtstruct(planning):
     assert [s["name"] for s in back.meta["segments"]] == ["Liver"]
     assert np.array_equal(np.asarray(back.voxels), np.asarray(medio.read_label_volume(out / "followup.nii.gz").voxels))
     assert dciodvfy_errors(out / "followup.rtstruct.dcm") == []
+
+
+def test_cohort_takes_dicom_folders_and_rtstruct(planning):
+    """A manifest row with a DICOM folder and an RTSTRUCT reference; RTSTRUCT out equals the
+    cohort's own NIfTI output and ``propagate``'s, and a rerun skips the target."""
+    r = planning["root"]
+    manifest = r / "cohort.csv"
+    manifest.write_text("patient,visit,image,labels\n"
+                        f"RT1,plan,{r / 'plan'},{planning['rs']}\n"
+                        f"RT1,followup,{r / 'followup'},\n")
+    out = r / "cohort"
+    args = ["cohort", str(manifest), "--output-dir", str(out), "--workers", "1", "--quiet",
+            "--window=-1000,500", "--device", "cpu", "--roi", *NAMES,
+            "--output-format", "nifti", "rtstruct", *TINY_DENSE]
+    assert main(args) == 0
+    names = sorted(p.name for p in (out / "RT1").iterdir())
+    assert names == ["followup.nii.gz", "followup.report.json", "followup.rtstruct.dcm"]
+    fu = medio.read_volume(r / "followup")
+    nifti = np.asarray(medio.read_label_volume(out / "RT1" / "followup.nii.gz").voxels)
+    back = medio.read_label_volume(out / "RT1" / "followup.rtstruct.dcm", reference=fu)
+    assert [s["name"] for s in back.meta["segments"]] == NAMES
+    assert np.array_equal(np.asarray(back.voxels), nifti)
+    assert dciodvfy_errors(out / "RT1" / "followup.rtstruct.dcm") == []
+    assert _propagate(planning, r / "single", ["--roi", *NAMES, *TINY_DENSE]) == 0
+    single = np.asarray(medio.read_label_volume(r / "single" / "followup.nii.gz").voxels)
+    assert np.array_equal(single, nifti)  # the same engine path as propagate
+    mtimes = {p.name: p.stat().st_mtime_ns for p in (out / "RT1").iterdir()}
+    assert main(args) == 0  # rerun: up to date, nothing rewritten
+    assert {p.name: p.stat().st_mtime_ns for p in (out / "RT1").iterdir()} == mtimes
+    summary = json.loads((out / "summary.json").read_text())
+    assert [t["status"] for t in summary["targets"]] == ["up-to-date"]
+
+
+def test_cohort_refuses_dicom_output_for_nifti_targets(tmp_path, planning):
+    r = planning["root"]
+    medio.write_label_volume(Volume(np.zeros(SHAPE, np.uint8), PLAN_AFF, "x"), tmp_path / "fu.nii.gz")
+    manifest = tmp_path / "cohort.csv"
+    manifest.write_text("patient,visit,image,labels\n"
+                        f"RT1,plan,{r / 'plan'},{planning['rs']}\n"
+                        f"RT1,fu,{tmp_path / 'fu.nii.gz'},\n")
+    out = tmp_path / "cohort"
+    assert main(["cohort", str(manifest), "--output-dir", str(out), "--workers", "1", "--quiet",
+                 "--output-format", "rtstruct"]) == 2
+    assert not out.exists()

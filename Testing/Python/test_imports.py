@@ -16,7 +16,7 @@ import pytest
 
 ENGINE = Path(__file__).resolve().parents[2] / "OneShotSAM"
 HEAVY = ("torch", "torchvision", "sam2", "segment_anything", "hydra", "slicer", "qt", "PythonQt",
-         "monai", "pydicom", "highdicom", "rt_utils")
+         "monai", "pydicom", "highdicom", "rt_utils", "ray")
 
 #: modules meant to be light (importing them must not load a heavy package)
 LIGHT_MODULES = [
@@ -50,6 +50,9 @@ LIGHT_MODULES = [
     "oneshotsam.volume.pipeline",
     "oneshotsam.volume.cli",
     "oneshotsam.benchmark2d",
+    "oneshotsam.cli_cohort",
+    "oneshotsam.cohort.execute",
+    "oneshotsam.cohort.patient",
 ]
 
 _PROBE = """

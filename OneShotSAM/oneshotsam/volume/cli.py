@@ -53,17 +53,23 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                    help="annotated slice indices along --axis (default: every labelled slice)")
     p.add_argument("--targets", nargs="+", default=None, metavar="VOL",
                    help="follow-up volumes (default: fill the reference volume itself)")
-    p.add_argument("--axis", default="axial", choices=AXES,
-                   help="slicing direction of the reference volume (default axial)")
     p.add_argument("--output-dir", required=True, metavar="OUT",
                    help="folder for the label volumes, .seg.nrrd files and report.json "
                         "(created; written only when the run finishes)")
     p.add_argument("--fixed-slices", type=int, nargs="+", default=(), metavar="K",
                    help="slices already approved (reference volume): kept, used as references")
-    add_propagation_arguments(p)
-    add_model_arguments(p)
+    add_propagation_options(p)
     p.add_argument("--quiet", action="store_true", help="no progress output")
     return p
+
+
+def add_propagation_options(p: argparse.ArgumentParser) -> None:
+    """Method and propagation options of ``propagate``, shared with ``oneshotsam cohort``:
+    ``--axis``, every setting of :mod:`oneshotsam.settings` and the model options."""
+    p.add_argument("--axis", default="axial", choices=AXES,
+                   help="slicing direction of the reference volume (default axial)")
+    add_propagation_arguments(p)
+    add_model_arguments(p)
 
 
 def config_from_args(args: argparse.Namespace):
