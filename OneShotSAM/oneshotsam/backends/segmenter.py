@@ -256,6 +256,37 @@ class TorchSegmenter(abc.ABC):
         resize (and pad) to the ``L x L`` input, then area-averaged to ``G x G``."""
         return self._mask_to_square(mask, image_hw, self.grid_size)
 
+    def mask_to_grid_centre(self, mask: np.ndarray, image_hw: tuple[int, int],
+                            subtract_midpoint: bool = True) -> np.ndarray:
+        """``(G, G)`` float32: the P2SAM authors' reduction of a mask to the grid.
+
+        The ``(H, W)`` mask (``> 0`` = inside) goes through the image's resize
+        (and pad) to the ``L x L`` input as 8-bit values (the authors resize an
+        8-bit mask image), the midpoint ``(max + min) / 2`` of that input-frame
+        map is subtracted, and the result is resized bilinearly (no antialias,
+        half-pixel centres) to ``G x G``. ``> 0`` marks cells whose centre
+        sample lies inside the mask (coverage about >= 0.5), not cells the
+        mask merely touches. Values are in units of the mask's 0..1 range.
+        ``subtract_midpoint=False`` is PerSAM's code (no midpoint: ``> 0`` keeps
+        cells whose centre sample the mask touches at all).
+        """
+        import torch
+        import torch.nn.functional as F
+
+        hw = _check_hw(image_hw)
+        m = np.asarray(mask)
+        if m.shape != hw:
+            raise OneShotError(f"mask is {m.shape[1]}x{m.shape[0]} but the image is "
+                               f"{hw[1]}x{hw[0]}: they must share one pixel grid")
+        g = self.grid_size
+        with torch.inference_mode():
+            t = torch.as_tensor((m > 0).astype(np.float32), device=self.device)[None, None]
+            t = torch.round(self._image_to_input(t, hw).clamp(0.0, 1.0) * 255.0) / 255.0
+            if subtract_midpoint:
+                t = t - (t.max() + t.min()) / 2.0
+            t = F.interpolate(t, size=(g, g), mode="bilinear", align_corners=False)
+            return t[0, 0].cpu().numpy().astype(np.float32)
+
     def grid_to_image(self, grid_map: np.ndarray, image_hw: tuple[int, int]) -> np.ndarray:
         """``(G, G)`` map -> ``(H, W)`` float32 in the image frame, upsampled with
         the package's own mask post-processing (bilinear; SAM 1 drops padding)."""

@@ -1,7 +1,8 @@
 """PerSAM (Zhang et al. 2023), training-free, the baseline of P2SAM and Med-PerSAM.
 
 Per reference label value: prototype = mean raw reference foreground feature
-(grid cells with mask coverage > 0); on a target, cosine similarity with the
+(grid cells whose centre sample the mask touches: PerSAM's code resizes the
+mask like the image, bilinearly to the grid, and keeps ``> 0``); on a target, cosine similarity with the
 L2-normalised features; positive point = argmax, negative point = argmin (valid
 cells only); then PerSAM's cascade:
 
@@ -193,7 +194,8 @@ class PerSAM:
         lab = np.asarray(reference_labels)
         priors = []
         for v in values:
-            cells = reference_cells(self.backend, lab == v, ref.mapping, f"reference label {v}")
+            cells = reference_cells(self.backend, lab == v, ref.mapping, f"reference label {v}",
+                                    subtract_midpoint=False)
             feats = masked_features(ref.feature_map, cells.foreground)
             priors.append(_Prior(v, mean_prototype(feats), feats.shape[0], cells.messages))
         use_attn = self.config.target_guided_attention and self.attention_supported
