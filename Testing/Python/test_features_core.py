@@ -67,12 +67,12 @@ class CellBackend:
     def mask_to_grid(self, mask, image_hw):
         return self._cells(np.asarray(mask, dtype=np.float32))
 
-    def mask_to_grid_centre(self, mask, image_hw, subtract_midpoint=True):
+    def mask_to_grid_centre(self, mask, image_hw, rule="midpoint"):
         import cv2   # bilinear, no antialias: the mask sampled at each cell centre
 
         g = self.grid_size
         v = cv2.resize(np.asarray(mask, np.float32), (g, g), interpolation=cv2.INTER_LINEAR)
-        return v - 0.5 if subtract_midpoint else v
+        return v - 0.5
 
     def grid_to_image(self, grid_map, image_hw):
         import cv2

@@ -105,11 +105,10 @@ class PromptableSegmenter(Protocol):
         ...
 
     def mask_to_grid_centre(self, mask: np.ndarray, image_hw: tuple[int, int],
-                            subtract_midpoint: bool = True) -> np.ndarray:
+                            rule: str = "midpoint") -> np.ndarray:
         """``(G, G)`` float32, ``> 0`` on cells whose centre lies inside the mask:
         the mask through the image's resize (and pad), minus its midpoint,
-        bilinear to ``G x G`` (the P2SAM authors' reduction; without the
-        midpoint: PerSAM's code, ``> 0`` where the centre sample is touched)."""
+        bilinear to ``G x G`` (P2SAM's code; ``rule="persam"``: PerSAM's code)."""
         ...
 
     def grid_to_image(self, grid_map: np.ndarray, image_hw: tuple[int, int]) -> np.ndarray:

@@ -22,7 +22,7 @@ import numpy as np
 __all__ = [
     "GridMapping", "grid_mapping", "ReferenceCells", "reference_cells", "masked_features",
     "mean_prototype", "l2_normalize", "PartPrototypes", "part_prototypes", "similarity_maps",
-    "extreme_cells", "valid_cells_mask", "lowres_to_grid", "box_of_mask", "combine_label_masks",
+    "extreme_cells", "extreme_points_xy", "valid_cells_mask", "lowres_to_grid", "box_of_mask", "combine_label_masks",
 ]
 
 
@@ -141,15 +141,14 @@ class ReferenceCells:
 
 
 def reference_cells(backend, mask: np.ndarray, mapping: GridMapping, what: str = "mask",
-                    subtract_midpoint: bool = True) -> ReferenceCells:
+                    rule: str = "midpoint") -> ReferenceCells:
     """Foreground / background grid cells of a ``(H, W)`` binary reference mask.
 
     Foreground = valid cells with ``backend.mask_to_grid_centre(mask) > 0``: the
     P2SAM authors' reduction (mask through the image's resize / pad, minus its
     midpoint, bilinear to ``G x G``, keep ``> 0``), i.e. cells whose centre
     lies inside the mask (coverage about >= 0.5), not every cell the mask
-    touches (``subtract_midpoint=False``: PerSAM's code, cells whose centre
-    sample the mask touches). A mask that vanishes at grid resolution (the authors' code has no
+    touches (``rule="persam"``: PerSAM's variant of the same centre rule). A mask that vanishes at grid resolution (the authors' code has no
     foreground then) falls back to the cells holding the most mask pixels and
     says so in ``messages``; a mask over every valid cell leaves the cells with
     the lowest centre value as background. The input is not modified.
@@ -160,7 +159,7 @@ def reference_cells(backend, mask: np.ndarray, mapping: GridMapping, what: str =
     g = mapping.grid_size
     valid = valid_cells_mask(g, mapping.valid_hw)
     centre = np.asarray(backend.mask_to_grid_centre(m.astype(np.float32), mapping.image_hw,
-                                                    subtract_midpoint), dtype=np.float32)
+                                                    rule), dtype=np.float32)
     fg = (centre > 0) & valid
     messages: list[str] = []
     if not fg.any():
@@ -285,6 +284,29 @@ def extreme_cells(maps: np.ndarray, valid_hw: tuple[int, int], kind: str = "max"
     else:
         raise ValueError(f"kind must be 'max' or 'min'; got {kind!r}")
     return np.stack([idx // cols, idx % cols], axis=1).astype(np.int64)
+
+
+def extreme_points_xy(backend, maps: np.ndarray, mapping: GridMapping, kind: str = "max"
+                      ) -> np.ndarray:
+    """``(P, 2)`` float32 image pixels ``(x, y)`` of the max (or min) of each
+    ``(P, G, G)`` similarity map, picked as PerSAM's and P2SAM's
+    ``point_selection`` does: on the map brought to the image by
+    ``backend.similarity_to_image`` (bilinear x4, then SAM's mask
+    post-processing), first pixel in raster order on ties. A backend without
+    ``similarity_to_image`` gets the centre of the extreme valid grid cell."""
+    m = np.asarray(maps, dtype=np.float32)
+    if m.ndim == 2:
+        m = m[None]
+    if kind not in ("max", "min"):
+        raise ValueError(f"kind must be 'max' or 'min'; got {kind!r}")
+    up = getattr(backend, "similarity_to_image", None)
+    if up is None:
+        return mapping.cells_to_points_xy(extreme_cells(m, mapping.valid_hw, kind))
+    img = np.asarray(up(m, mapping.image_hw), dtype=np.float32)
+    flat = img.reshape(img.shape[0], -1)
+    idx = np.argmax(flat, axis=1) if kind == "max" else np.argmin(flat, axis=1)
+    w = img.shape[2]
+    return np.stack([idx % w, idx // w], axis=1).astype(np.float32)
 
 
 def lowres_to_grid(low_res: np.ndarray, grid_size: int, reduce: str = "bilinear") -> np.ndarray:

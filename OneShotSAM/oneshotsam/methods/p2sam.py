@@ -4,7 +4,8 @@ Paper: ../shared/papers/p2sam.txt (Sec. 3.2, Appendix C Tables 9/10, Appendix
 F Eq. 5); where the paper is silent, the authors' code (notes/methods.md).
 
 Per reference label value (a multi-label reference runs one binary problem per
-value; background = every valid grid cell outside that value):
+value; background = every grid cell outside that value, padding included, as
+the authors' code):
 
 * foreground cells = cells whose centre lies inside the mask (the authors'
   reduction: ``mask_to_grid_centre(mask) > 0``); their RAW features are
@@ -47,7 +48,7 @@ import numpy as np
 from oneshotsam.methods.base import (
     OneShotError, ProgressFn, RunResult, TargetResult, check_reference, no_progress)
 from oneshotsam.methods.features import (
-    PartPrototypes, box_of_mask, extreme_cells, lowres_to_grid, masked_features,
+    PartPrototypes, box_of_mask, extreme_points_xy, lowres_to_grid, masked_features,
     mean_prototype, part_prototypes, reference_cells, similarity_maps)
 from oneshotsam.methods.persam import (
     ClassOutcome, EncodedImage, ImageEncoder, _accepts, assemble_result, labels_dtype,
@@ -170,7 +171,9 @@ class P2SAM:
         for v in values:
             cells = reference_cells(self.backend, lab == v, ref.mapping, f"reference label {v}")
             fg = masked_features(ref.feature_map, cells.foreground)
-            bg = masked_features(ref.feature_map, cells.background)
+            # background = every grid cell outside the foreground, the padding of a
+            # non-square SAM 1 input included (the authors' `ref_feat[ref_mask <= 0]`)
+            bg = masked_features(ref.feature_map, ~cells.foreground)
             fg_parts = {n: part_prototypes(fg, n, cfg.seed, cfg.kmeans_n_init) for n in cfg.n_pos}
             bg_parts = {}
             if cfg.mode == "medical":
@@ -231,15 +234,17 @@ class P2SAM:
                                "timings_s": {k: round(v, 4) for k, v in timings.items()}}
         return assemble_result(outcomes, enc, dtype, rep)
 
-    def _negative_cells(self, enc: EncodedImage, prior: _ClassPrior, m: int,
-                        pos_maps: np.ndarray, cache: dict[int, np.ndarray]) -> np.ndarray:
+    def _negative_points(self, enc: EncodedImage, prior: _ClassPrior, m: int,
+                         pos_maps: np.ndarray, cache: dict[int, np.ndarray]) -> np.ndarray:
+        """``(m', 2)`` image ``(x, y)`` negatives: natural mode the argmin of the mean
+        part similarity, medical mode the argmax of each background part's."""
         if m == 0:
-            return np.zeros((0, 2), dtype=np.int64)
+            return np.zeros((0, 2), dtype=np.float32)
         if self.config.mode == "natural":
-            return extreme_cells(pos_maps.mean(axis=0), enc.valid_hw, "min")
+            return extreme_points_xy(self.backend, pos_maps.mean(axis=0), enc.mapping, "min")
         if m not in cache:
             sims = similarity_maps(enc.feature_map, prior.bg_parts[m].prototypes)
-            cache[m] = extreme_cells(sims, enc.valid_hw, "max")
+            cache[m] = extreme_points_xy(self.backend, sims, enc.mapping, "max")
         return cache[m]
 
     def _three_step(self, enc: EncodedImage, pts: np.ndarray, lab: np.ndarray,
@@ -316,17 +321,16 @@ class P2SAM:
         pos_cache = {}
         for n, parts in prior.fg_parts.items():
             maps = similarity_maps(enc.feature_map, parts.prototypes)
-            pos_cache[n] = (maps, extreme_cells(maps, enc.valid_hw, "max"))
+            pos_cache[n] = (maps, extreme_points_xy(self.backend, maps, enc.mapping, "max"))
         t0 = time.perf_counter()
         prompts, which, guides = [], [], []
         index: dict[bytes, int] = {}
         neg_cache: dict[int, np.ndarray] = {}
         for n, m in cfg.candidates:
-            maps, pos_cells = pos_cache[n]
-            cells = np.concatenate([pos_cells, self._negative_cells(enc, prior, m, maps, neg_cache)])
-            pts = enc.mapping.cells_to_points_xy(cells)
-            lab = np.concatenate([np.ones(len(pos_cells), np.int64),
-                                  np.zeros(len(cells) - len(pos_cells), np.int64)])
+            maps, pos_pts = pos_cache[n]
+            pts = np.concatenate([pos_pts, self._negative_points(enc, prior, m, maps, neg_cache)])
+            lab = np.concatenate([np.ones(len(pos_pts), np.int64),
+                                  np.zeros(len(pts) - len(pos_pts), np.int64)])
             key = pts.tobytes() + lab.tobytes() + (str(n).encode() if cfg.mode == "natural" else b"")
             if key not in index:  # parts collapsed: same prompts as an earlier candidate
                 index[key] = len(prompts)
