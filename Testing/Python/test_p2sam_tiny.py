@@ -56,7 +56,7 @@ def test_end_to_end(backend, method):
         cls = r.report["classes"]["4"]
         pts = np.asarray(cls["prompts"]["points_xy"])
         h, w = t.shape_hw
-        assert np.all((pts >= 0) & (pts[:, 0] <= w - 1) & (pts[:, 1] <= h - 1))
+        assert np.all(pts >= 0) and np.all(pts[:, 0] <= w - 1) and np.all(pts[:, 1] <= h - 1)
         json.dumps(r.report)
     assert np.array_equal(res.results[0].labels, res.results[2].labels)  # deterministic
     json.dumps(res.report)
