@@ -67,6 +67,13 @@ class CellBackend:
     def mask_to_grid(self, mask, image_hw):
         return self._cells(np.asarray(mask, dtype=np.float32))
 
+    def mask_to_grid_centre(self, mask, image_hw, rule="midpoint"):
+        import cv2   # bilinear, no antialias: the mask sampled at each cell centre
+
+        g = self.grid_size
+        v = cv2.resize(np.asarray(mask, np.float32), (g, g), interpolation=cv2.INTER_LINEAR)
+        return v - 0.5
+
     def grid_to_image(self, grid_map, image_hw):
         import cv2
 
@@ -211,18 +218,13 @@ def test_upsample_lowres_round_trip():
 
 
 def test_reference_cells_fallback_for_vanishing_mask():
-    class SamplingBackend(CellBackend):   # bilinear sampling misses small masks
-        def mask_to_grid(self, mask, image_hw):
-            import cv2
-            return cv2.resize(np.asarray(mask, np.float32), (8, 8), interpolation=cv2.INTER_NEAREST)
-
-    be = SamplingBackend()
+    be = CellBackend()   # centre sampling misses small masks
     m = grid_mapping(be, (64, 64), (8, 8))
     mask = np.zeros((64, 64), bool)
     mask[41:43, 18:21] = True                 # 6 px inside cell (5, 2)
     cells = reference_cells(be, mask, m)
     assert np.argwhere(cells.foreground).tolist() == [[5, 2]]
-    assert "vanishes" in cells.messages[0]
+    assert "covers no cell centre" in cells.messages[0]
     assert cells.background.sum() == 63
 
 

@@ -173,12 +173,51 @@ def test_bilateral_two_lungs_points_split_evenly():
 
 def test_bilateral_split_column_cases():
     two = _rect((64, 64), 10, 50, 4, 20) | _rect((64, 64), 10, 50, 40, 60)
-    assert bilateral_split_column(two) == pytest.approx((11.5 + 49.5) / 2)
+    assert bilateral_split_column(two) == pytest.approx((4 + 59) / 2)   # box centre
+    assert bilateral_split_column(two, "image-midline") == pytest.approx(31.5)
     one = _rect((64, 64), 10, 50, 10, 31)
     assert bilateral_split_column(one) == pytest.approx(20.0)
-    # a third small component does not move the line
-    three = two | _rect((64, 64), 60, 62, 0, 2)
-    assert bilateral_split_column(three) == pytest.approx(bilateral_split_column(two))
+    assert bilateral_split_column(np.zeros((8, 10), bool)) == pytest.approx(4.5)
+    with pytest.raises(ValueError):
+        bilateral_split_column(two, "largest")
+
+
+def _dental_arch(shape=(256, 256), n_teeth=16, molar_scale=1.3):
+    """A synthetic upper arch: ``n_teeth`` separate ellipses on a parabola
+    symmetric about column 127.5, molars (the ends) much larger than incisors,
+    so the two largest components are the two molars of the SAME side when one
+    side's molars are drawn larger (as on a tilted radiograph)."""
+    import cv2
+
+    h, w = shape
+    m = np.zeros(shape, np.uint8)
+    xs = np.linspace(40, 215, n_teeth)
+    for i, x in enumerate(xs):
+        y = 60 + 0.012 * (x - 127.5) ** 2
+        t = abs(i - (n_teeth - 1) / 2) / ((n_teeth - 1) / 2)      # 0 incisor .. 1 molar
+        r = 3 + 3 * molar_scale * t ** 2
+        if x < 127.5 and t > 0.8:                                   # left molars drawn larger
+            r *= 1.4
+        cv2.ellipse(m, (int(round(x)), int(round(y))), (int(r), int(r * 1.3)), 0, 0, 360, 1, -1)
+    return m.astype(bool)
+
+
+def test_bilateral_split_on_a_multi_tooth_arch():
+    import cv2
+
+    arch = _dental_arch()
+    n, lab, stats, cents = cv2.connectedComponentsWithStats(arch.astype(np.uint8), connectivity=8)
+    assert n - 1 == 16                                              # 16 separate teeth
+    two_largest = cents[1:][np.argsort(-stats[1:, cv2.CC_STAT_AREA])[:2], 0]
+    assert two_largest.max() < 60    # both left molars: a split between them would sit at ~46
+    split = bilateral_split_column(arch)
+    assert abs(split - 127.5) <= 2.0                                # the arch's midline
+    cfg = PromptConfig(3, 3, 10, bilateral=True)
+    p = generate_prompts(arch, np.random.default_rng(0).normal(size=arch.shape), cfg)
+    assert abs(p.info["split_col"] - 127.5) <= 2.0
+    for rc in (p.info["work_pos_rc"], p.info["work_neg_rc"]):
+        assert (rc[:, 1] < p.info["split_col"]).sum() == 5
+        assert (rc[:, 1] >= p.info["split_col"]).sum() == 5
 
 
 def test_bilateral_one_sided_gives_all_points_to_that_side():

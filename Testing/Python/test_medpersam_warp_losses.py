@@ -88,3 +88,28 @@ def test_seg_loss_perfect_wrong_and_ce_weight(ssim):
 def test_unknown_image_loss_is_rejected():
     with pytest.raises(ValueError):
         WarpLosses(LossConfig(image_loss="mse"))
+
+
+def test_aug_loss_weighting_readings():
+    """Eq. 2 with Table 12's lambda_aug = 0.1 and B.1's segmentation weight 1, on an
+    augmented pair whose parts are known: an identical image with a zero flow
+    (L_warp = 0 + 0.75 * 0) and a completely wrong warped mask (L_seg ~ 1.0138)."""
+    img = _img(3, s=24)
+    flow = torch.zeros(1, 2, 24, 24)
+    lab = torch.zeros(1, 12, 12, dtype=torch.long)
+    lab[0, 2:6, 2:6] = 1
+    t, wrong = _onehot(lab), _onehot(1 - lab)
+    for reading in ("warp", "whole"):
+        L = WarpLosses(LossConfig(image_loss="ssim", lambda_aug=0.1, aug_weighting=reading))
+        warp = L.warp_loss(img, img, flow)
+        seg = L.seg(wrong, t)
+        assert float(warp) == pytest.approx(0.0, abs=1e-4)
+        expected = float(seg) if reading == "warp" else 0.1 * float(seg)
+        assert float(L.aug_loss(warp, seg)) == pytest.approx(expected, rel=1e-6)
+    # plain numbers: 0.1 * 2 + 1 * 3 (default reading) vs 0.1 * (2 + 3)
+    two, three = torch.tensor(2.0), torch.tensor(3.0)
+    assert float(WarpLosses(LossConfig()).aug_loss(two, three)) == pytest.approx(3.2)
+    whole = WarpLosses(LossConfig(aug_weighting="whole"))
+    assert float(whole.aug_loss(two, three)) == pytest.approx(0.5)
+    with pytest.raises(ValueError):
+        LossConfig(aug_weighting="seg")

@@ -101,18 +101,12 @@ def test_multilabel_values_and_dtype_kept():
 
 
 def test_mask_too_small_for_grid_falls_back():
-    class SamplingBackend(CellBackend):
-        def mask_to_grid(self, mask, image_hw):
-            import cv2
-            return cv2.resize(np.asarray(mask, np.float32), (8, 8),
-                              interpolation=cv2.INTER_NEAREST)
-
     lab = np.zeros((64, 64), np.uint8)
-    lab[18:21, 18:21] = 1                     # 9 px inside one core cell
+    lab[21:24, 21:24] = 1                     # 9 px inside cell (2, 2), off its centre
     ref = lab.copy()
-    _, res = _run(backend=SamplingBackend(), ref_lab=lab)
+    _, res = _run(backend=CellBackend(), ref_lab=lab)   # misses every cell centre
     assert np.array_equal(lab, ref)
-    assert any("vanishes" in m for m in res.report["messages"])
+    assert any("covers no cell centre" in m for m in res.report["messages"])
     assert res.results[0].labels.shape == (64, 64)
 
 

@@ -56,7 +56,7 @@ def test_end_to_end(backend, method):
         cls = r.report["classes"]["4"]
         pts = np.asarray(cls["prompts"]["points_xy"])
         h, w = t.shape_hw
-        assert np.all((pts >= 0) & (pts[:, 0] <= w - 1) & (pts[:, 1] <= h - 1))
+        assert np.all(pts >= 0) and np.all(pts[:, 0] <= w - 1) and np.all(pts[:, 1] <= h - 1)
         json.dumps(r.report)
     assert np.array_equal(res.results[0].labels, res.results[2].labels)  # deterministic
     json.dumps(res.report)
@@ -106,3 +106,30 @@ def test_grid_geometry_of_real_backend(backend):
     want = np.array([[(3.5 * cell_px) * sx - 0.5, (3.5 * cell_px) * sy - 0.5],
                      [(5.5 * cell_px) * sx - 0.5, (1.5 * cell_px) * sy - 0.5]])
     assert np.allclose(pts, want, atol=0.05)
+
+
+def test_natural_mode_decodes_like_the_authors_perseg(backend, monkeypatch):
+    """Natural mode = the authors' p2sam_perseg: step 1 with target-semantic prompting
+    and target-guided attention, steps 2-3 multimask (best score kept)."""
+    calls = []
+    real = backend.decode
+
+    def decode(emb, points_xy=None, point_labels=None, box_xyxy=None, mask_logits=None,
+               multimask=False, token_prototype=None, attn_sim=None):
+        calls.append((bool(multimask), token_prototype is not None, attn_sim is not None,
+                      mask_logits is not None, box_xyxy is not None))
+        return real(emb, points_xy, point_labels, box_xyxy=box_xyxy, mask_logits=mask_logits,
+                    multimask=multimask, token_prototype=token_prototype, attn_sim=attn_sim)
+
+    monkeypatch.setattr(backend, "decode", decode)
+    m = P2SAM(backend, P2SAMConfig(mode="natural", n_pos=(1, 2), n_neg=(1,)))
+    res = m.segment(REF, REF_MASK.astype(np.uint8), TARGETS[:1])
+    assert m.attention_supported
+    assert calls[0] == (False, True, True, False, False)          # step 1
+    assert calls[1] == (True, False, False, True, False)          # step 2: + logits, multimask
+    steps = {c for c in calls}
+    assert steps <= {(False, True, True, False, False), (True, False, False, True, False),
+                     (True, False, False, True, True)}
+    cls = res.results[0].report["classes"]["1"]
+    assert [c["n_pos"] for c in cls["candidates"]] == [1, 2]
+    assert cls["prompts"]["point_labels"][-1] == 0                # one PerSAM-style negative

@@ -104,6 +104,13 @@ class PromptableSegmenter(Protocol):
         same resize (and pad) as the image."""
         ...
 
+    def mask_to_grid_centre(self, mask: np.ndarray, image_hw: tuple[int, int],
+                            rule: str = "midpoint") -> np.ndarray:
+        """``(G, G)`` float32, ``> 0`` on cells whose centre lies inside the mask:
+        the mask through the image's resize (and pad), minus its midpoint,
+        bilinear to ``G x G`` (P2SAM's code; ``rule="persam"``: PerSAM's code)."""
+        ...
+
     def grid_to_image(self, grid_map: np.ndarray, image_hw: tuple[int, int]) -> np.ndarray:
         """Upsample a ``(G, G)`` map to the ``(H, W)`` image frame (bilinear),
         dropping padding."""

@@ -153,14 +153,19 @@ def _block_with_sim(layer, queries, keys, query_pe, key_pe, attn_sim):
 
 
 def _run_transformer(tr, image_embedding, image_pe, point_embedding, proto, attn_sim):
-    """``TwoWayTransformer.forward`` with PerSAM's additions (PerSAM code order:
-    prototype added to the queries before each block and to the final
-    token-to-image query)."""
+    """``TwoWayTransformer.forward`` with PerSAM's additions, as the PerSAM and
+    P2SAM code computes them: ``queries += target_embedding`` before each block
+    and ``q += target_embedding`` before the final token-to-image attention.
+    Their first ``+=`` runs in place on the tensor that is also
+    ``point_embedding``, so the prototype enters the tokens' positional term
+    (``query_pe`` of every block and of the final attention) once as well."""
     keys = image_embedding.flatten(2).permute(0, 2, 1)
     key_pe = image_pe.flatten(2).permute(0, 2, 1)
+    if proto is not None:
+        point_embedding = point_embedding + proto  # their in-place add on the shared tensor
     queries = point_embedding
-    for layer in tr.layers:
-        if proto is not None:
+    for i, layer in enumerate(tr.layers):
+        if proto is not None and i > 0:
             queries = queries + proto
         if attn_sim is None:
             queries, keys = layer(queries=queries, keys=keys, query_pe=point_embedding,

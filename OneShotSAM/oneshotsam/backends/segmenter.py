@@ -22,6 +22,11 @@ from oneshotsam.backends.common import (
     content_key, resolve_device)
 from oneshotsam.methods.base import OneShotError
 
+#: reductions of a mask to the feature grid (:meth:`TorchSegmenter.mask_to_grid_centre`)
+GRID_RULES = ("midpoint", "persam")
+#: SAM 1's pixel mean / std of the first channel, which PerSAM's code applies to the mask
+PERSAM_MASK_MEAN, PERSAM_MASK_STD = 123.675, 58.395
+
 
 class TorchSegmenter(abc.ABC):
     """A promptable segmenter over a SAM-family torch model.
@@ -255,6 +260,66 @@ class TorchSegmenter(abc.ABC):
         """``(G, G)`` float32 coverage in [0, 1]: the mask through the image's
         resize (and pad) to the ``L x L`` input, then area-averaged to ``G x G``."""
         return self._mask_to_square(mask, image_hw, self.grid_size)
+
+    def mask_to_grid_centre(self, mask: np.ndarray, image_hw: tuple[int, int],
+                            rule: str = "midpoint") -> np.ndarray:
+        """``(G, G)`` float32, ``> 0`` on the grid cells of a mask (the authors' reduction).
+
+        The ``(H, W)`` mask (``> 0`` = inside) goes through the image's resize
+        (and pad) to the ``L x L`` input as 8-bit values (the authors resize an
+        8-bit mask image) and is then resized bilinearly (no antialias,
+        half-pixel centres) to ``G x G``, i.e. sampled at each cell centre.
+
+        ``rule="midpoint"`` (P2SAM's code): the midpoint ``(max + min) / 2`` of
+        the input-frame map is subtracted first, so ``> 0`` marks cells whose
+        centre lies inside the mask (coverage about >= 0.5), not cells the mask
+        merely touches; values in units of the mask's 0..1 range.
+        ``rule="persam"`` (PerSAM's code): the resized mask is normalised like
+        the image's first channel, ``(255 m - 123.675) / 58.395``, before the
+        zero padding; ``> 0`` is then the same centre rule (threshold 0.485)
+        except next to the padding, where the zeros count as half inside.
+        """
+        import torch
+        import torch.nn.functional as F
+
+        if rule not in GRID_RULES:
+            raise OneShotError(f"rule must be one of {GRID_RULES}; got {rule!r}")
+        hw = _check_hw(image_hw)
+        m = np.asarray(mask)
+        if m.shape != hw:
+            raise OneShotError(f"mask is {m.shape[1]}x{m.shape[0]} but the image is "
+                               f"{hw[1]}x{hw[0]}: they must share one pixel grid")
+        g = self.grid_size
+        with torch.inference_mode():
+            t = torch.as_tensor((m > 0).astype(np.float32), device=self.device)[None, None]
+            t = torch.round(self._image_to_input(t, hw).clamp(0.0, 1.0) * 255.0)
+            if rule == "midpoint":
+                t = (t - (t.max() + t.min()) / 2.0) / 255.0
+            else:
+                ones = torch.ones((1, 1) + hw, device=self.device)
+                inside = self._image_to_input(ones, hw)  # 1 on the image, 0 on padding
+                t = torch.where(inside > 0.5, (t - PERSAM_MASK_MEAN) / PERSAM_MASK_STD, 0.0)
+            t = F.interpolate(t, size=(g, g), mode="bilinear", align_corners=False)
+            return t[0, 0].cpu().numpy().astype(np.float32)
+
+    def similarity_to_image(self, maps: np.ndarray, image_hw: tuple[int, int]) -> np.ndarray:
+        """``(P, G, G)`` grid maps -> ``(P, H, W)`` float32 in the image frame, the
+        way PerSAM's and P2SAM's code brings a similarity map to the image before
+        picking points: bilinear x4 (``F.interpolate(scale_factor=4)``), then
+        the package's mask post-processing (SAM 1: to ``L``, crop the padding,
+        to ``H x W``)."""
+        import torch
+        import torch.nn.functional as F
+
+        g = self.grid_size
+        m = np.asarray(maps, dtype=np.float32)
+        if m.ndim != 3 or m.shape[1:] != (g, g):
+            raise OneShotError(f"maps must be (P, {g}, {g}); got {m.shape}")
+        hw = _check_hw(image_hw)
+        with torch.inference_mode():
+            t = torch.as_tensor(m, device=self.device)[None]
+            t = F.interpolate(t, scale_factor=4, mode="bilinear")
+            return self._upsample(t, hw)[0].cpu().numpy().astype(np.float32)
 
     def grid_to_image(self, grid_map: np.ndarray, image_hw: tuple[int, int]) -> np.ndarray:
         """``(G, G)`` map -> ``(H, W)`` float32 in the image frame, upsampled with

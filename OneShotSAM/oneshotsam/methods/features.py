@@ -22,7 +22,7 @@ import numpy as np
 __all__ = [
     "GridMapping", "grid_mapping", "ReferenceCells", "reference_cells", "masked_features",
     "mean_prototype", "l2_normalize", "PartPrototypes", "part_prototypes", "similarity_maps",
-    "extreme_cells", "valid_cells_mask", "lowres_to_grid", "box_of_mask", "combine_label_masks",
+    "extreme_cells", "extreme_points_xy", "valid_cells_mask", "lowres_to_grid", "box_of_mask", "combine_label_masks",
 ]
 
 
@@ -129,34 +129,38 @@ class ReferenceCells:
     Attributes:
         foreground: ``(G, G)`` bool cells of the structure (never empty).
         background: ``(G, G)`` bool valid cells outside it (never empty).
-        coverage: ``(G, G)`` float32 mask coverage from ``backend.mask_to_grid``.
+        centre_value: ``(G, G)`` float32 from ``backend.mask_to_grid_centre``
+            (``> 0``: the cell centre lies inside the mask).
         messages: what fallback was used, if any (for the report).
     """
 
     foreground: np.ndarray
     background: np.ndarray
-    coverage: np.ndarray
+    centre_value: np.ndarray
     messages: tuple[str, ...] = ()
 
 
-def reference_cells(backend, mask: np.ndarray, mapping: GridMapping, what: str = "mask"
-                    ) -> ReferenceCells:
+def reference_cells(backend, mask: np.ndarray, mapping: GridMapping, what: str = "mask",
+                    rule: str = "midpoint") -> ReferenceCells:
     """Foreground / background grid cells of a ``(H, W)`` binary reference mask.
 
-    Foreground = valid cells with ``mask_to_grid(mask) > 0`` (the authors'
-    threshold). A mask that vanishes at grid resolution falls back to the cells
-    holding the most mask pixels (never empty for a non-empty mask); a mask
-    covering every valid cell leaves the lowest-coverage cells as background.
-    The input is not modified.
+    Foreground = valid cells with ``backend.mask_to_grid_centre(mask) > 0``: the
+    P2SAM authors' reduction (mask through the image's resize / pad, minus its
+    midpoint, bilinear to ``G x G``, keep ``> 0``), i.e. cells whose centre
+    lies inside the mask (coverage about >= 0.5), not every cell the mask
+    touches (``rule="persam"``: PerSAM's variant of the same centre rule). A mask that vanishes at grid resolution (the authors' code has no
+    foreground then) falls back to the cells holding the most mask pixels and
+    says so in ``messages``; a mask over every valid cell leaves the cells with
+    the lowest centre value as background. The input is not modified.
     """
     m = np.asarray(mask).astype(bool)
     if not m.any():
         raise ValueError(f"{what} is empty")
     g = mapping.grid_size
     valid = valid_cells_mask(g, mapping.valid_hw)
-    cov = np.asarray(backend.mask_to_grid(m.astype(np.float32), mapping.image_hw),
-                     dtype=np.float32)
-    fg = (cov > 0) & valid
+    centre = np.asarray(backend.mask_to_grid_centre(m.astype(np.float32), mapping.image_hw,
+                                                    rule), dtype=np.float32)
+    fg = (centre > 0) & valid
     messages: list[str] = []
     if not fg.any():
         r, c = mapping.cell_of_pixel()
@@ -164,17 +168,21 @@ def reference_cells(backend, mask: np.ndarray, mapping: GridMapping, what: str =
         np.add.at(counts, (r[m], c[m]), 1)
         fg = (counts == counts.max()) & (counts > 0)
         messages.append(
-            f"{what} ({int(m.sum())} px) vanishes on the {g}x{g} feature grid; used the "
-            f"{int(fg.sum())} grid cell(s) holding most of its pixels instead")
+            f"{what} ({int(m.sum())} px) covers no cell centre of the {g}x{g} feature grid; "
+            f"used the {int(fg.sum())} grid cell(s) holding most of its pixels instead "
+            "(prototypes from so few cells are unreliable: check the result)")
     bg = valid & ~fg
     if not bg.any():
-        low = np.where(valid, cov, np.inf)
-        bg = valid & (low == low.min())
+        r, c = mapping.cell_of_pixel()
+        outside = np.zeros((g, g), dtype=np.int64)
+        np.add.at(outside, (r[~m], c[~m]), 1)
+        score = np.where(valid, outside if outside[valid].max() > 0 else -centre, -np.inf)
+        bg = valid & (score == score.max())
         fg = fg & ~bg if (fg & ~bg).any() else fg
         messages.append(
-            f"{what} covers every feature cell; used the {int(bg.sum())} lowest-coverage "
-            "cell(s) as background")
-    return ReferenceCells(fg, bg, cov, tuple(messages))
+            f"{what} covers every feature cell; used the {int(bg.sum())} cell(s) least inside "
+            "it as background")
+    return ReferenceCells(fg, bg, centre, tuple(messages))
 
 
 def masked_features(feature_map: np.ndarray, cells: np.ndarray) -> np.ndarray:
@@ -278,22 +286,56 @@ def extreme_cells(maps: np.ndarray, valid_hw: tuple[int, int], kind: str = "max"
     return np.stack([idx // cols, idx % cols], axis=1).astype(np.int64)
 
 
-def lowres_to_grid(low_res: np.ndarray, grid_size: int, reduce: str = "max") -> np.ndarray:
-    """``(4G, 4G)`` low-res logits -> ``(G, G)`` float32 per-cell max (or mean).
+def extreme_points_xy(backend, maps: np.ndarray, mapping: GridMapping, kind: str = "max"
+                      ) -> np.ndarray:
+    """``(P, 2)`` float32 image pixels ``(x, y)`` of the max (or min) of each
+    ``(P, G, G)`` similarity map, picked as PerSAM's and P2SAM's
+    ``point_selection`` does: on the map brought to the image by
+    ``backend.similarity_to_image`` (bilinear x4, then SAM's mask
+    post-processing), first pixel in raster order on ties. A backend without
+    ``similarity_to_image`` gets the centre of the extreme valid grid cell."""
+    m = np.asarray(maps, dtype=np.float32)
+    if m.ndim == 2:
+        m = m[None]
+    if kind not in ("max", "min"):
+        raise ValueError(f"kind must be 'max' or 'min'; got {kind!r}")
+    up = getattr(backend, "similarity_to_image", None)
+    if up is None:
+        return mapping.cells_to_points_xy(extreme_cells(m, mapping.valid_hw, kind))
+    img = np.asarray(up(m, mapping.image_hw), dtype=np.float32)
+    flat = img.reshape(img.shape[0], -1)
+    idx = np.argmax(flat, axis=1) if kind == "max" else np.argmin(flat, axis=1)
+    w = img.shape[2]
+    return np.stack([idx % w, idx // w], axis=1).astype(np.float32)
 
-    With ``reduce="max"``, ``> 0`` marks the cells touched by the predicted mask,
-    the same rule as the reference's ``mask_to_grid(mask) > 0``.
+
+def lowres_to_grid(low_res: np.ndarray, grid_size: int, reduce: str = "bilinear") -> np.ndarray:
+    """``(4G, 4G)`` low-res logits -> ``(G, G)`` float32.
+
+    ``reduce="bilinear"`` (default, the P2SAM authors' retrieval): bilinear
+    resize to ``G x G`` (half-pixel centres, no antialias), i.e. the logit
+    sampled at each cell centre, so ``> 0`` marks cells whose centre the
+    predicted mask covers -- the same rule as :func:`reference_cells`.
+    ``"max"`` (any logit of the cell > 0: cells the mask touches) and
+    ``"mean"`` are kept for diagnostics.
     """
     lr = np.asarray(low_res, dtype=np.float32)
     s = lr.shape[0] // grid_size
     if s * grid_size != lr.shape[0] or lr.shape[0] != lr.shape[1]:
         raise ValueError(f"low-res logits {lr.shape} are not a multiple of the {grid_size} grid")
+    if reduce == "bilinear":
+        # align_corners=False bilinear at scale 1/s samples source coordinate
+        # s*i + (s-1)/2: the mean of the two middle rows and columns of the block
+        lo, hi = (s - 1) // 2, s // 2
+        blocks = lr.reshape(grid_size, s, grid_size, s)
+        return (0.25 * (blocks[:, lo, :, lo] + blocks[:, lo, :, hi] + blocks[:, hi, :, lo]
+                        + blocks[:, hi, :, hi])).astype(np.float32)
     blocks = lr.reshape(grid_size, s, grid_size, s)
     if reduce == "max":
         return blocks.max(axis=(1, 3))
     if reduce == "mean":
         return blocks.mean(axis=(1, 3))
-    raise ValueError(f"reduce must be 'max' or 'mean'; got {reduce!r}")
+    raise ValueError(f"reduce must be 'bilinear', 'max' or 'mean'; got {reduce!r}")
 
 
 def box_of_mask(mask: np.ndarray) -> np.ndarray | None:

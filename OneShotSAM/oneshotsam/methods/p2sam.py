@@ -4,9 +4,11 @@ Paper: ../shared/papers/p2sam.txt (Sec. 3.2, Appendix C Tables 9/10, Appendix
 F Eq. 5); where the paper is silent, the authors' code (notes/methods.md).
 
 Per reference label value (a multi-label reference runs one binary problem per
-value; background = every valid grid cell outside that value):
+value; background = every grid cell outside that value, padding included, as
+the authors' code):
 
-* foreground cells = ``mask_to_grid(mask) > 0``; their RAW features are
+* foreground cells = cells whose centre lies inside the mask (the authors'
+  reduction: ``mask_to_grid_centre(mask) > 0``); their RAW features are
   clustered into ``n`` parts for every ``n`` in ``config.n_pos``
   (k-means++, ``n_init=10``, seed 0); prototype = L2-normalised part mean;
 * medical mode: background features clustered likewise into ``m`` parts for
@@ -14,17 +16,18 @@ value; background = every valid grid cell outside that value):
   prototype's similarity map. Natural mode: one negative at the argmin of the
   mean foreground-part similarity (PerSAM style; ``n_neg = (0,)`` = none);
 * on a target, for every candidate ``(n, m)``: positives = argmax of each part
-  similarity, then the three-step decode (points, single mask -> points +
-  step-1 low-res logits -> points + box of the current mask + logits);
-* retrieval: target features at the grid cells the predicted low-res logits
-  touch (``> 0``) vs the reference foreground features, exact OT cost
+  similarity, then the three-step decode. Medical mode (authors'
+  ``p2sam_medical``): points, single mask -> points + step-1 low-res logits ->
+  points + box of the current mask + logits, single mask each. Natural mode
+  (authors' ``p2sam_perseg``): step 1 adds PerSAM's target-semantic prompting
+  (mean reference feature) and target-guided attention (mean part similarity);
+  steps 2 and 3 use multimask output and keep the best-scoring mask;
+* retrieval: the predicted low-res logits resized bilinearly to the grid (cell
+  centre sampling), target features where ``> 0``, vs all reference foreground
+  features, exact OT cost
   (:mod:`oneshotsam.methods.retrieval`); empty prediction = infinite cost; the
   smallest cost wins. All candidates empty: the class is absent (empty labels,
   listed in ``TargetResult.absent``).
-
-Natural mode uses the same three-step decode (the paper does not describe a
-different one). No PerSAM attention injection or semantic prompting (authors'
-medical mode).
 
 Every image is encoded once (the backend caches by content); candidates only
 cost decoder calls, and identical prompt sets (part counts that collapse) are
@@ -45,14 +48,21 @@ import numpy as np
 from oneshotsam.methods.base import (
     OneShotError, ProgressFn, RunResult, TargetResult, check_reference, no_progress)
 from oneshotsam.methods.features import (
-    PartPrototypes, box_of_mask, extreme_cells, lowres_to_grid, masked_features,
-    part_prototypes, reference_cells, similarity_maps, valid_cells_mask)
+    PartPrototypes, box_of_mask, extreme_points_xy, lowres_to_grid, masked_features,
+    mean_prototype, part_prototypes, reference_cells, similarity_maps)
 from oneshotsam.methods.persam import (
-    ClassOutcome, EncodedImage, ImageEncoder, assemble_result, labels_dtype, prompts_report)
+    ClassOutcome, EncodedImage, ImageEncoder, _accepts, assemble_result, labels_dtype,
+    prompts_report)
+from oneshotsam.backends.base import Decoded
 from oneshotsam.methods.retrieval import COSTS, DEFAULT_MAX_POINTS, DEFAULT_NUM_ITERMAX, retrieve
 from oneshotsam.types import Image2D
 
 __all__ = ["P2SAMConfig", "P2SAM"]
+
+
+def _keep(dec: Decoded, i: int) -> Decoded:
+    """The ``i``-th mask of a decoder output as a one-mask :class:`Decoded`."""
+    return Decoded(dec.masks[i:i + 1], dec.scores[i:i + 1], dec.low_res_logits[i:i + 1])
 
 MODES = ("medical", "natural")
 
@@ -69,9 +79,10 @@ class P2SAMConfig:
             ``(1,)`` one negative or ``(0,)`` none.
         cost: OT ground cost, ``"sqeuclidean"`` (authors' code) or ``"cosine"``
             (paper Appendix F).
-        max_ot_points: bound on each OT point set (uniform-stride subsampling;
-            0 = exact on all cells).
-        ot_num_itermax: POT ``emd2`` iteration limit.
+        max_ot_points: 0 (default, the authors' code) = exact OT on all
+            cells; N > 0 bounds each point set by uniform-stride subsampling
+            (a speed option, not the authors' method).
+        ot_num_itermax: POT ``emd2`` iteration limit (authors: 1e7).
         kmeans_n_init: k-means restarts (10 = the authors' scikit-learn 1.0).
         seed: k-means ``random_state``.
         window: intensity window the preset suggests (CLI), or None.
@@ -117,11 +128,16 @@ class _ClassPrior:
     """Reference-side knowledge of one label value."""
 
     value: int
-    fg_features: np.ndarray                          # (N, C) raw, subsampled for OT
+    fg_features: np.ndarray                          # (N, C) raw, every foreground cell
     fg_parts: dict[int, PartPrototypes]
     bg_parts: dict[int, PartPrototypes]
     n_fg_cells: int
     messages: list[str] = field(default_factory=list)
+
+    @property
+    def prototype(self) -> np.ndarray:
+        """``(C,)`` unnormalised mean foreground feature (PerSAM's target embedding)."""
+        return mean_prototype(self.fg_features)
 
 
 class P2SAM:
@@ -135,6 +151,7 @@ class P2SAM:
                                "oneshotsam.backends.factory.create_backend(NAME, CHECKPOINT)")
         self.backend = backend
         self.config = config
+        self.attention_supported = _accepts(backend.decode, "attn_sim")
         self._prior_cache: tuple[tuple, list[_ClassPrior]] | None = None
 
     @classmethod
@@ -154,7 +171,9 @@ class P2SAM:
         for v in values:
             cells = reference_cells(self.backend, lab == v, ref.mapping, f"reference label {v}")
             fg = masked_features(ref.feature_map, cells.foreground)
-            bg = masked_features(ref.feature_map, cells.background)
+            # background = every grid cell outside the foreground, the padding of a
+            # non-square SAM 1 input included (the authors' `ref_feat[ref_mask <= 0]`)
+            bg = masked_features(ref.feature_map, ~cells.foreground)
             fg_parts = {n: part_prototypes(fg, n, cfg.seed, cfg.kmeans_n_init) for n in cfg.n_pos}
             bg_parts = {}
             if cfg.mode == "medical":
@@ -215,27 +234,42 @@ class P2SAM:
                                "timings_s": {k: round(v, 4) for k, v in timings.items()}}
         return assemble_result(outcomes, enc, dtype, rep)
 
-    def _negative_cells(self, enc: EncodedImage, prior: _ClassPrior, m: int,
-                        pos_maps: np.ndarray, cache: dict[int, np.ndarray]) -> np.ndarray:
+    def _negative_points(self, enc: EncodedImage, prior: _ClassPrior, m: int,
+                         pos_maps: np.ndarray, cache: dict[int, np.ndarray]) -> np.ndarray:
+        """``(m', 2)`` image ``(x, y)`` negatives: natural mode the argmin of the mean
+        part similarity, medical mode the argmax of each background part's."""
         if m == 0:
-            return np.zeros((0, 2), dtype=np.int64)
+            return np.zeros((0, 2), dtype=np.float32)
         if self.config.mode == "natural":
-            return extreme_cells(pos_maps.mean(axis=0), enc.valid_hw, "min")
+            return extreme_points_xy(self.backend, pos_maps.mean(axis=0), enc.mapping, "min")
         if m not in cache:
             sims = similarity_maps(enc.feature_map, prior.bg_parts[m].prototypes)
-            cache[m] = extreme_cells(sims, enc.valid_hw, "max")
+            cache[m] = extreme_points_xy(self.backend, sims, enc.mapping, "max")
         return cache[m]
 
-    def _three_step(self, enc: EncodedImage, pts: np.ndarray, lab: np.ndarray):
-        """Points -> + logits -> + box + logits, single mask each (medical mode)."""
-        dec = self.backend.decode(enc.emb, pts, lab, multimask=False)
+    def _three_step(self, enc: EncodedImage, pts: np.ndarray, lab: np.ndarray,
+                    guide: dict[str, np.ndarray] | None = None):
+        """The authors' three decoding steps; returns ``(Decoded of the kept mask, box)``.
+
+        Medical mode (``guide`` None, their ``p2sam_medical``): points, single
+        mask -> points + logits, single mask -> points + box + logits, single
+        mask. Natural mode (``guide`` = ``{"token_prototype", "attn_sim"}``,
+        their ``p2sam_perseg``): step 1 adds PerSAM's target-semantic prompting
+        and target-guided attention; steps 2 and 3 use multimask output and keep
+        the best-scoring mask. An empty step-2 mask skips the box (their code
+        would crash).
+        """
+        multi = guide is not None
+        dec = self.backend.decode(enc.emb, pts, lab, multimask=False, **(guide or {}))
         dec = self.backend.decode(enc.emb, pts, lab, mask_logits=dec.low_res_logits[0],
-                                  multimask=False)
-        box = box_of_mask(dec.masks[0])
+                                  multimask=multi)
+        best = int(np.argmax(dec.scores)) if multi else 0
+        box = box_of_mask(dec.masks[best])
         if box is not None:
             dec = self.backend.decode(enc.emb, pts, lab, box_xyxy=box,
-                                      mask_logits=dec.low_res_logits[0], multimask=False)
-        return dec, box
+                                      mask_logits=dec.low_res_logits[best], multimask=multi)
+            best = int(np.argmax(dec.scores)) if multi else 0
+        return _keep(dec, best), box
 
     def _three_step_batched(self, enc: EncodedImage, prompts: list[tuple[np.ndarray, np.ndarray]]):
         """The same three steps for all prompt sets at once, through an optional
@@ -261,40 +295,53 @@ class P2SAM:
                 decs[i] = d
         return list(zip(decs, boxes))
 
-    def _decode_all(self, enc: EncodedImage, prompts: list[tuple[np.ndarray, np.ndarray]]):
-        if getattr(self.backend, "decode_batch", None) is not None and len(prompts) > 1:
+    def _decode_all(self, enc: EncodedImage, prompts: list[tuple[np.ndarray, np.ndarray]],
+                    guides: list[dict[str, np.ndarray] | None]):
+        if (getattr(self.backend, "decode_batch", None) is not None and len(prompts) > 1
+                and all(g is None for g in guides)):
             return self._three_step_batched(enc, prompts)
-        return [self._three_step(enc, p, lab) for p, lab in prompts]
+        return [self._three_step(enc, p, lab, gd) for (p, lab), gd in zip(prompts, guides)]
+
+    def _guide(self, enc: EncodedImage, prior: _ClassPrior, maps: np.ndarray):
+        """Natural mode's step-1 extras (their ``p2sam_perseg``): the unnormalised
+        mean reference foreground feature as token prototype, and the mean part
+        similarity map for target-guided attention (the backend standardises it
+        and applies the sigmoid). None in medical mode."""
+        if self.config.mode != "natural":
+            return None
+        guide = {"token_prototype": prior.prototype}
+        if self.attention_supported:
+            guide["attn_sim"] = maps.mean(axis=0)
+        return guide
 
     def _segment_class(self, enc: EncodedImage, prior: _ClassPrior,
                        timings: dict[str, float]) -> ClassOutcome:
         cfg = self.config
         g = int(self.backend.grid_size)
-        valid = valid_cells_mask(g, enc.valid_hw)
         pos_cache = {}
         for n, parts in prior.fg_parts.items():
             maps = similarity_maps(enc.feature_map, parts.prototypes)
-            pos_cache[n] = (maps, extreme_cells(maps, enc.valid_hw, "max"))
+            pos_cache[n] = (maps, extreme_points_xy(self.backend, maps, enc.mapping, "max"))
         t0 = time.perf_counter()
-        prompts, which = [], []
+        prompts, which, guides = [], [], []
         index: dict[bytes, int] = {}
         neg_cache: dict[int, np.ndarray] = {}
         for n, m in cfg.candidates:
-            maps, pos_cells = pos_cache[n]
-            cells = np.concatenate([pos_cells, self._negative_cells(enc, prior, m, maps, neg_cache)])
-            pts = enc.mapping.cells_to_points_xy(cells)
-            lab = np.concatenate([np.ones(len(pos_cells), np.int64),
-                                  np.zeros(len(cells) - len(pos_cells), np.int64)])
-            key = pts.tobytes() + lab.tobytes()
+            maps, pos_pts = pos_cache[n]
+            pts = np.concatenate([pos_pts, self._negative_points(enc, prior, m, maps, neg_cache)])
+            lab = np.concatenate([np.ones(len(pos_pts), np.int64),
+                                  np.zeros(len(pts) - len(pos_pts), np.int64)])
+            key = pts.tobytes() + lab.tobytes() + (str(n).encode() if cfg.mode == "natural" else b"")
             if key not in index:  # parts collapsed: same prompts as an earlier candidate
                 index[key] = len(prompts)
                 prompts.append((pts, lab))
+                guides.append(self._guide(enc, prior, maps))
             which.append(index[key])
-        outs = self._decode_all(enc, prompts)
+        outs = self._decode_all(enc, prompts, guides)
         decoded, feats, keys, cand_rep = [], [], [], []
         for (n, m), j in zip(cfg.candidates, which):
             (pts, lab), (dec, box) = prompts[j], outs[j]
-            grid_fg = (lowres_to_grid(dec.low_res_logits[0], g, "max") > 0) & valid
+            grid_fg = lowres_to_grid(dec.low_res_logits[0], g) > 0  # authors: bilinear, > 0
             decoded.append((pts, lab, box, dec))
             feats.append(masked_features(enc.feature_map, grid_fg))
             keys.append(np.packbits(grid_fg).tobytes())

@@ -1,7 +1,9 @@
 """PerSAM (Zhang et al. 2023), training-free, the baseline of P2SAM and Med-PerSAM.
 
 Per reference label value: prototype = mean raw reference foreground feature
-(grid cells with mask coverage > 0); on a target, cosine similarity with the
+(grid cells whose centre lies inside the mask, by PerSAM's code: the mask
+resized, normalised and padded like the image, bilinear to the grid, ``> 0``);
+on a target, cosine similarity with the
 L2-normalised features; positive point = argmax, negative point = argmin (valid
 cells only); then PerSAM's cascade:
 
@@ -32,7 +34,7 @@ import numpy as np
 from oneshotsam.methods.base import (
     OneShotError, ProgressFn, RunResult, TargetResult, check_reference, no_progress)
 from oneshotsam.methods.features import (
-    GridMapping, box_of_mask, combine_label_masks, extreme_cells, grid_mapping, masked_features,
+    GridMapping, box_of_mask, combine_label_masks, extreme_points_xy, grid_mapping, masked_features,
     mean_prototype, reference_cells, similarity_maps)
 from oneshotsam.types import Image2D
 
@@ -193,7 +195,8 @@ class PerSAM:
         lab = np.asarray(reference_labels)
         priors = []
         for v in values:
-            cells = reference_cells(self.backend, lab == v, ref.mapping, f"reference label {v}")
+            cells = reference_cells(self.backend, lab == v, ref.mapping, f"reference label {v}",
+                                    rule="persam")
             feats = masked_features(ref.feature_map, cells.foreground)
             priors.append(_Prior(v, mean_prototype(feats), feats.shape[0], cells.messages))
         use_attn = self.config.target_guided_attention and self.attention_supported
@@ -222,9 +225,8 @@ class PerSAM:
 
     def _segment_class(self, enc: EncodedImage, prior: _Prior, use_attn: bool) -> ClassOutcome:
         sim = similarity_maps(enc.feature_map, prior.prototype)[0]
-        cells = np.concatenate([extreme_cells(sim, enc.valid_hw, "max"),
-                                extreme_cells(sim, enc.valid_hw, "min")])
-        pts = enc.mapping.cells_to_points_xy(cells)
+        pts = np.concatenate([extreme_points_xy(self.backend, sim, enc.mapping, "max"),
+                              extreme_points_xy(self.backend, sim, enc.mapping, "min")])
         lab = np.array([1, 0], dtype=np.int64)
         kw: dict[str, Any] = {}
         if self.config.semantic_prompting:

@@ -11,12 +11,13 @@ Cost (the ``cost`` argument):
   * ``"cosine"``: cosine distance ``1 - cos`` = the paper's Appendix F, Eq. 5
     (which writes the cosine term; a transport cost must be a distance).
 
-Speed: exact EMD is roughly cubic in the number of points (5 s at 4096 x 4096
-here). Both point sets are bounded by deterministic uniform-stride subsampling
-in raster order (``max_points``, default 256: about 4 ms per pair) and
-identical candidate sets are costed once. ``Testing/Python/test_retrieval_*.py`` check that
-the chosen candidate matches the full exact computation where that is
-affordable.
+Defaults follow the authors' code: every point of both sets and
+``numItermax = 1e7`` (``compute_wasserstein_distance`` in their
+``testing/test_utils/utils.py``). Exact EMD is roughly cubic in the number of
+points (seconds at 4096 x 4096), so ``max_points`` optionally bounds both sets by
+deterministic uniform-stride subsampling in raster order (an option for very
+large structures, not the authors' method; docs/methods_fidelity.md).
+Identical candidate sets are costed once.
 
 This module imports numpy (POT lazily).
 """
@@ -30,8 +31,10 @@ from typing import Sequence
 import numpy as np
 
 COSTS = ("sqeuclidean", "cosine")
-DEFAULT_MAX_POINTS = 256
-DEFAULT_NUM_ITERMAX = 1_000_000
+#: 0 = no subsampling (the authors' code uses every point)
+DEFAULT_MAX_POINTS = 0
+#: the authors' ``ot.emd2(..., numItermax=10000000)``
+DEFAULT_NUM_ITERMAX = 10_000_000
 
 __all__ = ["COSTS", "subsample_points", "ot_cost", "RetrievalResult", "retrieve"]
 
@@ -52,8 +55,9 @@ def ot_cost(reference: np.ndarray, target: np.ndarray, cost: str = "sqeuclidean"
             num_itermax: int = DEFAULT_NUM_ITERMAX) -> float:
     """Exact OT cost between two uniform point clouds ``(N, C)`` and ``(M, C)``.
 
-    Returns ``inf`` when ``target`` is empty (an empty prediction). Each side is
-    subsampled to ``max_points`` first (see :func:`subsample_points`).
+    Returns ``inf`` when ``target`` is empty (an empty prediction). With
+    ``max_points`` > 0 each side is first subsampled to that many points (see
+    :func:`subsample_points`; default 0 = all points, as the authors).
     """
     import ot  # POT, lazy
 

@@ -5,7 +5,12 @@
   and :class:`~monai.losses.LocalNormalizedCrossCorrelationLoss`;
 * ``L_reg = ||grad phi||^2`` (B.1): MONAI's :class:`~monai.losses.DiffusionLoss`
   (mean squared first derivative of the pixel flow);
-* ``L_seg``: Dice + 0.001 cross-entropy (B.1), MONAI's :class:`~monai.losses.DiceCELoss`.
+* ``L_seg``: Dice + 0.001 cross-entropy (B.1), MONAI's :class:`~monai.losses.DiceCELoss`;
+* weighted ``L_aug`` (:meth:`WarpLosses.aug_loss`): B.1 says the total segmentation
+  loss weight is 1 "in all cases" and lambda_aug weights the augmentation term, so
+  the default reading is ``lambda_aug * L_warp(ref, aug) + lambda_seg * L_seg``
+  (``aug_weighting="warp"``); ``"whole"`` keeps the other reading,
+  ``lambda_aug * (L_warp + lambda_seg * L_seg)``.
 
 Warped masks are one-hot probability maps (bilinear warp of the one-hot reference),
 not logits; :meth:`WarpLosses.seg` feeds ``log(p)`` to DiceCELoss with
@@ -35,6 +40,10 @@ class LossConfig:
         lambda_aug: weight of ``L_aug`` (Table 12: JSRT 0.1).
         lambda_seg: weight of the segmentation (DiceCE) loss (B.1: 1).
         lambda_ce: cross-entropy weight inside DiceCE (B.1: 0.001).
+        aug_weighting: what ``lambda_aug`` multiplies in ``L_aug`` (Eq. 2):
+            ``"warp"`` (default, the likelier reading of B.1: only the warping
+            part; the segmentation part keeps ``lambda_seg`` = 1) or ``"whole"``
+            (the whole term, Dice included).
     """
 
     image_loss: str = "ssim"
@@ -45,6 +54,16 @@ class LossConfig:
     lambda_aug: float = 0.1
     lambda_seg: float = 1.0
     lambda_ce: float = 0.001
+    aug_weighting: str = "warp"
+
+    def __post_init__(self) -> None:
+        if self.aug_weighting not in AUG_WEIGHTINGS:
+            raise ValueError(f"aug_weighting must be one of {AUG_WEIGHTINGS}; got "
+                             f"{self.aug_weighting!r}")
+
+
+#: readings of Eq. 2's weight: lambda_aug on the warping part only, or on all of L_aug
+AUG_WEIGHTINGS = ("warp", "whole")
 
 
 class WarpLosses:
@@ -99,3 +118,13 @@ class WarpLosses:
         """Eq. 1 with Table 12 weights: ``l_img * L_img + l_reg * L_reg``."""
         c = self.cfg
         return c.lambda_img * self.image(warped, fixed) + c.lambda_reg * self.reg(flow_deform)
+
+    def aug_loss(self, warp_aug: torch.Tensor, seg_aug: torch.Tensor) -> torch.Tensor:
+        """Weighted ``L_aug`` (Eq. 2) from its unweighted parts ``L_warp(ref, aug)``
+        (:meth:`warp_loss`) and ``L_seg`` (:meth:`seg`): ``lambda_aug * warp +
+        lambda_seg * seg`` (``"warp"``) or ``lambda_aug * (warp + lambda_seg * seg)``
+        (``"whole"``)."""
+        c = self.cfg
+        if c.aug_weighting == "whole":
+            return c.lambda_aug * (warp_aug + c.lambda_seg * seg_aug)
+        return c.lambda_aug * warp_aug + c.lambda_seg * seg_aug

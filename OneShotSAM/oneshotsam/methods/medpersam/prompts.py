@@ -27,12 +27,13 @@ Degenerate cases (defined here, tested in ``test_medpersam_prompts_*``):
 * a mask that fills the whole work grid has an empty ring: no negatives.
 
 Bilateral organs (appendix C.1: 10 points split evenly between left and
-right): both regions are cut by a vertical line. The line passes midway
-between the centroids of the mask's two largest 8-connected components (the
-two lungs); when the mask has a single component the line is the middle
-column of its bounding box (image-halves rule restricted to the organ). Each
-side gets ``K // 2`` points (the right-hand side ``K - K // 2``); a side whose
-region is empty hands its points to the other side.
+right): both regions are cut by a vertical line, by default the middle column
+of the mask's bounding box (``bilateral_split="box-centre"``: the midline of
+two lungs or of a dental arch), or the image's middle column
+(``"image-midline"``). A split between the two largest components is not used:
+on a dental arch those can be two molars on one side. Each side gets
+``K // 2`` points (the right-hand side ``K - K // 2``); a side whose region is
+empty hands its points to the other side.
 """
 
 from __future__ import annotations
@@ -45,6 +46,9 @@ import numpy as np
 #: appendix C.1: "The morphological operations and point prompt selection were
 #: performed on a 256x256 mask"
 PAPER_WORK_SIZE = 256
+
+#: rules placing the left / right line of bilateral organs
+SPLIT_RULES = ("box-centre", "image-midline")
 
 
 @dataclass(frozen=True)
@@ -59,6 +63,8 @@ class PromptConfig:
         n_points: points per region ``K`` (section 4.2 / C.2: 5 for unilateral
             organs, 10 for bilateral ones), positives and negatives each.
         bilateral: split the points evenly between left and right (C.1).
+        bilateral_split: where left ends and right begins: ``"box-centre"``
+            (middle column of the mask's bounding box) or ``"image-midline"``.
         work_size: side of the square work grid (C.1: 256).
         use_negatives: extract negative points from the ring (section 3.2).
     """
@@ -69,9 +75,14 @@ class PromptConfig:
     bilateral: bool = False
     work_size: int = PAPER_WORK_SIZE
     use_negatives: bool = True
+    bilateral_split: str = "box-centre"
 
     def __post_init__(self) -> None:
         from oneshotsam.methods.base import OneShotError
+
+        if self.bilateral_split not in SPLIT_RULES:
+            raise OneShotError(f"bilateral_split must be one of {SPLIT_RULES}; got "
+                               f"{self.bilateral_split!r}")
 
         for name in ("erode_kernel", "dilate_kernel", "n_points", "work_size"):
             if int(getattr(self, name)) < 1:
@@ -260,24 +271,20 @@ def extreme_points(region: np.ndarray, similarity: np.ndarray, k: int,
     return np.asarray(out, dtype=np.int64).reshape(-1, 2)
 
 
-def bilateral_split_column(mask: np.ndarray) -> float:
+def bilateral_split_column(mask: np.ndarray, rule: str = "box-centre") -> float:
     """Column (work grid, fractional) separating the left and right organ.
 
-    Midway between the centroid columns of the two largest 8-connected
-    components; for a single component, the middle of its bounding box.
+    ``"box-centre"``: the middle column of the mask's bounding box (the middle
+    of the image for an empty mask); ``"image-midline"``: ``(W - 1) / 2``.
     """
-    import cv2
-
-    m = np.asarray(mask).astype(np.uint8)
-    n, lab, stats, cents = cv2.connectedComponentsWithStats(m, connectivity=8)
-    if n <= 1:
+    m = np.asarray(mask).astype(bool)
+    if rule == "image-midline":
         return (m.shape[1] - 1) / 2.0
-    areas = stats[1:, cv2.CC_STAT_AREA]
-    order = np.argsort(-areas, kind="stable")
-    if n >= 3:
-        c = cents[1:][order[:2], 0]
-        return float(c.mean())
+    if rule != "box-centre":
+        raise ValueError(f"rule must be one of {SPLIT_RULES}; got {rule!r}")
     cols = np.flatnonzero(m.any(axis=0))
+    if cols.size == 0:
+        return (m.shape[1] - 1) / 2.0
     return (cols[0] + cols[-1]) / 2.0
 
 
@@ -330,7 +337,7 @@ def generate_prompts(mask_hw: np.ndarray, similarity_hw: np.ndarray,
     sim_w = map_to_work(similarity_hw, s)
     positive, negative, fell_back = candidate_regions(mask_w, cfg.erode_kernel, cfg.dilate_kernel)
     if cfg.bilateral:
-        split = bilateral_split_column(mask_w)
+        split = bilateral_split_column(mask_w, cfg.bilateral_split)
         pos_rc = bilateral_points(positive, sim_w, cfg.n_points, split, largest=True)
         neg_rc = (bilateral_points(negative, sim_w, cfg.n_points, split, largest=False)
                   if cfg.use_negatives else np.zeros((0, 2), np.int64))

@@ -239,7 +239,7 @@ class WarpSession:
 
     def _step_loss(self, idx: Sequence[int], n_aug: int):
         """Loss of one step: ``L_warp`` on targets ``idx`` (+ pseudo-label DiceCE,
-        L_retrain) and ``lambda_aug * L_aug`` on ``n_aug`` augmented reference pairs;
+        L_retrain) and the weighted ``L_aug`` on ``n_aug`` augmented reference pairs;
         one network call for both (the reference is encoded once)."""
         import torch
         cfg, L = self.cfg, self.losses
@@ -265,10 +265,10 @@ class WarpSession:
             ls = cfg.loss.lambda_seg * L.seg(wm[:len(sel)], tgt)
             loss = loss + ls * len(sel) / b
             parts["retrain"] = float(ls.detach())
-        if use_aug:
-            la = (L.warp_loss(warped[b:], fixed[b:], deform[b:])
-                  + cfg.loss.lambda_seg * L.seg(wm[len(sel):], amask))
-            loss = loss + cfg.loss.lambda_aug * la
+        if use_aug:  # weighting of Eq. 2: losses.WarpLosses.aug_loss
+            la = L.aug_loss(L.warp_loss(warped[b:], fixed[b:], deform[b:]),
+                            L.seg(wm[len(sel):], amask))
+            loss = loss + la
             parts["aug"] = float(la.detach())
         return loss, parts
 
