@@ -98,7 +98,8 @@ class OneShotSAMLogic:
     # ---------------------------------------------------------------- run
     def run(self, param_node: Any | None = None, progress: ProgressFn = no_progress,
             method: Any = None, update: bool = False,
-            on_row: Callable[[SliceRow], None] | None = None) -> RunOutcome:
+            on_row: Callable[[SliceRow], None] | None = None,
+            ui_call: Callable[[Callable[[], Any]], Any] | None = None) -> RunOutcome:
         """Propagate the annotation as the parameter node says.
 
         Args:
@@ -107,6 +108,11 @@ class OneShotSAMLogic:
             method: a ready engine method (tests, self-test); None = built from settings.
             update: review-and-correct re-run of the last run (see module docstring).
             on_row: called after each written slice (the Widget refreshes its table).
+            ui_call: ``ui_call(fn)`` runs the zero-argument ``fn`` (a step that
+                changes MRML) and returns its result. A front end that calls
+                ``run`` off its UI thread passes one that executes ``fn`` on the UI
+                thread and waits, so MRML is only changed there while the engine
+                computes in the caller's thread. Default: ``fn()`` directly.
 
         Raises:
             OneShotError: bad input, with what to do.
@@ -115,6 +121,7 @@ class OneShotSAMLogic:
         from oneshotsam.volume.pipeline import PropagationConfig, propagate
 
         t0 = time.perf_counter()
+        call = ui_call or _direct
         node = param_node or self.parameter_node()
         s = P.read_settings(node)
         ref_node = node.GetNodeReference(P.REF_REFERENCE_VOLUME)
@@ -130,7 +137,7 @@ class OneShotSAMLogic:
                                "then press Update")
 
         reference = volume_from_node(ref_node)
-        ref_labels = labels_from_segments(seg_node, seg_ids, ref_node)
+        ref_labels = call(lambda: labels_from_segments(seg_node, seg_ids, ref_node))
         if not ref_labels.any():
             raise OneShotError(
                 "the selected segment is empty inside the reference volume: paint the "
@@ -141,12 +148,15 @@ class OneShotSAMLogic:
             ref_labels.any(axis=tuple(a for a in range(3) if a != axis))))
 
         targets_nodes = self._target_nodes(node, s, ref_node)
-        outputs, fixed, ref_slices = self._plan(
-            node, s, seg_node, seg_ids, ref_node, targets_nodes, annotated, axis, record, update)
-        self._snapshot(outputs)
+        outputs, fixed, ref_slices = call(lambda: self._plan(
+            node, s, seg_node, seg_ids, ref_node, targets_nodes, annotated, axis, record, update))
+        call(lambda: self._snapshot(outputs))
         rows: list[SliceRow] = []
 
         def write_event(ev: Any) -> None:
+            call(lambda: write_now(ev))
+
+        def write_now(ev: Any) -> None:
             out = outputs[ev.target_index]
             k = int(ev.slice_index)
             if k in out.protected:
@@ -176,7 +186,8 @@ class OneShotSAMLogic:
                 if not fixed[t]:
                     continue
                 tvol = volume_from_node(out.volume_node)
-                tlab = labels_from_segments(out.seg_node, out.segment_ids, out.volume_node)
+                tlab = call(lambda out=out: labels_from_segments(out.seg_node, out.segment_ids,
+                                                                 out.volume_node))
                 cfg = PropagationConfig(reference_slices=tuple(sorted(fixed[t])),
                                         fixed_slices=tuple(sorted(fixed[t])), **config_kw)
 
@@ -200,7 +211,7 @@ class OneShotSAMLogic:
             reports.append(res.report)
             cancelled = res.cancelled
 
-        self._finish(node, s, outputs, ref_slices, fixed, record, update)
+        call(lambda: self._finish(node, s, outputs, ref_slices, fixed, record, update))
         rows.sort(key=lambda r: (r.confidence, r.output_index, r.slice_index))
         return RunOutcome(rows=rows, cancelled=cancelled,
                           output_segmentation_ids=[o.seg_node.GetID() for o in outputs],
@@ -337,6 +348,10 @@ class OneShotSAMLogic:
         mode = record.get("mode", s.target_mode) if update else s.target_mode
         P.write_run_record(node, {"mode": mode, "axis": s.axis, "reference_slices": ref_slices,
                                   "outputs": outs})
+
+
+def _direct(fn: Callable[[], Any]) -> Any:
+    return fn()
 
 
 def _same_volume(a: Any, b: Any) -> bool:

@@ -193,6 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
     if vol is not None:
         vol.add_parser(sub)
         _add_common_to_new(sub, common)
+    importlib.import_module("OneShotSAMWeb.cli").add_parser(sub, common)  # browser front end
     return parser
 
 
@@ -209,6 +210,8 @@ def _handler(args: argparse.Namespace) -> Callable[[argparse.Namespace], int]:
         return importlib.import_module("oneshotsam.volume.cli").run_benchmark
     if args.command == "propagate":
         return importlib.import_module("oneshotsam.volume.cli").run
+    if args.command == "web":
+        return importlib.import_module("OneShotSAMWeb.cli").run
     raise SystemExit(f"unknown command {args.command!r}")  # argparse prevents this
 
 
