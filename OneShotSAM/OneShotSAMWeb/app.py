@@ -121,8 +121,7 @@ class OneShotSAMWebApp:
             ViewLayoutDefinition.axial_view(),
             Layout(LayoutDirection.Vertical, [ViewLayoutDefinition.coronal_view(),
                                               ViewLayoutDefinition.sagittal_view()])]))
-        self.server.state["current_layout_id"] = LAYOUT_ID
-        lm.set_layout(LAYOUT_ID)
+
 
     def _init_state(self) -> None:
         st = self.server.state
@@ -171,6 +170,8 @@ class OneShotSAMWebApp:
 
     def _on_ready(self, **_: Any) -> None:
         self.run.loop = asyncio.get_running_loop() if _running() else self.run.loop
+        with self.server.state:
+            self.viewer._layout_button_logic.data.current_layout_id = LAYOUT_ID
         for view in self.slicer_app.view_manager.get_slice_views():
             view.render_window().AddObserver("EndEvent", lambda *_a: self.run.view_rendered())
 
