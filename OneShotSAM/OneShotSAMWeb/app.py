@@ -95,10 +95,11 @@ class OneShotSAMWebApp:
         self.slicer_app = SlicerApp()
         register_slicer_modules(self.slicer_app)
         self.viewer = SegmentationAppLogic(server, self.slicer_app)
+        self._set_layout()  # before the UI builds the grid: only these three views are created
         self.ui = SegmentationAppUI(server, self.viewer.layout_manager)
         self.viewer.set_ui(self.ui)
         self.ui.layout.title.set_text("OneShotSAM")
-        self._set_layout()
+        self.attach_effect_views()
         self.run = RunController(self.slicer_app.scene, asyncio.get_event_loop(),
                                  on_change=self._push_status, after_write=self._render_slice_views)
         self._saved: dict[str, Path] = {}
@@ -121,6 +122,8 @@ class OneShotSAMWebApp:
             ViewLayoutDefinition.axial_view(),
             Layout(LayoutDirection.Vertical, [ViewLayoutDefinition.coronal_view(),
                                               ViewLayoutDefinition.sagittal_view()])]))
+        self.viewer._layout_button_logic.data.current_layout_id = LAYOUT_ID
+        lm.set_layout(LAYOUT_ID)
 
 
     def _init_state(self) -> None:
@@ -149,6 +152,20 @@ class OneShotSAMWebApp:
         st.osam_latency_max_s = None
         st.change("osam_method")(self._on_method_changed)
 
+    def attach_effect_views(self) -> None:
+        """Give every segment-editor effect pipeline its view.
+
+        The effects' parameter nodes exist before the views, so their pipelines are
+        created while each view is being built, before the view factory lists it,
+        and get no view (with slicer-core 5.12 the paint effect then fails on
+        activation). Look the views up now that they exist."""
+        vm = self.slicer_app.view_manager
+        for effect in self.slicer_app.segmentation_editor._effects.values():
+            for ref in effect._pipelines:
+                pipeline = ref()
+                if pipeline is not None and pipeline._view is None and pipeline.GetViewNode() is not None:
+                    pipeline.SetView(vm.get_view(pipeline.GetViewNode()))
+
     def _on_bind(self, wslink_server: Any) -> None:
         from aiohttp import web
 
@@ -170,8 +187,6 @@ class OneShotSAMWebApp:
 
     def _on_ready(self, **_: Any) -> None:
         self.run.loop = asyncio.get_running_loop() if _running() else self.run.loop
-        with self.server.state:
-            self.viewer._layout_button_logic.data.current_layout_id = LAYOUT_ID
         for view in self.slicer_app.view_manager.get_slice_views():
             view.render_window().AddObserver("EndEvent", lambda *_a: self.run.view_rendered())
 
@@ -250,7 +265,6 @@ class OneShotSAMWebApp:
     def start_run(self, update: bool = False) -> None:
         st = self.server.state
         try:
-            self.slicer_app.segmentation_editor.deactivate_effect()
             if not update:
                 self.write_parameters()
             self.run.start(update=update)

@@ -244,7 +244,8 @@ def test_clinician_loop_in_browser(web, browser):
     page.click("#osam-paint")
     page.wait_for_timeout(500)
     cx, cy = ax["x"] + ax["w"] / 2, ax["y"] + ax["h"] / 2
-    _stroke(page, cx - ax["w"] * 0.15, cy, cx + ax["w"] * 0.15, cy)
+    for dy in (-0.06, -0.02, 0.02, 0.06):
+        _stroke(page, cx - ax["w"] * 0.25, cy + ax["h"] * dy, cx + ax["w"] * 0.25, cy + ax["h"] * dy)
     _shot(page, "web-2-annotated")
 
     # --- Run, Cancel mid-run: page usable, finished slices kept, Undo restores
