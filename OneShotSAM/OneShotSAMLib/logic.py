@@ -108,11 +108,12 @@ class OneShotSAMLogic:
             method: a ready engine method (tests, self-test); None = built from settings.
             update: review-and-correct re-run of the last run (see module docstring).
             on_row: called after each written slice (the Widget refreshes its table).
-            ui_call: ``ui_call(fn)`` runs the zero-argument ``fn`` (a step that
-                changes MRML) and returns its result. A front end that calls
-                ``run`` off its UI thread passes one that executes ``fn`` on the UI
-                thread and waits, so MRML is only changed there while the engine
-                computes in the caller's thread. Default: ``fn()`` directly.
+            ui_call: ``ui_call(fn)`` runs the zero-argument ``fn`` (every step that
+                reads or changes MRML) and returns its result. A front end that
+                calls ``run`` off its UI thread passes one that executes ``fn`` on
+                the UI thread and waits, so MRML and VTK are only touched there
+                while the engine computes on numpy arrays in the caller's thread.
+                Default: ``fn()`` directly.
 
         Raises:
             OneShotError: bad input, with what to do.
@@ -122,21 +123,21 @@ class OneShotSAMLogic:
 
         t0 = time.perf_counter()
         call = ui_call or _direct
-        node = param_node or self.parameter_node()
-        s = P.read_settings(node)
-        ref_node = node.GetNodeReference(P.REF_REFERENCE_VOLUME)
-        seg_node = node.GetNodeReference(P.REF_SEGMENTATION)
+        node = param_node or call(self.parameter_node)
+        s = call(lambda: P.read_settings(node))
+        ref_node = call(lambda: node.GetNodeReference(P.REF_REFERENCE_VOLUME))
+        seg_node = call(lambda: node.GetNodeReference(P.REF_SEGMENTATION))
         if ref_node is None:
             raise OneShotError("select the reference volume (the volume you annotated)")
         if seg_node is None:
             raise OneShotError("select the segmentation that holds the annotation")
-        seg_ids = self._segment_ids(seg_node, s)
-        record = P.read_run_record(node) if update else {}
+        seg_ids = call(lambda: self._segment_ids(seg_node, s))
+        record = call(lambda: P.read_run_record(node)) if update else {}
         if update and not record:
             raise OneShotError("nothing to update: run the propagation first, edit slices, "
                                "then press Update")
 
-        reference = volume_from_node(ref_node)
+        reference = call(lambda: volume_from_node(ref_node))
         ref_labels = call(lambda: labels_from_segments(seg_node, seg_ids, ref_node))
         if not ref_labels.any():
             raise OneShotError(
@@ -147,7 +148,7 @@ class OneShotSAMLogic:
         annotated = sorted(int(k) for k in np.flatnonzero(
             ref_labels.any(axis=tuple(a for a in range(3) if a != axis))))
 
-        targets_nodes = self._target_nodes(node, s, ref_node)
+        targets_nodes = call(lambda: self._target_nodes(node, s, ref_node))
         outputs, fixed, ref_slices = call(lambda: self._plan(
             node, s, seg_node, seg_ids, ref_node, targets_nodes, annotated, axis, record, update))
         call(lambda: self._snapshot(outputs))
@@ -185,7 +186,7 @@ class OneShotSAMLogic:
             for t, out in enumerate(outputs):
                 if not fixed[t]:
                     continue
-                tvol = volume_from_node(out.volume_node)
+                tvol = call(lambda out=out: volume_from_node(out.volume_node))
                 tlab = call(lambda out=out: labels_from_segments(out.seg_node, out.segment_ids,
                                                                  out.volume_node))
                 cfg = PropagationConfig(reference_slices=tuple(sorted(fixed[t])),
@@ -201,7 +202,7 @@ class OneShotSAMLogic:
                     cancelled = True
                     break
         else:
-            targets = [volume_from_node(o.volume_node) for o in outputs] \
+            targets = call(lambda: [volume_from_node(o.volume_node) for o in outputs]) \
                 if s.target_mode != "self" else []
             cfg = PropagationConfig(reference_slices=tuple(ref_slices),
                                     fixed_slices=tuple(sorted(fixed[0])) if s.target_mode == "self" else (),
@@ -214,7 +215,7 @@ class OneShotSAMLogic:
         call(lambda: self._finish(node, s, outputs, ref_slices, fixed, record, update))
         rows.sort(key=lambda r: (r.confidence, r.output_index, r.slice_index))
         return RunOutcome(rows=rows, cancelled=cancelled,
-                          output_segmentation_ids=[o.seg_node.GetID() for o in outputs],
+                          output_segmentation_ids=call(lambda: [o.seg_node.GetID() for o in outputs]),
                           report={"engine": reports, "cancelled": cancelled,
                                   "seconds": round(time.perf_counter() - t0, 3)},
                           seconds=time.perf_counter() - t0)

@@ -186,7 +186,6 @@ class OneShotSAMWebApp:
         return web.FileResponse(path, headers={"Content-Disposition": f'attachment; filename="{name}"'})
 
     def _on_ready(self, **_: Any) -> None:
-        self.run.loop = asyncio.get_running_loop() if _running() else self.run.loop
         for view in self.slicer_app.view_manager.get_slice_views():
             view.render_window().AddObserver("EndEvent", lambda *_a: self.run.view_rendered())
 
@@ -343,12 +342,4 @@ class OneShotSAMWebApp:
                 and not s.running
             st.osam_latency_max_s = round(max(s.shown_latency_s), 3) if s.shown_latency_s else None
             st.osam_timestamp = time.time()
-
-
-def _running() -> bool:
-    try:
-        asyncio.get_running_loop()
-        return True
-    except RuntimeError:
-        return False
 

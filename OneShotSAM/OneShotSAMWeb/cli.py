@@ -45,6 +45,21 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
+def preload_engine() -> None:
+    """Import torch (and triton, which torch loads lazily) before VTK starts Mesa.
+
+    Both bring an LLVM; loaded after Mesa's software renderer, triton's extension
+    crashed the process (segmentation fault) at the first run. Loaded first, both
+    coexist."""
+    import importlib
+
+    for name in ("torch", "triton"):
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            pass
+
+
 def run(args: argparse.Namespace) -> int:
     """Build the app and serve it until interrupted (exit status)."""
     from oneshotsam.cli_segment import parse_overrides
@@ -56,6 +71,7 @@ def run(args: argparse.Namespace) -> int:
         if not Path(v).exists():
             raise OneShotError(f"volume not found: {v}")
     os.environ.setdefault("VTK_DEFAULT_OPENGL_WINDOW", "vtkEGLRenderWindow")
+    preload_engine()
     port = args.port or free_port("127.0.0.1" if is_loopback(args.host) else "0.0.0.0")
     token = None if is_loopback(args.host) else new_token()
     try:

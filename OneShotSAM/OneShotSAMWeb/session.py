@@ -71,7 +71,8 @@ class RunController:
 
     Args:
         scene: the app's ``vtkMRMLScene``.
-        loop: the UI thread's asyncio loop (trame's).
+        loop: the UI thread's asyncio loop (trame's); :meth:`start` called from the
+            running loop uses that one.
         on_change: called on the UI thread whenever :attr:`status` changed.
         after_write: called on the UI thread after each slice the Logic wrote
             (the app schedules a render of the slice views there).
@@ -96,6 +97,11 @@ class RunController:
         """Start a run (or an Update) in a worker thread; the parameter node must be set."""
         if self.status.running:
             raise OneShotError("a run is already in progress: wait for it or press Cancel")
+        try:
+            self.loop = asyncio.get_running_loop()  # the UI loop serving this request
+        except RuntimeError:
+            pass  # called outside the loop (scripts): keep the loop given at construction
+        self.ui_thread = threading.get_ident()
         self._cancel.clear()
         self.status = RunStatus(running=True, message="starting")
         self._on_change()
@@ -171,6 +177,7 @@ class RunController:
 
     def _finish(self, out: RunOutcome | None, error: str) -> None:
         self.status.running = False
+        self.status.remaining_s = None
         self.status.error = error
         self.last_outcome = out
         if out is not None:
