@@ -16,7 +16,7 @@ import pytest
 
 ENGINE = Path(__file__).resolve().parents[2] / "OneShotSAM"
 HEAVY = ("torch", "torchvision", "sam2", "segment_anything", "hydra", "slicer", "qt", "PythonQt",
-         "monai")
+         "monai", "trame", "trame_slicer", "vtkmodules")
 
 #: modules meant to be light (the ones not delivered yet are skipped, not failed)
 LIGHT_MODULES = [
@@ -45,6 +45,8 @@ LIGHT_MODULES = [
     "oneshotsam.volume.pipeline",
     "oneshotsam.volume.cli",
     "oneshotsam.benchmark2d",
+    "OneShotSAMWeb",
+    "OneShotSAMWeb.cli",
 ]
 
 _PROBE = """

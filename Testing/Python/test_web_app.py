@@ -320,7 +320,8 @@ def test_clinician_loop_in_browser(web, browser):
         _stroke(page, cx - ax["w"] * 0.3, cy - ax["w"] * dy, cx + ax["w"] * 0.3, cy - ax["w"] * dy)
     _save(page, 0)
     corrected = np.asarray(read_label_volume(out / "synth.seg.nrrd").voxels)
-    assert not np.array_equal(corrected[target], seg_lab[target]), "the brush did not change the slice"
+    changed = [k for k in range(SHAPE_KJI[0]) if not np.array_equal(corrected[k], seg_lab[k])]
+    assert changed == [target], f"the brush changed slices {changed}, not slice {target}"
     page.click("#osam-update")
     page.wait_for_selector("#osam-cancel:not([disabled])", timeout=30000)
     _wait_message(page, "finished")
