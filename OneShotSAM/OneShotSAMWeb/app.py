@@ -103,6 +103,7 @@ class OneShotSAMWebApp:
         self.run = RunController(self.slicer_app.scene, asyncio.get_event_loop(),
                                  on_change=self._push_status, after_write=self._render_slice_views)
         self._saved: dict[str, Path] = {}
+        self._n_saves = 0
         self._init_state()
         from OneShotSAMWeb.panel import build_panel
 
@@ -167,14 +168,11 @@ class OneShotSAMWebApp:
                     pipeline.SetView(vm.get_view(pipeline.GetViewNode()))
 
     def _on_bind(self, wslink_server: Any) -> None:
-        from aiohttp import web
-
         from OneShotSAMWeb.security import make_middleware
 
-        app = wslink_server.app
+        app = wslink_server.app  # aiohttp, before it starts: middlewares can still be added
         app.middlewares.append(make_middleware(self.cfg.host, self.cfg.token))
         app.router.add_get("/download/{name}", self._download)
-        _ = web  # aiohttp is the server's backend
 
     async def _download(self, request: Any) -> Any:
         from aiohttp import web
@@ -291,7 +289,8 @@ class OneShotSAMWebApp:
             return []
         self._saved = {p.name: p for p in paths}
         st.osam_saved = [{"name": p.name, "url": f"download/{p.name}", "path": str(p)} for p in paths]
-        st.osam_message = f"saved {len(paths)} file(s) into {self.cfg.output_dir}"
+        self._n_saves += 1
+        st.osam_message = f"save {self._n_saves}: {len(paths)} file(s) in {self.cfg.output_dir}"
         st.osam_error = ""
         return paths
 
