@@ -379,6 +379,9 @@ class OneShotSAMLogic:
         (nothing once the scene was closed)."""
 
         def write_event(ev: Any) -> None:
+            call(lambda: write_now(ev))
+
+        def write_now(ev: Any) -> None:
             out = outputs[ev.target_index]
             k = int(ev.slice_index)
             if k in out.protected or self._generation != generation:

@@ -171,6 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
     importlib.import_module("oneshotsam.volume.cli").add_parser(sub)
     importlib.import_module("oneshotsam.cli_cohort").add_parser(sub)
     _add_common_to_new(sub, common)
+    importlib.import_module("OneShotSAMWeb.cli").add_parser(sub, common)  # browser front end
     return parser
 
 
@@ -189,6 +190,8 @@ def _handler(args: argparse.Namespace) -> Callable[[argparse.Namespace], int]:
         return importlib.import_module("oneshotsam.volume.cli").run
     if args.command == "cohort":
         return importlib.import_module("oneshotsam.cli_cohort").run
+    if args.command == "web":
+        return importlib.import_module("OneShotSAMWeb.cli").run
     raise SystemExit(f"unknown command {args.command!r}")  # argparse prevents this
 
 

@@ -16,7 +16,7 @@ import pytest
 
 ENGINE = Path(__file__).resolve().parents[2] / "OneShotSAM"
 HEAVY = ("torch", "torchvision", "sam2", "segment_anything", "hydra", "slicer", "qt", "PythonQt",
-         "monai", "pydicom", "highdicom", "rt_utils", "ray")
+         "monai", "pydicom", "highdicom", "rt_utils", "ray", "trame", "trame_slicer", "vtkmodules")
 
 #: modules meant to be light (importing them must not load a heavy package)
 LIGHT_MODULES = [
@@ -53,6 +53,8 @@ LIGHT_MODULES = [
     "oneshotsam.cli_cohort",
     "oneshotsam.cohort.execute",
     "oneshotsam.cohort.patient",
+    "OneShotSAMWeb",
+    "OneShotSAMWeb.cli",
 ]
 
 _PROBE = """

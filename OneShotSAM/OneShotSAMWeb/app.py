@@ -1,0 +1,344 @@
+"""The OneShotSAM browser app: trame-slicer views and segment editor + the OneShotSAM panel.
+
+Left: trame-slicer's own segmentation app pieces (slice views on real MRML
+with window/level, volume loading, segment editor effects, segment names and
+colours, its undo/redo). Right: the OneShotSAM panel in a clinician's order:
+volumes (reference, follow-ups), annotate (paint / erase / draw shortcuts),
+targets, method and preset, Run with progress, remaining time and Cancel,
+the review list (flagged first, then lowest confidence; a click jumps the
+views), Update, Undo of the last run, Save with download links.
+
+The workflow is the Slicer module's: parameter node + :class:`OneShotSAMLogic`
+(through :class:`OneShotSAMWeb.session.RunController`); this file only binds
+it to widgets. Element ids prefixed ``osam-`` are stable for tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from oneshotsam.methods.base import OneShotError
+
+from OneShotSAMLib import parameters as P
+
+LAYOUT_ID = "OneShotSAM"
+TARGET_MODES = [{"title": "Rest of this volume", "value": "self"},
+                {"title": "Loaded follow-up volumes", "value": "volumes"}]
+
+
+@dataclass(frozen=True)
+class WebConfig:
+    """Settings of one app instance (from ``oneshotsam web``).
+
+    Attributes:
+        volumes: files or DICOM folders loaded at start (first = reference).
+        host, port: where the server listens.
+        output_dir: where Save writes.
+        token: access token (required beyond the loopback), None on loopback.
+        method, preset, backend, checkpoint: initial method settings (None = the method's default).
+        method_overrides: preset overrides (``--set KEY=VALUE``).
+        device: engine device (``auto``, ``cpu``, ``cuda``).
+    """
+
+    volumes: tuple[str, ...] = ()
+    host: str = "127.0.0.1"
+    port: int = 8080
+    output_dir: Path = Path("oneshotsam-web-output")
+    token: str | None = None
+    method: str = "medpersam-warp"
+    preset: str | None = None
+    backend: str | None = None
+    checkpoint: str | None = None
+    method_overrides: dict[str, Any] = field(default_factory=dict)
+    device: str = "auto"
+
+
+def register_slicer_modules(slicer_app: Any) -> None:
+    """Make ``slicer.mrmlScene`` / ``slicer.modules.<name>.logic()`` point at the app's
+    scene and logics (the ``slicer.util`` helpers the Logic uses look there)."""
+    import types
+
+    import slicer
+
+    slicer.mrmlScene = slicer_app.scene
+    if getattr(slicer, "modules", None) is None:
+        slicer.modules = types.SimpleNamespace()
+    for name, logic in (("segmentations", slicer_app.segmentations_logic),
+                        ("volumes", slicer_app.volumes_logic), ("colors", slicer_app.color_logic)):
+        setattr(slicer.modules, name, types.SimpleNamespace(logic=lambda lg=logic: lg))
+
+
+def _presets(method: str) -> list[dict[str, str]]:
+    from oneshotsam.presets import list_presets
+
+    return [{"title": "method default", "value": ""}] + \
+        [{"title": n, "value": n} for n in list_presets(method)]
+
+
+class OneShotSAMWebApp:
+    """Builds the app on a trame server; :meth:`start` serves it."""
+
+    def __init__(self, server: Any, cfg: WebConfig) -> None:
+        from trame_slicer import module as trame_slicer_module
+        from trame_slicer.app.logic import SegmentationAppLogic
+        from trame_slicer.app.ui import SegmentationAppUI
+        from trame_slicer.core import SlicerApp
+
+        from OneShotSAMWeb.session import RunController
+
+        self.server, self.cfg = server, cfg
+        server.enable_module(trame_slicer_module)
+        self.slicer_app = SlicerApp()
+        register_slicer_modules(self.slicer_app)
+        self.viewer = SegmentationAppLogic(server, self.slicer_app)
+        self._set_layout()  # before the UI builds the grid: only these three views are created
+        self.ui = SegmentationAppUI(server, self.viewer.layout_manager)
+        self.viewer.set_ui(self.ui)
+        self.ui.layout.title.set_text("OneShotSAM")
+        self.attach_effect_views()
+        self.run = RunController(self.slicer_app.scene, asyncio.get_event_loop(),
+                                 on_change=self._push_status, after_write=self._render_slice_views)
+        self._saved: dict[str, Path] = {}
+        self._n_saves = 0
+        self._init_state()
+        from OneShotSAMWeb.panel import build_panel
+
+        build_panel(self)
+        self.viewer._load_files_logic.volume_loaded.connect(self._on_volume_loaded)
+        server.controller.on_server_bind.add(self._on_bind)
+        server.controller.on_server_ready.add(self._on_ready)
+        if cfg.volumes:
+            self.load_volumes(list(cfg.volumes))
+
+    # ---------------------------------------------------------------- set-up
+    def _set_layout(self) -> None:
+        from trame_slicer.views import Layout, LayoutDirection, ViewLayoutDefinition
+
+        lm = self.viewer.layout_manager
+        lm.register_layout(LAYOUT_ID, Layout(LayoutDirection.Horizontal, [
+            ViewLayoutDefinition.axial_view(),
+            Layout(LayoutDirection.Vertical, [ViewLayoutDefinition.coronal_view(),
+                                              ViewLayoutDefinition.sagittal_view()])]))
+        self.viewer._layout_button_logic.data.current_layout_id = LAYOUT_ID
+        lm.set_layout(LAYOUT_ID)
+
+
+    def _init_state(self) -> None:
+        st = self.server.state
+        st.trame__title = "OneShotSAM"
+        st.osam_volumes = []
+        st.osam_reference = None
+        st.osam_followups = []
+        st.osam_target_modes = TARGET_MODES
+        st.osam_target_mode = "self"
+        st.osam_methods = [{"title": k, "value": v} for k, v in P.METHODS.items()]
+        st.osam_method = self.cfg.method
+        st.osam_presets = _presets(self.cfg.method)
+        st.osam_preset = self.cfg.preset or ""
+        st.osam_running = False
+        st.osam_progress = 0
+        st.osam_remaining = ""
+        st.osam_message = "load a volume, paint the structure on one slice, then Run"
+        st.osam_error = ""
+        st.osam_rows = []
+        st.osam_n_rows = 0
+        st.osam_viewing = ""
+        st.osam_saved = []
+        st.osam_can_undo = False
+        st.osam_can_update = False
+        st.osam_latency_max_s = None
+        st.change("osam_method")(self._on_method_changed)
+
+    def attach_effect_views(self) -> None:
+        """Give every segment-editor effect pipeline its view.
+
+        The effects' parameter nodes exist before the views, so their pipelines are
+        created while each view is being built, before the view factory lists it,
+        and get no view (with slicer-core 5.12 the paint effect then fails on
+        activation). Look the views up now that they exist."""
+        vm = self.slicer_app.view_manager
+        for effect in self.slicer_app.segmentation_editor._effects.values():
+            for ref in effect._pipelines:
+                pipeline = ref()
+                if pipeline is not None and pipeline._view is None and pipeline.GetViewNode() is not None:
+                    pipeline.SetView(vm.get_view(pipeline.GetViewNode()))
+
+    def _on_bind(self, wslink_server: Any) -> None:
+        from OneShotSAMWeb.security import make_middleware
+
+        app = wslink_server.app  # aiohttp, before it starts: middlewares can still be added
+        app.middlewares.append(make_middleware(self.cfg.host, self.cfg.token))
+        app.router.add_get("/download/{name}", self._download)
+
+    async def _download(self, request: Any) -> Any:
+        from aiohttp import web
+
+        name = request.match_info["name"]
+        path = self._saved.get(name)
+        if path is None or not path.is_file():
+            raise web.HTTPNotFound(text="no such saved file")
+        return web.FileResponse(path, headers={"Content-Disposition": f'attachment; filename="{name}"'})
+
+    def _on_ready(self, **_: Any) -> None:
+        for view in self.slicer_app.view_manager.get_slice_views():
+            view.render_window().AddObserver("EndEvent", lambda *_a: self.run.view_rendered())
+
+    # ---------------------------------------------------------------- volumes
+    def load_volumes(self, paths: list[str]) -> None:
+        """Load files / DICOM folders (first = reference) as the page's Load button does."""
+        for p in paths:
+            if not Path(p).exists():
+                raise OneShotError(f"volume not found: {p}")
+        volumes = self.slicer_app.io_manager.load_volumes(paths)
+        if not volumes:
+            raise OneShotError(f"no volume could be read from {paths}: give NIfTI, NRRD, MHA "
+                               "files or a DICOM folder")
+        self.slicer_app.display_manager.show_volume(volumes[0], do_reset_views=True)
+        self.viewer._load_files_logic.volume_loaded(volumes[0])
+
+    def _volume_nodes(self) -> list[Any]:
+        scene = self.slicer_app.scene
+        return [n for n in (scene.GetNthNodeByClass(i, "vtkMRMLScalarVolumeNode")
+                            for i in range(scene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeNode")))
+                if not n.IsA("vtkMRMLLabelMapVolumeNode")
+                and not n.GetName().startswith("__oneshotsam_tmp__")]
+
+    def _on_volume_loaded(self, volume_node: Any) -> None:
+        editor = self.slicer_app.segmentation_editor
+        if editor.active_segmentation is not None and editor.n_segments == 0:
+            editor.add_empty_segment(segment_name="Structure", segment_color=[0.95, 0.35, 0.2])
+        vols = self._volume_nodes()
+        st = self.server.state
+        st.osam_volumes = [{"title": v.GetName(), "value": v.GetID()} for v in vols]
+        st.osam_reference = volume_node.GetID()
+        st.osam_followups = [v.GetID() for v in vols if v.GetID() != volume_node.GetID()]
+        st.osam_target_mode = "self"
+        self.run.status.rows = []
+        self._push_status()
+
+    def set_reference(self, node_id: str) -> None:
+        node = self.slicer_app.scene.GetNodeByID(node_id)
+        if node is None:
+            return
+        self.slicer_app.display_manager.show_volume(node, do_reset_views=True)
+        editor = self.slicer_app.segmentation_editor
+        if editor.active_segmentation_node is not None:
+            editor.set_active_segmentation(editor.active_segmentation_node, node)
+
+    # ---------------------------------------------------------------- run
+    def _on_method_changed(self, osam_method: str, **_: Any) -> None:
+        self.server.state.osam_presets = _presets(osam_method)
+        if self.server.state.osam_preset not in [p["value"] for p in self.server.state.osam_presets]:
+            self.server.state.osam_preset = ""
+
+    def write_parameters(self) -> None:
+        """Parameter node <- the page's choices (the same node the Slicer widget binds)."""
+        st = self.server.state
+        editor = self.slicer_app.segmentation_editor
+        scene = self.slicer_app.scene
+        ref = scene.GetNodeByID(st.osam_reference) if st.osam_reference else None
+        seg = editor.active_segmentation_node
+        if ref is None:
+            raise OneShotError("load a volume first (Load button, or give it to 'oneshotsam web')")
+        if seg is None or editor.n_segments == 0:
+            raise OneShotError("add a segment and paint the structure on one slice first")
+        mode = st.osam_target_mode
+        targets = tuple(n for n in (scene.GetNodeByID(i) for i in (st.osam_followups or []))
+                        if n is not None and n.GetID() != ref.GetID()) if mode == "volumes" else ()
+        node = self.run.logic.parameter_node()
+        P.set_inputs(node, ref, seg, targets)
+        same_method = st.osam_method == self.cfg.method
+        P.write_settings(node, P.RunSettings(
+            method=st.osam_method, preset=st.osam_preset or None, device=self.cfg.device,
+            backend=self.cfg.backend if same_method else None,
+            checkpoint=self.cfg.checkpoint if same_method else None,
+            target_mode=mode, segment_ids=tuple(editor.get_segment_ids()),
+            method_overrides=dict(self.cfg.method_overrides) if same_method else {}))
+
+    def start_run(self, update: bool = False) -> None:
+        st = self.server.state
+        try:
+            if not update:
+                self.write_parameters()
+            self.run.start(update=update)
+        except OneShotError as exc:
+            st.osam_error = str(exc)
+
+    def cancel_run(self) -> None:
+        self.run.cancel()
+        self.server.state.osam_message = "cancelling: finished slices are kept"
+
+    def undo_run(self) -> None:
+        try:
+            self.run.undo()
+            self.server.state.osam_error = ""
+        except OneShotError as exc:
+            self.server.state.osam_error = str(exc)
+        self._render_slice_views()
+
+    def save(self) -> list[Path]:
+        st = self.server.state
+        try:
+            paths = self.run.save(Path(self.cfg.output_dir))
+        except OneShotError as exc:
+            st.osam_error = str(exc)
+            return []
+        self._saved = {p.name: p for p in paths}
+        st.osam_saved = [{"name": p.name, "url": f"download/{p.name}", "path": str(p)} for p in paths]
+        self._n_saves += 1
+        st.osam_message = f"save {self._n_saves}: {len(paths)} file(s) in {self.cfg.output_dir}"
+        st.osam_error = ""
+        return paths
+
+    def jump_to(self, index: int) -> None:
+        """Centre every slice view on review row ``index`` (its volume shown)."""
+        import slicer
+
+        from OneShotSAMLib.mrml_bridge import slice_center_ras
+
+        rows = self.run.status.rows
+        if not 0 <= index < len(rows):
+            return
+        row = rows[index]
+        vol = self.slicer_app.scene.GetNodeByID(row.volume_node_id)
+        if vol is None:
+            return
+        if vol.GetID() != self._shown_volume_id():
+            self.slicer_app.display_manager.show_volume(vol)
+        r, a, s = (float(x) for x in slice_center_ras(vol, row.array_axis, row.slice_index))
+        slicer.vtkMRMLSliceNode.JumpAllSlices(self.slicer_app.scene, r, a, s,
+                                              slicer.vtkMRMLSliceNode.CenteredJumpSlice)
+        self.server.state.osam_viewing = f"{row.target_name}: slice {row.slice_index}"
+
+    def _shown_volume_id(self) -> str | None:
+        views = self.slicer_app.view_manager.get_slice_views()
+        return views[0].get_background_volume_id() if views else None
+
+    # ---------------------------------------------------------------- UI-thread callbacks
+    def _render_slice_views(self) -> None:
+        for view in self.slicer_app.view_manager.get_slice_views():
+            view.schedule_render()
+
+    def _push_status(self) -> None:
+        s = self.run.status
+        rows = [{"i": i, "slice": r.slice_index, "target": r.target_name,
+                 "conf": round(r.confidence, 3), "flagged": bool(r.flagged)}
+                for i, r in enumerate(s.rows)]
+        with self.server.state as st:
+            st.osam_running = s.running
+            st.osam_progress = int(100 * s.done / s.total) if s.total else 0
+            st.osam_remaining = "" if s.remaining_s is None else f"{s.remaining_s:.0f} s left"
+            st.osam_message = s.message
+            st.osam_error = s.error
+            st.osam_rows = rows
+            st.osam_n_rows = len(rows)
+            st.osam_can_undo = self.run.logic.can_undo() and not s.running
+            st.osam_can_update = bool(P.read_run_record(self.run.logic.parameter_node())) \
+                and not s.running
+            st.osam_latency_max_s = round(max(s.shown_latency_s), 3) if s.shown_latency_s else None
+            st.osam_timestamp = time.time()
+

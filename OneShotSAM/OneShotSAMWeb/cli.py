@@ -1,0 +1,109 @@
+"""``oneshotsam web``: start the browser app and print its URL.
+
+Light at import (argparse only): trame, trame-slicer, slicer-core and torch
+load in :func:`run`, when the app is built.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import sys
+from pathlib import Path
+from typing import Sequence
+
+DESCRIPTION = (
+    "Start the OneShotSAM browser app (trame-slicer views and segment editor on the Slicer "
+    "module's Logic) and print its URL. It listens on 127.0.0.1 unless --host says otherwise; "
+    "beyond the loopback every connection needs the access token printed in the URL. Nothing "
+    "is sent anywhere else; input files are never modified; Save writes into --output-dir.")
+
+
+def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    """Register ``web`` on the ``oneshotsam`` command line."""
+    from oneshotsam.cli import add_model_options
+
+    p = sub.add_parser("web", parents=[common], help="the annotate-propagate-review loop in a browser",
+                       description=DESCRIPTION)
+    p.add_argument("volumes", nargs="*", metavar="VOLUME",
+                   help="volumes to open (NIfTI, NRRD, MHA or a DICOM folder); the first is the "
+                        "reference, the others follow-ups; more can be opened from the page")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (default 127.0.0.1: this computer only; "
+                        "0.0.0.0 serves other machines and requires the access token)")
+    p.add_argument("--port", type=int, default=8080, help="port (default 8080; 0 = a free port)")
+    p.add_argument("--output-dir", default="oneshotsam-web-output",
+                   help="where Save writes .seg.nrrd, .nii.gz and report.json")
+    add_model_options(p, method_required=False)
+    p.set_defaults(command="web")
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def preload_engine() -> None:
+    """Import torch (and triton, which torch loads lazily) before VTK starts Mesa.
+
+    Both bring an LLVM; loaded after Mesa's software renderer, triton's extension
+    crashed the process (segmentation fault) at the first run. Loaded first, both
+    coexist."""
+    import importlib
+
+    for name in ("torch", "triton"):
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            pass
+
+
+def run(args: argparse.Namespace) -> int:
+    """Build the app and serve it until interrupted (exit status)."""
+    from oneshotsam.cli_segment import parse_overrides
+    from oneshotsam.methods.base import OneShotError
+
+    from OneShotSAMWeb.security import is_loopback, new_token
+
+    for v in args.volumes:
+        if not Path(v).exists():
+            raise OneShotError(f"volume not found: {v}")
+    os.environ.setdefault("VTK_DEFAULT_OPENGL_WINDOW", "vtkEGLRenderWindow")
+    preload_engine()
+    # The engine thread runs Python-heavy tiny-tensor loops; VTK's wrappers release the
+    # GIL on every call, so the UI thread re-acquires it hundreds of times per event.
+    # A short switch interval bounds each wait (5 ms default -> 0.5 ms): measured
+    # click answer during a run, see docs/web.md.
+    sys.setswitchinterval(0.0005)
+    port = args.port or free_port("127.0.0.1" if is_loopback(args.host) else "0.0.0.0")
+    token = None if is_loopback(args.host) else new_token()
+    try:
+        from trame.app import get_server
+
+        from OneShotSAMWeb.app import OneShotSAMWebApp, WebConfig
+    except ImportError as exc:
+        raise OneShotError(f"the browser app needs trame-slicer and slicer-layer-dm ({exc}); "
+                           "see README, 'Browser app'") from None
+    cfg = WebConfig(volumes=tuple(args.volumes), host=args.host, port=port,
+                    output_dir=Path(args.output_dir), token=token, method=args.method,
+                    preset=args.preset, backend=args.backend, checkpoint=args.checkpoint,
+                    method_overrides=parse_overrides(args.overrides), device=args.device)
+    server = get_server(name="oneshotsam-web", client_type="vue3")
+    OneShotSAMWebApp(server, cfg)
+    shown_host = "127.0.0.1" if is_loopback(args.host) else (
+        socket.gethostname() if args.host in ("0.0.0.0", "::") else args.host)
+    url = f"http://{shown_host}:{port}/" + (f"?token={token}" if token else "")
+    print(f"OneShotSAM web app: {url}", flush=True)
+    print(f"saving into: {Path(args.output_dir).resolve()}", flush=True)
+    server.start(host=args.host, port=port, open_browser=False, show_connection_info=False,
+                 disable_logging=True)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m OneShotSAMWeb`` (same options as ``oneshotsam web``)."""
+    from oneshotsam.cli import main as cli_main
+
+    return cli_main(["web", *(sys.argv[1:] if argv is None else argv)])

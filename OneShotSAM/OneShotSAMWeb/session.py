@@ -1,0 +1,297 @@
+"""The browser app's run controller: one OneShotSAM Logic run at a time, off the UI thread.
+
+Everything the clinician does (Run, Cancel, Update, Undo, Save) goes through
+:class:`OneShotSAMLib.logic.OneShotSAMLogic` and its parameter node; this
+module adds only what a web page needs around it:
+
+* the Logic runs in a worker thread; every MRML change it makes goes back to
+  the UI (asyncio) thread through the Logic's ``ui_call`` hook, so the scene,
+  the views and the trame state are only touched there;
+* progress (done, total, remaining seconds), the review rows and the
+  slice-shown latencies are handed to the UI thread with
+  ``loop.call_soon_threadsafe``;
+* Save writes the annotated segmentation as ``.seg.nrrd`` (names, colours,
+  terminology, through Slicer's storage node) and as a NIfTI label map in the
+  reference volume's grid, plus ``report.json``, each through a temporary
+  file renamed into place.
+
+No trame import here: :mod:`OneShotSAMWeb.app` binds it to the page.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from oneshotsam.methods.base import OneShotError
+
+from OneShotSAMLib import parameters as P
+from OneShotSAMLib.logic import OneShotSAMLogic, ProgressClock, RunOutcome, SliceRow
+
+
+PUSH_INTERVAL_S = 0.25
+
+
+@dataclass
+class RunStatus:
+    """What the page shows about the current or last run (UI thread only).
+
+    Attributes:
+        running: a run is in progress.
+        done, total: engine work units (``progress`` callback).
+        remaining_s: linear estimate, None before the first unit.
+        message: the engine's last progress message, or the outcome.
+        rows: written slices, lowest confidence first (flagged ones first).
+        error: the last run's error (an OneShotError's text), "" when none.
+        shown_latency_s: per written slice, seconds from the engine reporting
+            it to the first slice-view render that includes it.
+    """
+
+    running: bool = False
+    done: int = 0
+    total: int = 0
+    remaining_s: float | None = None
+    message: str = ""
+    rows: list[SliceRow] = field(default_factory=list)
+    error: str = ""
+    cancelled: bool = False
+    shown_latency_s: list[float] = field(default_factory=list)
+
+
+def rank_rows(rows: list[SliceRow]) -> list[SliceRow]:
+    """Review order: flagged slices first, then lowest confidence first."""
+    return sorted(rows, key=lambda r: (not r.flagged, r.confidence, r.output_index, r.slice_index))
+
+
+class RunController:
+    """Runs the Logic for the page.
+
+    Args:
+        scene: the app's ``vtkMRMLScene``.
+        loop: the UI thread's asyncio loop (trame's); :meth:`start` called from the
+            running loop uses that one.
+        on_change: called on the UI thread whenever :attr:`status` changed.
+        after_write: called on the UI thread after each slice the Logic wrote
+            (the app schedules a render of the slice views there).
+    """
+
+    def __init__(self, scene: Any, loop: asyncio.AbstractEventLoop,
+                 on_change: Callable[[], None], after_write: Callable[[], None]) -> None:
+        self.scene = scene
+        self.loop = loop
+        self.logic = OneShotSAMLogic(scene)
+        self.status = RunStatus()
+        self._on_change = on_change
+        self._after_write = after_write
+        self._cancel = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._pending_shown: list[float] = []
+        self._last_push = 0.0
+        self.last_outcome: RunOutcome | None = None
+        self.ui_thread = threading.get_ident()
+
+    # ---------------------------------------------------------------- run
+    def start(self, update: bool = False, method: Any = None) -> None:
+        """Start a run (or an Update) in a worker thread; the parameter node must be set."""
+        if self.status.running:
+            raise OneShotError("a run is already in progress: wait for it or press Cancel")
+        try:
+            self.loop = asyncio.get_running_loop()  # the UI loop serving this request
+        except RuntimeError:
+            pass  # called outside the loop (scripts): keep the loop given at construction
+        self.ui_thread = threading.get_ident()
+        self._cancel.clear()
+        self.status = RunStatus(running=True, message="starting")
+        self._on_change()
+        self._thread = threading.Thread(target=self._work, args=(update, method),
+                                        name="oneshotsam-run", daemon=True)
+        self._thread.start()
+
+    def cancel(self) -> None:
+        """Ask the running engine to stop (finished slices are kept)."""
+        self._cancel.set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the worker ended (scripts and tests); True when it did."""
+        if self._thread is not None:
+            self._thread.join(timeout)
+            return not self._thread.is_alive()
+        return True
+
+    def _work(self, update: bool, method: Any) -> None:
+        _lower_this_thread_priority()
+        clock = ProgressClock()
+
+        def progress(done: int, total: int, message: str) -> bool:
+            rem = clock.remaining_s(done, total)
+            self.loop.call_soon_threadsafe(self._set_progress, done, total, rem, message)
+            return not self._cancel.is_set()
+
+        def on_row(row: SliceRow) -> None:
+            self.loop.call_soon_threadsafe(self._add_row, row)
+
+        try:
+            out = self.logic.run(progress=progress, method=method, update=update,
+                                 on_row=on_row, ui_call=self._ui_call)
+        except OneShotError as exc:
+            self.loop.call_soon_threadsafe(self._finish, None, str(exc))
+        except Exception as exc:  # noqa: BLE001 - shown on the page, not lost in a thread
+            self.loop.call_soon_threadsafe(self._finish, None, f"unexpected {type(exc).__name__}: {exc}")
+        else:
+            self.loop.call_soon_threadsafe(self._finish, out, "")
+
+    def _ui_call(self, fn: Callable[[], Any]) -> Any:
+        """Run ``fn`` on the UI thread and return its result (the Logic's ``ui_call``)."""
+        if threading.get_ident() == self.ui_thread:
+            return fn()
+        t_report = time.perf_counter()
+
+        async def on_ui() -> Any:
+            result = fn()
+            self._pending_shown.append(t_report)
+            self._after_write()
+            return result
+
+        return asyncio.run_coroutine_threadsafe(on_ui(), self.loop).result()
+
+    def view_rendered(self) -> None:
+        """The app calls this after a slice view rendered (UI thread): closes latencies."""
+        if not self._pending_shown:
+            return
+        now = time.perf_counter()
+        self.status.shown_latency_s.extend(now - t for t in self._pending_shown)
+        self._pending_shown.clear()
+
+    # ---------------------------------------------------------------- UI-thread updates
+    def _set_progress(self, done: int, total: int, remaining: float | None, message: str) -> None:
+        if not self.status.running:
+            return
+        self.status.done, self.status.total = done, total
+        self.status.remaining_s, self.status.message = remaining, message
+        now = time.perf_counter()
+        if now - self._last_push >= PUSH_INTERVAL_S:  # the page needs ~4 updates a second
+            self._last_push = now
+            self._on_change()
+
+    def _add_row(self, row: SliceRow) -> None:
+        self.status.rows = rank_rows(self.status.rows + [row])
+        self._on_change()
+
+    def _finish(self, out: RunOutcome | None, error: str) -> None:
+        self.status.running = False
+        self.status.remaining_s = None
+        self.status.error = error
+        self.last_outcome = out
+        if out is not None:
+            self.status.rows = rank_rows(out.rows)
+            self.status.cancelled = out.cancelled
+            self.status.message = (f"cancelled: {len(out.rows)} slice(s) kept" if out.cancelled
+                                   else f"finished: {len(out.rows)} slice(s) in {out.seconds:.1f} s")
+        else:
+            self.status.message = "failed"
+        self._on_change()
+
+    # ---------------------------------------------------------------- undo / save
+    def undo(self) -> None:
+        if self.status.running:
+            raise OneShotError("wait for the run to finish (or Cancel) before Undo")
+        self.logic.undo()
+        self.status = RunStatus(message="last run undone")
+        self._on_change()
+
+    def save(self, output_dir: Path, stem: str | None = None) -> list[Path]:
+        """Write every output segmentation of the last run (UI thread).
+
+        ``<stem>.seg.nrrd`` and ``<stem>.nii.gz`` per output segmentation (stem:
+        the volume's name) and ``report.json``; returns the written paths.
+        """
+        if self.status.running:
+            raise OneShotError("wait for the run to finish (or Cancel) before saving")
+        node = self.logic.parameter_node()
+        record = P.read_run_record(node)
+        ref = node.GetNodeReference(P.REF_REFERENCE_VOLUME)
+        seg = node.GetNodeReference(P.REF_SEGMENTATION)
+        if ref is None or seg is None:
+            raise OneShotError("nothing to save: load a volume and paint a segment first")
+        items = [(seg, ref, list(P.read_settings(node).segment_ids))]
+        if record and record.get("mode") != "self":
+            items = [(self.scene.GetNodeByID(o["segmentation"]), self.scene.GetNodeByID(o["volume"]),
+                      list(o["segment_ids"])) for o in record["outputs"]] + items
+        output_dir.mkdir(parents=True, exist_ok=True)
+        written: list[Path] = []
+        for seg_node, vol_node, ids in items:
+            if seg_node is None or vol_node is None or not ids:
+                continue
+            name = _safe_stem(stem if (stem and seg_node is seg) else vol_node.GetName())
+            written += write_segmentation(seg_node, vol_node, ids, output_dir, name)
+        report = {"run_record": record, "settings": _settings_dict(node),
+                  "engine": self.last_outcome.report if self.last_outcome else None,
+                  "rows": [r.__dict__ for r in self.status.rows],
+                  "shown_latency_s": [round(x, 4) for x in self.status.shown_latency_s]}
+        written.append(_atomic_write_text(output_dir / "report.json",
+                                          json.dumps(report, indent=2, default=str)))
+        return written
+
+
+def _lower_this_thread_priority(increment: int = 5) -> None:
+    """Nice the calling (engine) thread so the UI thread wins the CPU on a busy
+    machine (Linux: threads are scheduled separately; elsewhere a no-op)."""
+    try:
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid, os.getpriority(os.PRIO_PROCESS, tid) + increment)
+    except (AttributeError, OSError):
+        pass
+
+
+def _settings_dict(node: Any) -> dict[str, Any]:
+    s = P.read_settings(node)
+    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in s.__dict__.items()}
+
+
+def _safe_stem(name: str) -> str:
+    from oneshotsam.medio import path_stem
+
+    name = path_stem(name)  # 'synth.nrrd' -> 'synth'
+    keep = "".join(c if (c.isalnum() or c in "-_.") else "_" for c in name).strip("._")
+    return keep or "segmentation"
+
+
+def _atomic_write_text(path: Path, text: str) -> Path:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+    return path
+
+
+def write_segmentation(seg_node: Any, volume_node: Any, segment_ids: list[str], output_dir: Path,
+                       stem: str) -> list[Path]:
+    """``<stem>.seg.nrrd`` (Slicer storage node: names, colours, terminology; the
+    reference volume's full grid) and ``<stem>.nii.gz`` (segment ``n`` = label
+    ``n + 1``, the volume's grid and geometry), each written to a temporary name
+    and renamed."""
+    import slicer
+
+    from oneshotsam.geometry import volume_like
+    from oneshotsam.medio import write_label_volume
+    from OneShotSAMLib.mrml_bridge import labels_from_segments, volume_from_node
+
+    seg_path = output_dir / f"{stem}.seg.nrrd"
+    tmp_seg = output_dir / f".{stem}.tmp.seg.nrrd"
+    storage = slicer.vtkMRMLSegmentationStorageNode()
+    storage.SetCropToMinimumExtent(False)
+    storage.SetFileName(str(tmp_seg))
+    seg_node.SetReferenceImageGeometryParameterFromVolumeNode(volume_node)
+    if not storage.WriteData(seg_node):
+        raise OneShotError(f"could not write {seg_path}")
+    os.replace(tmp_seg, seg_path)
+
+    labels = labels_from_segments(seg_node, segment_ids, volume_node)
+    nii = write_label_volume(volume_like(volume_from_node(volume_node), labels, name=stem),
+                             output_dir / f"{stem}.nii.gz")
+    return [seg_path, Path(nii)]
