@@ -315,6 +315,7 @@ class OneShotSAMLogic:
         def write_event(ev: Any) -> None:
             call(lambda: write_now(ev))
         wrapped = ProgressMethod(method, relay) if method is not None else None
+
         def config(reference_slices: Any, fixed_slices: Any) -> Any:
             cfg = propagation_config(s, reference_slices, fixed_slices)
             return dataclasses.replace(cfg, checkpoint=self._method_checkpoint(s))
@@ -379,9 +380,6 @@ class OneShotSAMLogic:
         (nothing once the scene was closed)."""
 
         def write_event(ev: Any) -> None:
-            call(lambda: write_now(ev))
-
-        def write_now(ev: Any) -> None:
             out = outputs[ev.target_index]
             k = int(ev.slice_index)
             if k in out.protected or self._generation != generation:

@@ -298,18 +298,20 @@ class OneShotSAMWebApp:
         """Centre every slice view on review row ``index`` (its volume shown)."""
         import slicer
 
-        from OneShotSAMLib.mrml_bridge import slice_center_ras
+        from oneshotsam.errors import OneShotError
 
         rows = self.run.status.rows
         if not 0 <= index < len(rows):
             return
         row = rows[index]
-        vol = self.slicer_app.scene.GetNodeByID(row.volume_node_id)
-        if vol is None:
+        try:  # the Logic resolves the row (a sequence item moves its browser there)
+            where = self.run.logic.locate_row(row)
+        except OneShotError:
             return
+        vol = where.volume_node
         if vol.GetID() != self._shown_volume_id():
             self.slicer_app.display_manager.show_volume(vol)
-        r, a, s = (float(x) for x in slice_center_ras(vol, row.array_axis, row.slice_index))
+        r, a, s = (float(x) for x in where.ras)
         slicer.vtkMRMLSliceNode.JumpAllSlices(self.slicer_app.scene, r, a, s,
                                               slicer.vtkMRMLSliceNode.CenteredJumpSlice)
         self.server.state.osam_viewing = f"{row.target_name}: slice {row.slice_index}"
