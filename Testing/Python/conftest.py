@@ -47,3 +47,27 @@ def data_root(pytestconfig: pytest.Config) -> Path:
     if not root.is_dir():
         pytest.skip(f"real data not found at {root}: pass --data PATH or set ONESHOTSAM_DATA")
     return root
+
+
+@pytest.fixture(scope="session")
+def slicer_session():
+    """The headless Slicer (slicer-core) session shared by the Logic tests; skips where
+    slicer-core is absent. ``OneShotSAM/`` is put on ``sys.path`` for ``OneShotSAMLib``."""
+    pytest.importorskip("slicer")
+    import sys
+
+    module_dir = str(REPO_ROOT / "OneShotSAM")
+    if module_dir not in sys.path:
+        sys.path.insert(0, module_dir)
+    from OneShotSAMLib.headless import bootstrap
+
+    return bootstrap()
+
+
+@pytest.fixture
+def scene(slicer_session):
+    """An empty MRML scene of :func:`slicer_session` (cleared again after the test)."""
+    slicer_session.scene.Clear(0)
+    yield slicer_session.scene
+    slicer_session.scene.Clear(0)
+

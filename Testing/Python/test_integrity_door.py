@@ -8,8 +8,6 @@ Table of cases: ``(id, command, how to spoil the inputs, words the message must 
 
 from __future__ import annotations
 
-import gzip
-import sys
 from pathlib import Path
 from typing import Callable
 
@@ -188,14 +186,6 @@ def test_truncated_gzip_is_detected_where_simpleitk_zero_fills(files) -> None:
 MODULE_DIR = Path(__file__).resolve().parents[2] / "OneShotSAM"
 
 
-@pytest.fixture(scope="module")
-def slicer_session():
-    pytest.importorskip("slicer")
-    if str(MODULE_DIR) not in sys.path:
-        sys.path.insert(0, str(MODULE_DIR))
-    from OneShotSAMLib.headless import bootstrap
-
-    return bootstrap()
 
 
 def _logic_error(session, voxels: np.ndarray | None, target_voxels: np.ndarray | None = None,

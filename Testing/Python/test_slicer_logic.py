@@ -28,22 +28,9 @@ from oneshotsam.volume import pipeline as pipeline_mod  # noqa: E402
 from oneshotsam.volume.pipeline import PropagationResult, SliceEvent  # noqa: E402
 
 from OneShotSAMLib import parameters as P  # noqa: E402
-from OneShotSAMLib.headless import bootstrap  # noqa: E402
 from OneShotSAMLib.logic import OneShotSAMLogic, ProgressClock  # noqa: E402
 from OneShotSAMLib.mrml_bridge import SliceWriter, labels_from_segments  # noqa: E402
 from OneShotSAMLib.synthetic import make_case  # noqa: E402
-
-
-@pytest.fixture(scope="session")
-def session():
-    return bootstrap()
-
-
-@pytest.fixture
-def scene(session):
-    session.scene.Clear(0)
-    yield session.scene
-    session.scene.Clear(0)
 
 
 class FakePipeline:

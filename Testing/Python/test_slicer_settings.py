@@ -22,24 +22,11 @@ from oneshotsam.volume import pipeline as pipeline_mod  # noqa: E402
 from oneshotsam.volume.pipeline import PropagationResult  # noqa: E402
 
 from OneShotSAMLib import parameters as P  # noqa: E402
-from OneShotSAMLib.headless import bootstrap  # noqa: E402
 from OneShotSAMLib.logic import OneShotSAMLogic  # noqa: E402
 from OneShotSAMLib.messages import for_slicer  # noqa: E402
 from OneShotSAMLib.synthetic import make_case  # noqa: E402
 
 from test_settings_layer import NON_DEFAULT  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def session():
-    return bootstrap()
-
-
-@pytest.fixture
-def scene(session):
-    session.scene.Clear(0)
-    yield session.scene
-    session.scene.Clear(0)
 
 
 @pytest.fixture
