@@ -7,7 +7,6 @@ import json
 import sys
 from pathlib import Path
 
-import pytest
 
 from cohort_synth import make_cohort
 from cohort_synth import run_cohort as _cohort

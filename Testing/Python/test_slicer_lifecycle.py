@@ -34,7 +34,7 @@ from OneShotSAMLib import parameters as P  # noqa: E402
 from OneShotSAMLib.logic import OneShotSAMLogic  # noqa: E402
 from OneShotSAMLib.mrml_bridge import SliceWriter, slice_center_ras  # noqa: E402
 from OneShotSAMLib.synthetic import make_case  # noqa: E402
-from test_slicer_logic import configure, fake, scene, seg_labels, session  # noqa: E402,F401
+from test_slicer_logic import configure, fake, seg_labels  # noqa: E402,F401
 
 
 def _count(scene, cls):
