@@ -8,6 +8,7 @@ Importing this module costs argparse only.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import time
 from pathlib import Path
@@ -29,7 +30,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                     "and summary.json. A rerun skips targets whose inputs and settings are "
                     "unchanged. See docs/cohort.md.")
     p.add_argument("manifest", metavar="MANIFEST.csv")
-    p.add_argument("--output-dir", required=True, metavar="OUT")
+    p.add_argument("--output-dir", required=True, metavar="OUT",
+                   help="cohort folder: OUT/<patient>/<visit>.* per target, summary.csv and "
+                        "summary.json (created; finished targets are kept across reruns)")
     p.add_argument("--workers", type=int, default=None, metavar="N",
                    help="patients in parallel (local Ray worker processes); default "
                         "min(CPUs, available memory / 2 GiB); 1 without --address runs here, "
@@ -131,11 +134,17 @@ def run(args: argparse.Namespace) -> int:
     if args.workers is not None and args.workers < 1:
         raise OneShotError(f"--workers must be at least 1 (got {args.workers})")
     patients = read_manifest(args.manifest)
-    cfg = config_from_args(args)
     if args.workers is None and args.address is None:
         workers, how = execute.default_workers()
     else:
         workers, how = args.workers, "--workers" if args.workers else "cluster"
+    if args.address is None and workers == 1:
+        cfg = config_from_args(args)  # the device is checked here, where the patients run
+    else:  # on Ray the device is checked where each patient runs: a cluster's workers
+        # may hold the GPUs this machine lacks (each task asks Ray for one)
+        cfg = dataclasses.replace(config_from_args(argparse.Namespace(**{**vars(args),
+                                                                         "device": "auto"})),
+                                  device=args.device)
     _check_dicom_outputs(patients, args.output_format)
     jobs, records = execute.plan(patients, cfg, args.output_dir, sys.argv[1:],
                                  {"rois": args.roi, "output_formats": args.output_format})
