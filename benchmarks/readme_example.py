@@ -65,7 +65,7 @@ def main() -> None:
           ", ".join(f"{k}: {v:.4f}" for k, v in scores["per_class"].items()))
     print(f"CPU seconds {cpu:.1f} (whole command, child process)  wall seconds {wall:.1f}  "
           f"load average {os.getloadavg()[0]:.1f}")
-    rep = report.get("report", report)
+    rep = report.get("run", report)
     print("training: " + ", ".join(f"{k} {rep.get(k)}" for k in
                                   ("preset", "train_steps", "train_max_steps", "train_stopped",
                                    "loss_final", "train_seconds")))

@@ -88,11 +88,11 @@ class WarpConfig:
         intensity_percentiles: every image is mapped by its own (low, high)
             percentiles to [0, 1] before registration (None = as given)
             [measured on washed-out JSRT references: docs/warp_adaptive.md].
-        converge_window: > 0 = stop training when the mean loss of the last
-            ``converge_window`` steps improved by less than ``converge_tol``
-            (relative) on the block before, between ``min_steps`` and the ceiling
-            (``max_steps``, or the epoch count when None); 0 = fixed schedule
-            (epochs) [docs/warp_adaptive.md].
+        converge_window: > 0 (and ``max_steps`` set) = after the fixed
+            schedule's steps (the floor), go on while the mean loss of the last
+            ``converge_window`` steps still improves by at least ``converge_tol``
+            (relative) on the block before, up to ``max_steps``; 0 = fixed
+            schedule (epochs clamped to min/max_steps) [docs/warp_adaptive.md].
         converge_tol: see ``converge_window``.
     """
 
@@ -320,22 +320,25 @@ class WarpSession:
         return True
 
     def planned_steps(self, epochs: int) -> int:
-        """Most optimiser steps a training call may run: ``epochs`` epochs clamped
-        by min/max_steps (fixed schedule), or the ceiling ``max_steps`` when the
-        schedule converges (``converge_window`` > 0)."""
+        """Most optimiser steps a training call of ``epochs`` epochs may run."""
         return self.schedule(epochs).max_steps
 
     def schedule(self, epochs: int):
-        """The :class:`~.warp_adapt.ConvergenceRule` of a training call of ``epochs``."""
+        """The :class:`~.warp_adapt.ConvergenceRule` of a training call of ``epochs``.
+
+        Fixed schedule (``converge_window`` 0): ``epochs`` epochs clamped to
+        ``[min_steps, max_steps]``. Converging schedule: that count is the floor,
+        and training goes on while the loss still improves, up to ``max_steps``.
+        """
         from oneshotsam.methods.medpersam.warp_adapt import ConvergenceRule
         cfg = self.cfg
         batch = min(cfg.batch_size, self.n_targets)
         n = max(epochs * math.ceil(self.n_targets / batch), cfg.min_steps)
-        if cfg.converge_window > 0 and cfg.max_steps is not None:
-            n = cfg.max_steps
         n = min(n, cfg.max_steps) if cfg.max_steps is not None else n
-        return ConvergenceRule(min_steps=cfg.min_steps, max_steps=n,
-                               window=cfg.converge_window, tol=cfg.converge_tol)
+        if cfg.converge_window > 0 and cfg.max_steps is not None:
+            return ConvergenceRule(min_steps=n, max_steps=cfg.max_steps,
+                                   window=cfg.converge_window, tol=cfg.converge_tol)
+        return ConvergenceRule(min_steps=n, max_steps=n)
 
     def train(self, epochs: int | None = None, pseudo_labels: Mapping[int, np.ndarray] | None = None,
               progress: ProgressFn = no_progress) -> dict:
