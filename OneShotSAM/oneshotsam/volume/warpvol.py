@@ -73,6 +73,15 @@ class VolumeWarpConfig:
             physical side; None = whole slices. Keeps the small working grid on
             the structure instead of the background [measured on ACDC/LA].
         threads: torch threads (None = leave).
+        intensity_percentiles: each volume (reference and processed, cropped to
+            the ROI) is mapped by its own (low, high) percentiles to [0, 1] for
+            the registration (one window per volume; None = as windowed), the
+            same function as the 2D trainer
+            (:func:`~oneshotsam.methods.medpersam.warp_adapt.registration_intensity`).
+        converge_window, converge_tol, min_steps: > 0 = stop training on loss
+            convergence between ``min_steps`` and ``steps``/``followup_steps``
+            (:class:`~oneshotsam.methods.medpersam.warp_adapt.ConvergenceRule`);
+            0 = the fixed step count (not yet measured on volumes).
     """
 
     net: dict = field(default_factory=lambda: dict(_NET))
@@ -87,6 +96,10 @@ class VolumeWarpConfig:
     refine_sigma: float = 2.5
     roi_margin: float | None = 0.5
     threads: int | None = None
+    intensity_percentiles: tuple[float, float] | None = (0.5, 99.5)
+    converge_window: int = 0
+    converge_tol: float = 0.01
+    min_steps: int = 0
 
     @classmethod
     def from_overrides(cls, overrides: dict[str, Any]) -> "VolumeWarpConfig":
@@ -134,6 +147,7 @@ class WarpVolumeEngine:
     def describe(self) -> dict[str, Any]:
         return {"engine": "warp-volume", "method": "medpersam-warp", "device": self.device,
                 "settings": asdict(self.vcfg), "seconds": self.timing,
+                "train_steps": len(self.history), "train_stopped": getattr(self, "stopped", None),
                 "loss_first_last": [round(self.history[0], 4), round(self.history[-1], 4)]
                 if self.history else []}
 
@@ -145,6 +159,7 @@ class WarpVolumeEngine:
 
         from oneshotsam.methods.medpersam.losses import LossConfig, WarpLosses
         from oneshotsam.methods.medpersam.nice_trans import NetConfig, NiceTrans2D
+        from oneshotsam.methods.medpersam.warp_adapt import ConvergenceRule, registration_intensity
 
         t0 = time.perf_counter()
         v = self.vcfg
@@ -165,8 +180,11 @@ class WarpVolumeEngine:
         dev = torch.device(self.device)
 
         def stack(s, idx):
-            t = torch.from_numpy(np.stack([s.plane(k)[r0:r1, c0:c1] for k in idx])[:, None]).to(dev)
-            return F.interpolate(t, size=self.work_hw, mode="bilinear", align_corners=True)
+            # one intensity window over the whole (cropped) volume, then the slices idx
+            a = np.stack([s.plane(k)[r0:r1, c0:c1] for k in range(s.n_slices)])[:, None]
+            a = registration_intensity(a, v.intensity_percentiles)[list(idx)]
+            return F.interpolate(torch.from_numpy(a).to(dev), size=self.work_hw, mode="bilinear",
+                                 align_corners=True)
 
         n = proc.n_slices
         self.proc_w = stack(proc, range(n))
@@ -191,6 +209,7 @@ class WarpVolumeEngine:
         lam = self.losses.cfg
         self.net.train()
         n_steps = v.followup_steps if followup else v.steps
+        rule = ConvergenceRule(v.min_steps, n_steps, v.converge_window, v.converge_tol)
         for step in range(n_steps):
             items = [("adj", pairs[i]) for i in rng.integers(0, len(pairs), v.batch)] if pairs else []
             if cross:
@@ -216,6 +235,9 @@ class WarpVolumeEngine:
             if (step + 1) % 10 == 0 and not tick(f"training warp network: step {step + 1}/{n_steps}"):
                 self.net.eval()
                 return False
+            if rule.should_stop(self.history):
+                break
+        self.stopped = rule.reason(self.history)
         self.net.eval()
         self.timing["train"] = round(time.perf_counter() - t0, 3)
         return True

@@ -348,5 +348,6 @@ def _summary(hist: Any) -> dict[str, Any]:
     """JSON-safe summary of a ``WarpSession.train`` return value."""
     if not isinstance(hist, dict):
         return {}
-    keep = ("steps", "seconds", "loss_first", "loss_last", "cancelled")
+    keep = ("steps", "max_steps", "stopped", "seconds", "loss_first", "loss_last", "loss_final",
+            "cancelled")
     return {k: (round(v, 5) if isinstance(v, float) else v) for k, v in hist.items() if k in keep}

@@ -97,9 +97,14 @@ class MedPerSAMWarp:
         t_train = time.perf_counter() - t0
         report: dict[str, Any] = {
             "method": self.name, "preset": self.config.preset, "labels": values,
-            "train_steps": hist["steps"], "train_seconds": round(t_train, 2),
+            "train_steps": hist["steps"], "train_max_steps": hist["max_steps"],
+            "train_stopped": hist["stopped"], "train_seconds": round(t_train, 2),
             "loss_first": hist["loss_first"], "loss_last": hist["loss_last"],
+            "loss_final": hist["loss_final"],
+            "intensity_percentiles": self.config.warp.intensity_percentiles,
             "device": str(sess.device)}
+        n_train = hist["steps"]  # a converging schedule may stop before the ceiling
+        total = n_train + len(targets)
         results: list[TargetResult] = []
         if sess.cancelled:
             return RunResult(results=results, cancelled=True, report=report)

@@ -85,6 +85,15 @@ class WarpConfig:
             fraction per side (None = whole image) [CPU follow-up preset, measured].
         bf16: bfloat16 autocast on CPU [environment.md: ~2x faster at 256 px].
         threads: torch threads during training (None = leave as is).
+        intensity_percentiles: every image is mapped by its own (low, high)
+            percentiles to [0, 1] before registration (None = as given)
+            [measured on washed-out JSRT references: docs/warp_adaptive.md].
+        converge_window: > 0 (and ``max_steps`` set) = after the fixed
+            schedule's steps (the floor), go on while the mean loss of the last
+            ``converge_window`` steps still improves by at least ``converge_tol``
+            (relative) on the block before, up to ``max_steps``; 0 = fixed
+            schedule (epochs clamped to min/max_steps) [docs/warp_adaptive.md].
+        converge_tol: see ``converge_window``.
     """
 
     net: Any = None
@@ -104,8 +113,14 @@ class WarpConfig:
     roi_margin: float | None = None
     bf16: bool = False
     threads: int | None = None
+    intensity_percentiles: tuple[float, float] | None = (0.5, 99.5)
+    converge_window: int = 0
+    converge_tol: float = 0.01
 
     def __post_init__(self) -> None:
+        if self.intensity_percentiles is not None:
+            object.__setattr__(self, "intensity_percentiles",
+                               tuple(float(p) for p in self.intensity_percentiles))
         from oneshotsam.methods.medpersam.augment import AugConfig
         from oneshotsam.methods.medpersam.losses import LossConfig
         from oneshotsam.methods.medpersam.nice_trans import NetConfig
@@ -157,8 +172,10 @@ class WarpResult:
     label_fit: dict = field(default_factory=dict)
 
 
-def _grey(img: Image2D) -> np.ndarray:
-    return np.asarray(img.grey(), dtype=np.float32)
+def _grey(img: Image2D, percentiles: tuple[float, float] | None) -> np.ndarray:
+    """``(H, W)`` float32 in [0, 1]: the registration's view of ``img``."""
+    from oneshotsam.methods.medpersam.warp_adapt import registration_intensity
+    return registration_intensity(img.grey(), percentiles)
 
 
 class WarpSession:
@@ -187,9 +204,10 @@ class WarpSession:
         # full-resolution one-hot of the reference (channel 0 background)
         oh = np.stack([lab == 0] + [lab == v for v in self.values]).astype(np.float32)
         self.ref_onehot_full = torch.from_numpy(oh)[None].to(self.device)
-        self.ref = self._to_work(_grey(reference))
+        pct = cfg.intensity_percentiles
+        self.ref = self._to_work(_grey(reference, pct))
         self.ref_onehot = self._to_work_multi(oh)
-        self.targets = torch.cat([self._to_work(_grey(t)) for t in targets], dim=0)
+        self.targets = torch.cat([self._to_work(_grey(t, pct)) for t in targets], dim=0)
         self.net = NiceTrans2D(cfg.net).to(self.device)
         self.losses = WarpLosses(cfg.loss)
         self.opt = torch.optim.AdamW(self.net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -272,13 +290,15 @@ class WarpSession:
             parts["aug"] = float(la.detach())
         return loss, parts
 
-    def _run_steps(self, n_steps: int, batch: int, progress: ProgressFn, done0: int,
-                   total: int, label: str) -> bool:
-        """Plain AdamW loop over shuffled epochs; False when cancelled."""
+    def _run_steps(self, rule, batch: int, progress: ProgressFn, label: str) -> bool:
+        """Plain AdamW loop over shuffled epochs until ``rule`` (a
+        :class:`~.warp_adapt.ConvergenceRule`) stops it; False when cancelled."""
         import torch
         cfg = self.cfg
         n_aug = cfg.aug_per_step if cfg.aug_per_step is not None else batch
         order: list[int] = []
+        losses: list[float] = []
+        n_steps = rule.max_steps
         self.net.train()
         for s in range(n_steps):
             if len(order) < batch:
@@ -291,18 +311,34 @@ class WarpSession:
             self.opt.step()
             parts["loss"] = float(loss.detach())
             self.history.append(parts)
-            if not progress(done0 + s + 1, total, f"{label} step {s + 1}/{n_steps}"):
+            losses.append(parts["loss"])
+            if not progress(s + 1, n_steps, f"{label} step {s + 1}/{n_steps}"):
                 self.cancelled = True
                 return False
+            if rule.should_stop(losses):
+                break
         return True
 
     def planned_steps(self, epochs: int) -> int:
-        """Optimiser steps for ``epochs`` epochs, clamped by min/max_steps."""
+        """Most optimiser steps a training call of ``epochs`` epochs may run."""
+        return self.schedule(epochs).max_steps
+
+    def schedule(self, epochs: int):
+        """The :class:`~.warp_adapt.ConvergenceRule` of a training call of ``epochs``.
+
+        Fixed schedule (``converge_window`` 0): ``epochs`` epochs clamped to
+        ``[min_steps, max_steps]``. Converging schedule: that count is the floor,
+        and training goes on while the loss still improves, up to ``max_steps``.
+        """
+        from oneshotsam.methods.medpersam.warp_adapt import ConvergenceRule
         cfg = self.cfg
         batch = min(cfg.batch_size, self.n_targets)
-        n = epochs * math.ceil(self.n_targets / batch)
-        n = max(n, cfg.min_steps)
-        return min(n, cfg.max_steps) if cfg.max_steps is not None else n
+        n = max(epochs * math.ceil(self.n_targets / batch), cfg.min_steps)
+        n = min(n, cfg.max_steps) if cfg.max_steps is not None else n
+        if cfg.converge_window > 0 and cfg.max_steps is not None:
+            return ConvergenceRule(min_steps=n, max_steps=cfg.max_steps,
+                                   window=cfg.converge_window, tol=cfg.converge_tol)
+        return ConvergenceRule(min_steps=n, max_steps=n)
 
     def train(self, epochs: int | None = None, pseudo_labels: Mapping[int, np.ndarray] | None = None,
               progress: ProgressFn = no_progress) -> dict:
@@ -317,29 +353,35 @@ class WarpSession:
             progress: called after each optimiser step; False cancels (the model
                 keeps the weights reached so far; ``self.cancelled`` is set).
         Returns:
-            ``{"steps", "seconds", "loss_first", "loss_last", "cancelled", "history"}``.
+            ``{"steps", "max_steps", "stopped", "seconds", "loss_first", "loss_last",
+            "loss_final", "cancelled", "history"}``; ``loss_final`` = mean loss of the
+            last 10 steps (the per-step loss is noisy: random batches, L_aug copies).
         """
         import torch
         if pseudo_labels is not None:
             self.set_pseudo_labels(pseudo_labels)
         if epochs is None:
             epochs = self.cfg.epochs if self.rounds == 0 else self.cfg.retrain_epochs
-        n_steps = self.planned_steps(int(epochs))
+        rule = self.schedule(int(epochs))
         t0 = time.perf_counter()
         start = len(self.history)
         old = torch.get_num_threads()
         if self.cfg.threads:
             torch.set_num_threads(int(self.cfg.threads))
         try:
-            self._run_steps(n_steps, min(self.cfg.batch_size, self.n_targets), progress, 0,
-                            n_steps, "warp training" if self.rounds == 0 else "warp retraining")
+            self._run_steps(rule, min(self.cfg.batch_size, self.n_targets), progress,
+                            "warp training" if self.rounds == 0 else "warp retraining")
         finally:
             torch.set_num_threads(old)
         self.rounds += 1
         hist = self.history[start:]
-        return {"steps": len(hist), "seconds": time.perf_counter() - t0,
-                "loss_first": hist[0]["loss"] if hist else None,
-                "loss_last": hist[-1]["loss"] if hist else None,
+        losses = [h["loss"] for h in hist]
+        return {"steps": len(hist), "max_steps": rule.max_steps,
+                "stopped": "cancelled" if self.cancelled else rule.reason(losses),
+                "seconds": time.perf_counter() - t0,
+                "loss_first": losses[0] if hist else None,
+                "loss_last": losses[-1] if hist else None,
+                "loss_final": float(np.mean(losses[-10:])) if hist else None,
                 "cancelled": self.cancelled, "history": hist}
 
     def set_pseudo_labels(self, pseudo_labels: Mapping[int, np.ndarray]) -> None:

@@ -1,0 +1,92 @@
+"""What the warp trainers adapt to the situation: intensity scale and schedule length.
+
+Shared by the 2D trainer (:mod:`.warp_train`) and the volume trainer
+(:mod:`oneshotsam.volume.warpvol`), so that both see images the same way and
+stop training by the same rule.
+
+* :func:`registration_intensity`: the intensities the registration loss sees.
+  Each image (2D) or each volume (3D, one window for all its slices) is mapped
+  by its own robust percentiles to ``[0, 1]``, so a washed-out reference (a film
+  using ~16 grey levels) and a full-range target are compared on the same scale.
+  Only the registration input changes: the outputs (label maps) are warped
+  labels, never intensities, so they keep the input's own format.
+* :class:`ConvergenceRule`: stop training when the loss has stopped improving,
+  within a floor and a ceiling of optimiser steps, so that four targets and four
+  hundred each get the steps they need.
+
+Imports numpy only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from oneshotsam.intensity import WindowSpec, apply_window, compute_window
+
+
+def registration_intensity(array: np.ndarray,
+                           percentiles: tuple[float, float] | None = (0.5, 99.5)) -> np.ndarray:
+    """New float32 array of ``array``'s shape, mapped linearly so that its
+    ``percentiles[0]`` value goes to 0 and ``percentiles[1]`` to 1 (clipped).
+
+    Args:
+        array: one image ``(H, W)`` or one volume ``(..., H, W)``; one window is
+            computed over the whole array (a volume keeps one scale across slices).
+        percentiles: ``(low, high)`` in 0..100; None returns ``array`` as float32
+            unchanged (the caller's own [0, 1] scale).
+    Returns:
+        float32 in ``[0, 1]``; a constant array maps to 0. The input is untouched.
+    """
+    a = np.asarray(array)
+    if percentiles is None:
+        return np.array(a, dtype=np.float32, copy=True)
+    low, high = compute_window(a, WindowSpec("percentile", percentiles=tuple(percentiles)))
+    return apply_window(a, low, high)
+
+
+@dataclass(frozen=True)
+class ConvergenceRule:
+    """When a training run stops.
+
+    The loss of every step is recorded; after each block of ``window`` steps the
+    mean loss of that block is compared with the mean of the block before. Training
+    stops when the relative improvement ``(prev - cur) / |prev|`` falls below
+    ``tol`` (and at least ``min_steps`` were run), or at ``max_steps``.
+
+    Attributes:
+        min_steps: floor of optimiser steps.
+        max_steps: ceiling of optimiser steps.
+        window: block length in steps; 0 = no convergence test (run ``max_steps``).
+        tol: relative improvement per block below which training has converged.
+    """
+
+    min_steps: int = 0
+    max_steps: int = 100
+    window: int = 0
+    tol: float = 0.01
+
+    def __post_init__(self) -> None:
+        if self.max_steps < 0 or self.min_steps < 0 or self.window < 0 or self.tol < 0:
+            from oneshotsam.methods.base import OneShotError
+            raise OneShotError(f"convergence settings must be non-negative; got {self}")
+        if self.min_steps > self.max_steps:
+            object.__setattr__(self, "min_steps", self.max_steps)
+
+    def should_stop(self, losses: list[float]) -> bool:
+        """True when the run whose per-step losses so far are ``losses`` is done."""
+        n = len(losses)
+        if n >= self.max_steps:
+            return True
+        if self.window <= 0 or n < max(self.min_steps, 2 * self.window) or n % self.window:
+            return False
+        cur = float(np.mean(losses[n - self.window:]))
+        prev = float(np.mean(losses[n - 2 * self.window:n - self.window]))
+        return (prev - cur) / max(abs(prev), 1e-8) < self.tol
+
+    def reason(self, losses: list[float]) -> str:
+        """Why a run with these losses stopped (for reports)."""
+        if self.window > 0 and len(losses) < self.max_steps:
+            return f"converged (loss improved < {self.tol:g} over the last {self.window} steps)"
+        return "step ceiling" if self.window > 0 else "fixed schedule"

@@ -1,0 +1,91 @@
+"""medpersam-warp adapts to the situation: per-image intensity normalisation for the
+registration (one function for the 2D and the volume trainer) and a schedule that
+stops on convergence of the loss within a floor and a ceiling."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from oneshotsam.methods.base import OneShotError
+from oneshotsam.methods.medpersam.warp_adapt import ConvergenceRule, registration_intensity
+
+
+def test_washed_out_image_is_stretched_to_the_full_range_and_input_untouched():
+    rng = np.random.default_rng(0)
+    full = rng.integers(0, 256, (40, 50)).astype(np.uint8)
+    washed = (239 + full // 16).astype(np.uint8)  # 16 grey levels near white, as JPCLN031
+    before = washed.copy()
+    a, b = registration_intensity(full), registration_intensity(washed)
+    assert np.array_equal(washed, before)
+    assert a.dtype == np.float32 and b.dtype == np.float32 and b.shape == washed.shape
+    assert b.min() == 0.0 and b.max() == 1.0
+    assert np.corrcoef(a.ravel(), b.ravel())[0, 1] > 0.99  # same picture, same scale
+    raw = registration_intensity(washed / 255.0, None)
+    assert np.allclose(raw, washed / 255.0) and raw.min() > 0.9  # None: as given
+
+
+def test_a_volume_gets_one_window_for_all_its_slices():
+    vol = np.stack([np.full((8, 8), 10.0), np.full((8, 8), 20.0), np.full((8, 8), 30.0)])
+    out = registration_intensity(vol, (0.0, 100.0))
+    assert np.allclose(out[:, 0, 0], [0.0, 0.5, 1.0])
+    assert np.array_equal(registration_intensity(np.full((4, 4), 7.0)), np.zeros((4, 4), np.float32))
+
+
+def test_convergence_rule_floor_ceiling_and_plateau():
+    rule = ConvergenceRule(min_steps=40, max_steps=100, window=10, tol=0.01)
+    flat = [1.0] * 100
+    stops = [n for n in range(1, 101) if rule.should_stop(flat[:n])]
+    assert stops[0] == 40  # plateau from the start: stops at the floor
+    falling = [1.0 / (1 + 0.5 * k) for k in range(100)]  # keeps improving by > 1 % per block
+    assert [n for n in range(1, 101) if rule.should_stop(falling[:n])] == [100]
+    fixed = ConvergenceRule(min_steps=0, max_steps=30, window=0)
+    assert [n for n in range(1, 31) if fixed.should_stop(flat[:n])] == [30]
+    assert fixed.reason(flat[:30]) == "fixed schedule"
+    assert rule.reason(flat[:40]).startswith("converged")
+    assert ConvergenceRule(min_steps=50, max_steps=20).min_steps == 20
+    with pytest.raises(OneShotError):
+        ConvergenceRule(max_steps=-1)
+
+
+torch = pytest.importorskip("torch")
+
+from oneshotsam.methods.medpersam.warp_method import MedPerSAMWarp  # noqa: E402
+from oneshotsam.methods.medpersam.warp_train import WarpConfig, WarpSession  # noqa: E402
+from oneshotsam.types import Image2D  # noqa: E402
+
+TINY = dict(resolution=64, batch_size=2, epochs=1,
+            net={"enc_channels": 4, "dec_channels": 8, "max_channels": 16, "n_levels": 3})
+
+
+def _phantom(s=64):
+    r, c = np.mgrid[0:s, 0:s].astype(np.float32)
+    a = np.exp(-((r - 22) ** 2 + (c - 24) ** 2) / (2 * 7.0 ** 2))
+    img = (0.15 + 0.7 * a).clip(0, 1).astype(np.float32)
+    return img, (a > 0.5).astype(np.uint8)
+
+
+def test_registration_sees_the_same_image_whatever_its_contrast():
+    img, lab = _phantom()
+    washed = 0.94 + 0.06 * img  # a washed-out copy of the same film
+    cfg = WarpConfig.from_dict(TINY)
+    s1 = WarpSession(cfg, Image2D(img), lab, [Image2D(washed)])
+    s2 = WarpSession(cfg, Image2D(washed), lab, [Image2D(img)])
+    assert torch.allclose(s1.ref, s2.ref, atol=1e-5)
+    assert torch.allclose(s1.targets, s2.targets, atol=1e-5)
+    raw = WarpSession(WarpConfig.from_dict({**TINY, "intensity_percentiles": None}),
+                      Image2D(washed), lab, [Image2D(img)])
+    assert float(raw.ref.min()) > 0.9  # without normalisation the loss sees the washed-out film
+
+
+def test_converging_schedule_stops_between_floor_and_ceiling_and_reports_it():
+    img, lab = _phantom()
+    # tol 10: every block "improves too little", so training stops at the floor
+    m = MedPerSAMWarp.from_preset("paper", device="cpu", **{
+        **TINY, "min_steps": 6, "max_steps": 40, "converge_window": 2, "converge_tol": 10.0})
+    out = m.segment(Image2D(img), lab, [Image2D(img)] * 2)
+    rep = out.report
+    assert rep["train_steps"] == 6 and rep["train_max_steps"] == 40
+    assert rep["train_stopped"].startswith("converged")
+    assert np.isfinite(rep["loss_final"]) and rep["train_seconds"] >= 0
+    assert rep["intensity_percentiles"] == (0.5, 99.5)
