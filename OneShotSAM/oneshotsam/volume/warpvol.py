@@ -210,6 +210,7 @@ class WarpVolumeEngine:
         self.net.train()
         n_steps = v.followup_steps if followup else v.steps
         rule = ConvergenceRule(v.min_steps, n_steps, v.converge_window, v.converge_tol)
+        h0 = len(self.history)  # this training run's losses only (the engine trains once per target)
         for step in range(n_steps):
             items = [("adj", pairs[i]) for i in rng.integers(0, len(pairs), v.batch)] if pairs else []
             if cross:
@@ -235,9 +236,9 @@ class WarpVolumeEngine:
             if (step + 1) % 10 == 0 and not tick(f"training warp network: step {step + 1}/{n_steps}"):
                 self.net.eval()
                 return False
-            if rule.should_stop(self.history):
+            if rule.should_stop(self.history[h0:]):
                 break
-        self.stopped = rule.reason(self.history)
+        self.stopped = rule.reason(self.history[h0:])
         self.net.eval()
         self.timing["train"] = round(time.perf_counter() - t0, 3)
         return True
