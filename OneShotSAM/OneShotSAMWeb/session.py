@@ -263,10 +263,10 @@ def _safe_stem(name: str) -> str:
 
 
 def _atomic_write_text(path: Path, text: str) -> Path:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-    return path
+    """``text`` to a temporary name beside ``path``, then renamed (the engine's writer)."""
+    from oneshotsam.fileformats import atomic_write
+
+    return atomic_write(path, lambda tmp: Path(tmp).write_text(text))
 
 
 def write_segmentation(seg_node: Any, volume_node: Any, segment_ids: list[str], output_dir: Path,
