@@ -69,6 +69,10 @@ def test_medpersam_warp_on_the_example(tmp_path: Path, capsys) -> None:
     assert report["method"] == "medpersam-warp" and report["reference"]["label_values"] == [1, 2]
     assert report["overrides"]["resolution"] == 32
     assert report["config"]["warp"]["resolution"] == 32
+    chosen = report["run"]["chosen_settings"]  # no preset named: chosen from the situation
+    assert chosen["situation"]["kind"] == "cohort" and chosen["situation"]["n_targets"] == 4
+    assert chosen["preset"] == report["run"]["preset"] == "cpu" and chosen["reasons"]
+    assert report["run"]["resolution"] == 32  # the user's --set wins over the choice
     assert [t["output"] for t in report["targets"]] == [f"case0{i}.png" for i in range(1, 5)]
     first = report["targets"][0]["images"][0]
     assert 0.0 <= first["confidence"] <= 1.0 and "similarity" in first["report"]

@@ -10,7 +10,7 @@ import pytest
 
 from oneshotsam.types import Volume
 from oneshotsam.volume.pipeline import PropagationConfig, propagate
-from oneshotsam.volume.followup import DENSE_FOLLOWUP_PRESET, dense_followup
+from oneshotsam.volume.followup import dense_followup
 
 from conftest import TINY_NET  # noqa: E402
 from volume_synth import affine, ellipsoid, sample
@@ -28,11 +28,6 @@ DENSE_CASES = [  # ref_slices, n_targets -> dense
 @pytest.mark.parametrize("ref_slices,n_targets,expected", DENSE_CASES)
 def test_dense_followup_rule(ref_slices, n_targets, expected):
     assert dense_followup(ref_slices, n_targets) is expected
-
-
-def test_dense_followup_preset_exists():
-    from oneshotsam.presets import load_preset
-    assert load_preset("medpersam", DENSE_FOLLOWUP_PRESET)["source"]
 
 
 def _case():
@@ -56,7 +51,7 @@ def test_auto_engine_for_followups(annotated, engine, calls):
         one = np.zeros_like(truth)
         one[ks[len(ks) // 2]] = truth[ks[len(ks) // 2]]
         lab = Volume(one, lab.ijk_to_lps, "lab")
-    tiny = MedPerSAMWarp.from_preset(DENSE_FOLLOWUP_PRESET, device="cpu", resolution=32, min_steps=2,
+    tiny = MedPerSAMWarp.from_preset(None, device="cpu", resolution=32, min_steps=2,
                                      max_steps=2, net=TINY_NET)
     cfg = PropagationConfig(method="medpersam-warp", window="0,1", device="cpu", align=False,
                             method_overrides=(("steps", 2), ("followup_steps", 2), ("resolution", 32))
@@ -67,7 +62,11 @@ def test_auto_engine_for_followups(annotated, engine, calls):
     out = np.asarray(res.label_volumes[0].voxels)
     assert out.shape == truth.shape
     if calls is not None:
-        assert eng["method_calls"] >= len(ks) and eng["preset"] == DENSE_FOLLOWUP_PRESET
+        # no preset named: each slice pair is a "pair" situation (warp_choice), recorded
+        assert eng["method_calls"] >= len(ks) and eng["preset"] == "auto"
+        chosen = eng["chosen_settings"]
+        assert chosen["situation"]["kind"] == "pair" and chosen["preset"] == "cpu-pair"
+        assert chosen["user_settings"]["resolution"] == 32
         per = {p["slice"]: p for p in res.report["targets"][0]["per_slice"]}
         assert all(per[k]["kind"] == "cross-visit" for k in ks)
         # the same volume as its own follow-up: an (almost) untrained warp is the identity
@@ -92,7 +91,7 @@ def test_followup_of_a_contour_stays_within_its_extent(extend):
         grown[k] = truth[k]
     grown[ks[0] - 1], grown[ks[-1] + 1] = truth[ks[0]], truth[ks[-1]]
     followup = Volume(np.where(grown > 0, 0.9, 0.2).astype(np.float32), vol.ijk_to_lps, "grown")
-    tiny = MedPerSAMWarp.from_preset(DENSE_FOLLOWUP_PRESET, device="cpu", resolution=32, min_steps=2,
+    tiny = MedPerSAMWarp.from_preset(None, device="cpu", resolution=32, min_steps=2,
                                      max_steps=2, net=TINY_NET)
     cfg = PropagationConfig(method="medpersam-warp", window="0,1", device="cpu", align=False,
                             extend_beyond_contour=extend)

@@ -30,7 +30,6 @@ import numpy as np
 from oneshotsam.errors import OneShotError
 from oneshotsam.methods.base import OneShotMethod, TargetResult
 from oneshotsam.types import Image2D
-from oneshotsam.volume.followup import DENSE_FOLLOWUP_PRESET
 from oneshotsam.volume.slices import slice_image, square_plane, unsquare_plane
 from oneshotsam.volume.types import PropagationConfig
 
@@ -134,11 +133,14 @@ class MethodEngine:
         self.seed_labels: dict[int, np.ndarray] = {}
         self._direct: dict[int, TargetResult] = {}
         self.calls = 0
+        self.last_report: dict[str, Any] = {}  # the method's report of its last call
 
     def describe(self) -> dict[str, Any]:
         return {"engine": f"method-{self.mode}", "method": getattr(self.method, "name", "?"),
                 "preset": getattr(getattr(self.method, "config", None), "preset", None),
-                "method_calls": self.calls}
+                "method_calls": self.calls,
+                **({"chosen_settings": self.last_report["chosen_settings"]}
+                   if "chosen_settings" in self.last_report else {})}
 
     def prepare(self, ref: SliceStack, proc: SliceStack, ref_slices: list[int],
                 ref_labels: dict[int, np.ndarray], followup: bool,
@@ -152,6 +154,7 @@ class MethodEngine:
                  targets: list[Image2D]) -> list[TargetResult]:
         self.calls += 1
         run = self.method.segment(ref_img, ref_lab_sq, targets)
+        self.last_report = run.report
         if len(run.results) != len(targets):
             raise OneShotError("the method returned fewer results than targets (cancelled?)")
         return run.results
@@ -196,15 +199,14 @@ def build_engine(cfg: PropagationConfig, method: OneShotMethod | None,
     """The engine for ``cfg``; builds the 2D method through the registry when none is injected.
 
     ``auto``: ``medpersam-warp`` -> per-slice cross-visit registration (``direct``,
-    preset :data:`~oneshotsam.volume.followup.DENSE_FOLLOWUP_PRESET` unless one is
-    given) when ``dense`` (:func:`~oneshotsam.volume.followup.dense_followup`),
+    settings chosen per slice pair by the method unless a preset is given) when ``dense`` (:func:`~oneshotsam.volume.followup.dense_followup`),
     else the warp-volume engine (:mod:`oneshotsam.volume.warpvol`); other
     methods -> ``chain``."""
     mode = cfg.propagation
     name = getattr(method, "name", cfg.method) if method is not None else cfg.method
     if mode == "auto" and name == "medpersam-warp" and dense:
         if method is None:
-            method = _build_method(cfg, cfg.preset or DENSE_FOLLOWUP_PRESET)
+            method = _build_method(cfg, cfg.preset)
         return MethodEngine(method, "direct")
     if mode == "warp-volume" or (mode == "auto" and name == "medpersam-warp"):
         from oneshotsam.volume.warpvol import WarpVolumeEngine

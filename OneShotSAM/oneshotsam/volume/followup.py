@@ -36,9 +36,6 @@ from oneshotsam.volume.types import SliceEvent
 #: pair across visits with the 2D method (one call per slice, ``direct`` mode) instead
 #: of training one network per volume (measured in docs/volume_propagation.md).
 DENSE_MIN_SLICES = 3
-#: preset of that per-slice follow-up registration when none is given (measured on
-#: ACDC ED -> ES pairs, docs/medpersam_cpu_preset.md).
-DENSE_FOLLOWUP_PRESET = "acdc-cpu"
 
 
 def dense_followup(ref_slices: Sequence[int], n_targets: int) -> bool:
@@ -162,5 +159,5 @@ def emit_target_events(ti: int, vol: Volume, target: Volume, reference: Volume, 
                             {"status": o.status, "processing_slice": k}))
 
 
-__all__ = ["DENSE_MIN_SLICES", "DENSE_FOLLOWUP_PRESET", "dense_followup", "cross_seed",
+__all__ = ["DENSE_MIN_SLICES", "dense_followup", "cross_seed",
            "trim_contour_ends", "review_followup", "fov_slices", "emit_target_events"]

@@ -20,7 +20,7 @@ from oneshotsam.errors import OneShotError
 from oneshotsam.methods.base import OneShotMethod, ProgressFn
 from oneshotsam.types import Volume
 from oneshotsam.volume.engines import SliceStack, build_engine
-from oneshotsam.volume.followup import DENSE_FOLLOWUP_PRESET, DENSE_MIN_SLICES, dense_followup
+from oneshotsam.volume.followup import DENSE_MIN_SLICES, dense_followup
 from oneshotsam.volume.jobs import JobContext, JobProgress, outcome_summary, run_job, windowed
 from oneshotsam.volume.slices import annotated_slices, check_label_grid, resolve_reference_slices
 from oneshotsam.volume.types import PropagationConfig, PropagationResult, SliceEvent, elapsed
@@ -110,5 +110,4 @@ def run_propagation(reference: Volume, reference_labels: Volume, targets: Sequen
     return PropagationResult(volumes, report, bool(cancelled))
 
 
-__all__ = ["run_propagation", "outcome_summary", "dense_followup", "DENSE_MIN_SLICES",
-           "DENSE_FOLLOWUP_PRESET"]
+__all__ = ["run_propagation", "outcome_summary", "dense_followup", "DENSE_MIN_SLICES"]

@@ -53,7 +53,7 @@ class PropagationConfig:
             segmented neighbour) | ``"direct"`` (each slice from its physically
             nearest annotated slice) | ``"warp-volume"`` (one warping network
             trained on the whole volume, :mod:`oneshotsam.volume.warpvol`).
-            ``auto`` = for ``medpersam-warp``: per-slice direct pairs (preset ``acdc-cpu``) for
+            ``auto`` = for ``medpersam-warp``: per-slice direct pairs (settings chosen per pair) for
             follow-ups of a reference annotated on >= 3 contiguous slices, else
             warp-volume; chain for the other methods (:mod:`oneshotsam.volume.engines`).
         registration: ``"rigid"`` or ``"affine"`` (affine is initialised by rigid).

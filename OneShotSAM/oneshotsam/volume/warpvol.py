@@ -102,7 +102,11 @@ class VolumeWarpConfig:
     min_steps: int = 0
 
     @classmethod
-    def from_overrides(cls, overrides: dict[str, Any]) -> "VolumeWarpConfig":
+    def from_overrides(cls, overrides: dict[str, Any], preset: str = "volume") -> "VolumeWarpConfig":
+        """Preset ``preset`` of ``medpersam.json`` (the VolumeWarpConfig fields of
+        its entry) with ``overrides`` on top; unknown keys raise a OneShotError."""
+        from oneshotsam.presets import load_preset
+
         names = {f.name for f in fields(cls)}
         bad = sorted(set(overrides) - names)
         if bad:
@@ -111,10 +115,13 @@ class VolumeWarpConfig:
         from oneshotsam.typecheck import check_settings
 
         check_settings(cls, overrides, "volume warp engine")
-        kw = dict(overrides)
-        for key, base in (("net", _NET), ("loss", _LOSS)):
-            if key in kw:
-                kw[key] = {**base, **dict(kw[key])}
+        base = {k: v for k, v in load_preset("medpersam", preset).items() if k in names}
+        if base.get("intensity_percentiles") is not None:
+            base["intensity_percentiles"] = tuple(base["intensity_percentiles"])
+        kw = {**base, **dict(overrides)}
+        for key in ("net", "loss"):
+            if key in overrides:
+                kw[key] = {**base.get(key, {}), **dict(overrides[key])}
         return cls(**kw)
 
 
@@ -137,16 +144,26 @@ class WarpVolumeEngine:
 
     @classmethod
     def from_config(cls, cfg, method=None) -> "WarpVolumeEngine":
+        """Settings: the ``volume`` preset chosen for this situation
+        (:func:`~oneshotsam.methods.medpersam.warp_choice.choose_warp_settings`),
+        the method overrides of ``cfg`` on top."""
+        from oneshotsam.methods.medpersam.warp_choice import Situation, choose_warp_settings
+
         device = cfg.device
         if device == "auto":
             import torch
 
             device = "cuda" if torch.cuda.is_available() else "cpu"
-        return cls(VolumeWarpConfig.from_overrides(dict(cfg.method_overrides)), device, cfg.seed)
+        overrides = dict(cfg.method_overrides)
+        choice = choose_warp_settings(Situation("volume", 1, (1, 1), (1, 1), device))
+        eng = cls(VolumeWarpConfig.from_overrides(overrides, choice.preset), device, cfg.seed)
+        eng.chosen = {"preset": choice.preset, "reasons": list(choice.reasons),
+                      "user_settings": overrides}
+        return eng
 
     def describe(self) -> dict[str, Any]:
         return {"engine": "warp-volume", "method": "medpersam-warp", "device": self.device,
-                "settings": asdict(self.vcfg), "seconds": self.timing,
+                "settings": asdict(self.vcfg), "chosen_settings": getattr(self, "chosen", None), "seconds": self.timing,
                 "train_steps": len(self.history), "train_stopped": getattr(self, "stopped", None),
                 "loss_first_last": [round(self.history[0], 4), round(self.history[-1], 4)]
                 if self.history else []}
@@ -204,22 +221,22 @@ class WarpVolumeEngine:
         gen = torch.Generator().manual_seed(self.seed)
         rng = np.random.default_rng(self.seed)
         from oneshotsam.methods.medpersam.augment import AugConfig, augment_pair
+        from oneshotsam.methods.medpersam.warp_fit import fit
 
         aug_cfg = AugConfig()
         lam = self.losses.cfg
-        self.net.train()
         n_steps = v.followup_steps if followup else v.steps
         rule = ConvergenceRule(v.min_steps, n_steps, v.converge_window, v.converge_tol)
-        h0 = len(self.history)  # this training run's losses only (the engine trains once per target)
-        for step in range(n_steps):
+
+        def step_loss(_step: int):
             items = [("adj", pairs[i]) for i in rng.integers(0, len(pairs), v.batch)] if pairs else []
             if cross:
                 items += [("cross", cross[i]) for i in rng.integers(0, len(cross), max(1, v.batch // 4))]
-            mov = torch.cat([self.proc_w[a:a + 1] if kind == "adj" else self.ref_w[self.ref_pos[a]][None]
-                             for kind, (a, _) in items]) if items else None
-            fix = torch.cat([self.proc_w[b:b + 1] for _, (_, b) in items]) if items else None
             loss = torch.zeros((), device=dev)
             if items:
+                mov = torch.cat([self.proc_w[a:a + 1] if kind == "adj" else self.ref_w[self.ref_pos[a]][None]
+                                 for kind, (a, _) in items])
+                fix = torch.cat([self.proc_w[b:b + 1] for _, (_, b) in items])
                 flow = self.net(mov, fix)
                 loss = self.losses.warp_loss(self._warp(mov, flow), fix, flow)
             if v.aug_per_step > 0 and aug_src:
@@ -229,19 +246,14 @@ class WarpVolumeEngine:
                 l_aug = (self.losses.warp_loss(self._warp(img, flow), a_img, flow)
                          + lam.lambda_seg * self.losses.seg(self._warp(oh, flow), a_oh))
                 loss = loss + lam.lambda_aug * l_aug
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            self.history.append(float(loss.detach()))
-            if (step + 1) % 10 == 0 and not tick(f"training warp network: step {step + 1}/{n_steps}"):
-                self.net.eval()
-                return False
-            if rule.should_stop(self.history[h0:]):
-                break
-        self.stopped = rule.reason(self.history[h0:])
-        self.net.eval()
+            return loss, {}
+
+        rec = fit(self.net, opt, step_loss, rule,
+                  lambda d, n: tick(f"training warp network: step {d}/{n}"), tick_every=10)
+        self.history.extend(rec.losses)  # this training run's losses (one run per target)
+        self.stopped = rec.stopped
         self.timing["train"] = round(time.perf_counter() - t0, 3)
-        return True
+        return not rec.cancelled
 
     def _roi(self, hw, spacing_rc, labels: list[np.ndarray]) -> tuple[int, int, int, int]:
         """``(r0, r1, c0, c1)`` crop box (see ``VolumeWarpConfig.roi_margin``)."""

@@ -31,19 +31,40 @@ def load_medpersam_preset(preset: str | None) -> tuple[str, dict[str, Any]]:
     return name, load_preset(METHOD_NAME, name)
 
 
+def merge_settings(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """``base`` with ``overrides`` replacing top-level keys (nested dicts merged one
+    level deep, e.g. ``net={...}``); unknown keys raise a OneShotError."""
+    known = set(WarpConfig.__dataclass_fields__)
+    unknown = [k for k in overrides if k not in known]
+    if unknown:
+        raise OneShotError(f"unknown medpersam-warp settings {unknown}; valid: {sorted(known)}")
+    d = dict(base)
+    for k, v in overrides.items():
+        d[k] = {**d[k], **v} if isinstance(v, dict) and isinstance(d.get(k), dict) else v
+    return d
+
+
 @dataclass(frozen=True)
 class WarpMethodConfig:
     """Settings of ``medpersam-warp``.
 
     Attributes:
-        warp: warping-stage settings (see :class:`WarpConfig`).
-        preset: name of the preset it was built from (reports).
+        warp: warping-stage settings (see :class:`WarpConfig`); with ``auto`` the
+            cohort base (``cpu`` / ``paper``) until :meth:`MedPerSAMWarp.segment`
+            chooses from the situation.
+        preset: name of the preset it was built from (reports); ``"auto"`` when
+            none was named.
         seed: random seed of the test-time training.
+        auto: choose the settings per call from the situation
+            (:func:`.warp_choice.choose_warp_settings`), then apply ``overrides``.
+        overrides: the user's own settings, applied on top of the chosen ones.
     """
 
     warp: WarpConfig = field(default_factory=WarpConfig)  # built lazily (imports torch)
     preset: str = ""
     seed: int = 0
+    auto: bool = False
+    overrides: dict = field(default_factory=dict)
 
 
 class MedPerSAMWarp:
@@ -61,19 +82,29 @@ class MedPerSAMWarp:
     def from_preset(cls, preset: str | None = None, backend: Any = None, device: str = "auto",
                     **overrides: Any) -> "MedPerSAMWarp":
         """Build from ``medpersam.json``; ``overrides`` replace top-level preset keys
-        (e.g. ``epochs=5``, ``resolution=128``, ``net={...}``) or ``seed``."""
-        name, d = load_medpersam_preset(preset)
+        (e.g. ``epochs=5``, ``resolution=128``, ``net={...}``) or ``seed``.
+
+        ``preset`` None: the settings are chosen per :meth:`segment` call from the
+        situation (number of targets, structure size, device;
+        :func:`.warp_choice.choose_warp_settings`) and recorded in the run report."""
         seed = int(overrides.pop("seed", 0))
-        for k, v in overrides.items():
-            if isinstance(v, dict) and isinstance(d.get(k), dict):
-                d[k] = {**d[k], **v}
-            else:
-                d[k] = v
-        known = set(WarpConfig.__dataclass_fields__)
-        unknown = [k for k in overrides if k not in known]
-        if unknown:
-            raise OneShotError(f"unknown medpersam-warp settings {unknown}; valid: {sorted(known)}")
-        return cls(backend, WarpMethodConfig(WarpConfig.from_dict(d), name, seed), device=device)
+        name, d = load_medpersam_preset(preset)
+        warp = WarpConfig.from_dict(merge_settings(d, overrides))
+        if preset:
+            return cls(backend, WarpMethodConfig(warp, name, seed), device=device)
+        return cls(backend, WarpMethodConfig(warp, "auto", seed, True, dict(overrides)), device=device)
+
+    def _config_for(self, reference_labels: np.ndarray, n_targets: int) -> tuple[WarpConfig, dict | None]:
+        """The warping settings of one call and, when chosen, the record of the choice."""
+        cfg = self.config
+        if not cfg.auto:
+            return cfg.warp, None
+        from oneshotsam.methods.medpersam.warp_choice import Situation, choose_warp_settings
+        from oneshotsam.presets import load_preset
+        choice = choose_warp_settings(Situation.of_2d_run(reference_labels, n_targets, self.device))
+        base = {**load_preset(METHOD_NAME, choice.preset), **choice.settings}
+        warp = WarpConfig.from_dict(merge_settings(base, cfg.overrides))
+        return warp, {**choice.report(), "user_settings": dict(cfg.overrides)}
 
     def segment(self, reference: Image2D, reference_labels: np.ndarray,
                 targets: Sequence[Image2D], progress: ProgressFn = no_progress) -> RunResult:
@@ -89,19 +120,21 @@ class MedPerSAMWarp:
         if not targets:
             return RunResult(results=[], report={"method": self.name, "targets": 0})
         t0 = time.perf_counter()
-        sess = WarpSession(self.config.warp, reference, reference_labels, targets,
+        warp, chosen = self._config_for(reference_labels, len(targets))
+        sess = WarpSession(warp, reference, reference_labels, targets,
                            device=self.device, seed=self.config.seed)
-        n_train = sess.planned_steps(self.config.warp.epochs)
+        n_train = sess.planned_steps(warp.epochs)
         total = n_train + len(targets)
         hist = sess.train(progress=lambda d, _t, m: progress(d, total, m))
         t_train = time.perf_counter() - t0
         report: dict[str, Any] = {
-            "method": self.name, "preset": self.config.preset, "labels": values,
+            "method": self.name, "preset": chosen["preset"] if chosen else self.config.preset,
+            **({"chosen_settings": chosen} if chosen else {}), "labels": values,
             "train_steps": hist["steps"], "train_max_steps": hist["max_steps"],
             "train_stopped": hist["stopped"], "train_seconds": round(t_train, 2),
             "loss_first": hist["loss_first"], "loss_last": hist["loss_last"],
             "loss_final": hist["loss_final"],
-            "intensity_percentiles": self.config.warp.intensity_percentiles,
+            "intensity_percentiles": warp.intensity_percentiles, "resolution": warp.resolution,
             "device": str(sess.device)}
         n_train = hist["steps"]  # a converging schedule may stop before the ceiling
         total = n_train + len(targets)

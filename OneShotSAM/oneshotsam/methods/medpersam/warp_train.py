@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import copy
 import math
-import time
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -161,34 +160,27 @@ class WarpSession:
             parts["aug"] = float(la.detach())
         return loss, parts
 
-    def _run_steps(self, rule, batch: int, progress: ProgressFn, label: str) -> bool:
-        """Plain AdamW loop over shuffled epochs until ``rule`` (a
-        :class:`~.warp_adapt.ConvergenceRule`) stops it; False when cancelled."""
-        import torch
+    def _run_steps(self, rule, batch: int, progress: ProgressFn, label: str):
+        """Steps over shuffled epochs of the targets through :func:`.warp_fit.fit`
+        until ``rule`` (a :class:`~.warp_adapt.ConvergenceRule`) stops them."""
+        from oneshotsam.methods.medpersam.warp_fit import fit
         cfg = self.cfg
         n_aug = cfg.aug_per_step if cfg.aug_per_step is not None else batch
         order: list[int] = []
-        losses: list[float] = []
-        n_steps = rule.max_steps
-        self.net.train()
-        for s in range(n_steps):
+
+        def step_loss(_step: int):
+            nonlocal order
             if len(order) < batch:
                 order += list(self.rng.permutation(self.n_targets))
             idx, order = order[:batch], order[batch:]
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16 and self.device.type == "cpu"):
-                loss, parts = self._step_loss(idx, n_aug)
-            self.opt.zero_grad(set_to_none=True)
-            loss.backward()
-            self.opt.step()
-            parts["loss"] = float(loss.detach())
-            self.history.append(parts)
-            losses.append(parts["loss"])
-            if not progress(s + 1, n_steps, f"{label} step {s + 1}/{n_steps}"):
-                self.cancelled = True
-                return False
-            if rule.should_stop(losses):
-                break
-        return True
+            return self._step_loss(idx, n_aug)
+
+        rec = fit(self.net, self.opt, step_loss, rule,
+                  lambda d, n: progress(d, n, f"{label} step {d}/{n}"),
+                  bf16=cfg.bf16 and self.device.type == "cpu")
+        self.history.extend(rec.parts)
+        self.cancelled = self.cancelled or rec.cancelled
+        return rec
 
     def planned_steps(self, epochs: int) -> int:
         """Most optimiser steps a training call of ``epochs`` epochs may run."""
@@ -234,26 +226,16 @@ class WarpSession:
         if epochs is None:
             epochs = self.cfg.epochs if self.rounds == 0 else self.cfg.retrain_epochs
         rule = self.schedule(int(epochs))
-        t0 = time.perf_counter()
-        start = len(self.history)
         old = torch.get_num_threads()
         if self.cfg.threads:
             torch.set_num_threads(int(self.cfg.threads))
         try:
-            self._run_steps(rule, min(self.cfg.batch_size, self.n_targets), progress,
-                            "warp training" if self.rounds == 0 else "warp retraining")
+            rec = self._run_steps(rule, min(self.cfg.batch_size, self.n_targets), progress,
+                                  "warp training" if self.rounds == 0 else "warp retraining")
         finally:
             torch.set_num_threads(old)
         self.rounds += 1
-        hist = self.history[start:]
-        losses = [h["loss"] for h in hist]
-        return {"steps": len(hist), "max_steps": rule.max_steps,
-                "stopped": "cancelled" if self.cancelled else rule.reason(losses),
-                "seconds": time.perf_counter() - t0,
-                "loss_first": losses[0] if hist else None,
-                "loss_last": losses[-1] if hist else None,
-                "loss_final": float(np.mean(losses[-10:])) if hist else None,
-                "cancelled": self.cancelled, "history": hist}
+        return {**rec.summary(), "history": rec.parts}
 
     def set_pseudo_labels(self, pseudo_labels: Mapping[int, np.ndarray]) -> None:
         """Store pseudo-labels (target grid, reference values) on the working grid."""
