@@ -100,3 +100,17 @@ def test_cli_help_is_light() -> None:
                           timeout=120, env={**__import__("os").environ, "PYTHONPATH": str(ENGINE)})
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout.strip().splitlines()[-1]) == []
+
+
+@pytest.mark.parametrize("argv", [["segment", "--help"], ["--help"]])
+def test_cli_help_run_is_light(argv) -> None:
+    """Running ``oneshotsam segment --help`` (``main`` as the console script calls it,
+    until argparse exits) imports no heavy module: no torch, no monai."""
+    code = ("import sys, json\nfrom oneshotsam.cli import main\n"
+            f"try:\n    main({argv!r})\nexcept SystemExit:\n    pass\n"
+            f"heavy = {list(HEAVY)!r}\n"
+            "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in heavy)))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120, env={**__import__("os").environ, "PYTHONPATH": str(ENGINE)})
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout.strip().splitlines()[-1]) == []

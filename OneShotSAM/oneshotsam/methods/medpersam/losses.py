@@ -1,11 +1,11 @@
 """Losses of Med-PerSAM's warping model (paper section 3.1, 3.3, appendix B.1).
 
 * ``L_img``: SSIM loss with a 7-pixel window, or local NCC with a 9-pixel window for
-  images with large black padding (B.1) -- MONAI's :class:`~monai.losses.SSIMLoss`
-  and :class:`~monai.losses.LocalNormalizedCrossCorrelationLoss`;
-* ``L_reg = ||grad phi||^2`` (B.1): MONAI's :class:`~monai.losses.DiffusionLoss`
+  images with large black padding (B.1) -- MONAI's ``SSIMLoss`` and
+  ``LocalNormalizedCrossCorrelationLoss``;
+* ``L_reg = ||grad phi||^2`` (B.1): MONAI's ``DiffusionLoss``
   (mean squared first derivative of the pixel flow);
-* ``L_seg``: Dice + 0.001 cross-entropy (B.1), MONAI's :class:`~monai.losses.DiceCELoss`;
+* ``L_seg``: Dice + 0.001 cross-entropy (B.1), MONAI's ``DiceCELoss``;
 * weighted ``L_aug`` (:meth:`WarpLosses.aug_loss`): B.1 says the total segmentation
   loss weight is 1 "in all cases" and lambda_aug weights the augmentation term, so
   the default reading is ``lambda_aug * L_warp(ref, aug) + lambda_seg * L_seg``
@@ -17,7 +17,10 @@ not logits; :meth:`WarpLosses.seg` feeds ``log(p)`` to DiceCELoss with
 ``softmax=True`` so that softmax recovers ``p`` exactly (``p`` sums to 1) and the CE
 term is the cross-entropy of ``p`` itself.
 
-Imports torch/monai at module level: import this module lazily.
+The MONAI losses are used through their torch-only copies in :mod:`.torch_losses`
+(same numbers; importing MONAI costs ~10 CPU-s of start-up, see there).
+
+Imports torch at module level: import this module lazily.
 """
 
 from __future__ import annotations
@@ -70,26 +73,20 @@ class WarpLosses:
     """Callable loss terms on ``(B, C, H, W)`` float tensors."""
 
     def __init__(self, cfg: LossConfig = LossConfig()) -> None:
-        from monai.losses import (DiceCELoss, DiffusionLoss,
-                                  LocalNormalizedCrossCorrelationLoss, SSIMLoss)
-        import warnings
+        from oneshotsam.methods.medpersam.torch_losses import (DiceCELoss, LocalNCCLoss, SSIMLoss,
+                                                               diffusion_loss)
 
-        # MONAI's DiffusionLoss indexes with a list (a torch deprecation warning on every
-        # step, harmless for the pinned versions): keep user logs readable
-        warnings.filterwarnings("ignore", message="Using a non-tuple sequence for multidimensional",
-                                category=UserWarning, module=r"monai\.losses\.deform")
         self.cfg = cfg
         kind = cfg.image_loss.lower()
         if kind == "ssim":
-            self._img = SSIMLoss(spatial_dims=2, data_range=1.0, win_size=cfg.ssim_window)
+            self._img = SSIMLoss(data_range=1.0, win_size=cfg.ssim_window)
         elif kind == "ncc":
-            self._img = LocalNormalizedCrossCorrelationLoss(
-                spatial_dims=2, kernel_size=cfg.ncc_window, kernel_type="rectangular")
+            self._img = LocalNCCLoss(kernel_size=cfg.ncc_window)
         else:
             raise ValueError(f"image_loss must be 'ssim' or 'ncc', got {cfg.image_loss!r}")
         self.kind = kind
-        self._reg = DiffusionLoss()
-        self._seg = DiceCELoss(softmax=True, lambda_dice=1.0, lambda_ce=cfg.lambda_ce)
+        self._reg = diffusion_loss
+        self._seg = DiceCELoss(lambda_dice=1.0, lambda_ce=cfg.lambda_ce)
 
     def image(self, warped: torch.Tensor, fixed: torch.Tensor) -> torch.Tensor:
         """``L_img`` between warped moving and fixed images ``(B, 1, H, W)`` in [0, 1].

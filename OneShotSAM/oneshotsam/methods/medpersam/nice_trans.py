@@ -25,7 +25,8 @@ Flow convention (pinned by ``Testing/Python/test_medpersam_warp_convention.py``)
 
 * a flow ``u`` is a dense displacement field of shape ``(B, 2, H, W)`` float32,
   **in pixels of the grid it is defined on**, channel 0 = row (y, down), channel 1 =
-  column (x, right) -- the convention of :class:`monai.networks.blocks.Warp`;
+  column (x, right) -- the convention of MONAI's ``networks.blocks.Warp`` (reproduced
+  without MONAI by :class:`.torch_losses.Warp`);
 * it is a *backward* (pull) map from the fixed/target grid into the moving/reference
   image: ``warped[r, c] = moving(r + u[0, r, c], c + u[1, r, c])`` (bilinear,
   ``align_corners=True`` pixel centres, border padding). A constant ``u[0] = +3``
@@ -40,7 +41,6 @@ modules that ``oneshotsam`` imports eagerly).
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 
 import torch
@@ -116,11 +116,10 @@ def _block(cin: int, cout: int, n: int, stride: int = 1) -> nn.Sequential:
 
 
 def make_warp() -> nn.Module:
-    """MONAI's :class:`~monai.networks.blocks.Warp` (bilinear, border padding)."""
-    from monai.networks.blocks import Warp
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return Warp(mode="bilinear", padding_mode="border")
+    """MONAI's ``networks.blocks.Warp`` (bilinear, border padding), as its torch-only
+    copy :class:`.torch_losses.Warp` (no MONAI import: ~10 CPU-s of start-up)."""
+    from oneshotsam.methods.medpersam.torch_losses import Warp
+    return Warp(mode="bilinear", padding_mode="border")
 
 
 def upsample_flow(flow: torch.Tensor, size_hw: tuple[int, int]) -> torch.Tensor:

@@ -305,14 +305,14 @@ class WarpSession:
                           local_similarity=local, label_fit=fit)
 
     def _local_similarity(self, warped, fixed, flow) -> tuple[dict[int, float], float]:
-        """Mean SSIM map (MONAI, Gaussian window of ``ssim_window``) of the warped
+        """Mean SSIM map (MONAI's, Gaussian window of ``ssim_window``) of the warped
         reference vs the target inside each warped label grown by 2 pixels (working
         grid), and the map's mean (= the SSIM similarity of SSIM presets)."""
         import torch.nn.functional as F
-        from monai.metrics.regression import compute_ssim_and_cs
+        from oneshotsam.methods.medpersam.torch_losses import ssim_and_cs
 
         w = int(self.cfg.loss.ssim_window)
-        smap, _ = compute_ssim_and_cs(warped.float(), fixed.float(), 2, (w, w), (1.5, 1.5), 1.0)
+        smap, _ = ssim_and_cs(warped.float(), fixed.float(), w, 1.5, 1.0)
         whole = float(smap.mean())
         smap = F.pad(smap, (w // 2,) * 4, mode="replicate")[0, 0]
         onehot = self.net.warp(self.ref_onehot, flow)[0]
