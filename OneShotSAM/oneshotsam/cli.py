@@ -6,7 +6,8 @@ that ``import oneshotsam.cli`` costs argparse only):
 * ``segment``   one-shot segmentation of 2D images (or volumes slice-wise): :mod:`oneshotsam.cli_segment`
 * ``evaluate``  Dice / IoU of predictions against ground truth: :mod:`oneshotsam.cli_evaluate`
 * ``weights``   list / download official SAM and SAM 2 checkpoints: :mod:`oneshotsam.cli_weights`
-* ``benchmark`` paper-protocol benchmarks on the shared data: :mod:`oneshotsam.cli_benchmark`
+* ``benchmark`` paper-protocol benchmarks on the shared data: :mod:`oneshotsam.cli_benchmark`;
+  the protocols measured against elastix (``jsrt-refs``...): :mod:`oneshotsam.protocols.cli`
 * ``propagate`` one annotated slice -> whole volume and follow-up visits: :mod:`oneshotsam.volume.cli`
 * ``cohort``    every patient of a manifest, resumable, on Ray: :mod:`oneshotsam.cli_cohort`
 
@@ -140,6 +141,7 @@ def _add_benchmark(sub: argparse._SubParsersAction, common: argparse.ArgumentPar
         b.add_argument("--output-dir", default=None, help="also write predictions here")
         b.add_argument("--json", default=None, metavar="OUT", help="write the results as JSON")
     importlib.import_module("oneshotsam.volume.cli").add_benchmark_parser(bsub)
+    importlib.import_module("oneshotsam.protocols.cli").add_parsers(bsub)  # jsrt-refs, ...
     _add_common_to_new(bsub, common)
 
 
@@ -185,6 +187,9 @@ def _handler(args: argparse.Namespace) -> Callable[[argparse.Namespace], int]:
     if args.command == "benchmark":
         if args.benchmark_name in ("jsrt", "acdc", "lung4d"):
             return importlib.import_module("oneshotsam.cli_benchmark").run
+        protocols = importlib.import_module("oneshotsam.protocols.cli")
+        if args.benchmark_name in protocols.PROTOCOLS:
+            return protocols.run
         return importlib.import_module("oneshotsam.volume.cli").run_benchmark
     if args.command == "propagate":
         return importlib.import_module("oneshotsam.volume.cli").run

@@ -16,7 +16,8 @@ import pytest
 
 ENGINE = Path(__file__).resolve().parents[2] / "OneShotSAM"
 HEAVY = ("torch", "torchvision", "sam2", "segment_anything", "hydra", "slicer", "qt", "PythonQt",
-         "monai", "pydicom", "highdicom", "rt_utils", "ray", "trame", "trame_slicer", "vtkmodules")
+         "monai", "pydicom", "highdicom", "rt_utils", "ray", "trame", "trame_slicer", "vtkmodules",
+         "itk")
 
 #: modules meant to be light (importing them must not load a heavy package)
 LIGHT_MODULES = [
@@ -50,6 +51,14 @@ LIGHT_MODULES = [
     "oneshotsam.volume.pipeline",
     "oneshotsam.volume.cli",
     "oneshotsam.benchmark2d",
+    "oneshotsam.peer_elastix",
+    "oneshotsam.protocols",
+    "oneshotsam.protocols.cli",
+    "oneshotsam.protocols.runner",
+    "oneshotsam.protocols.jsrt",
+    "oneshotsam.protocols.acdc",
+    "oneshotsam.protocols.la",
+    "oneshotsam.protocols.perturb",
     "oneshotsam.cli_cohort",
     "oneshotsam.cohort.execute",
     "oneshotsam.cohort.patient",
