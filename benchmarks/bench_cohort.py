@@ -66,7 +66,7 @@ def main() -> int:
     ap.add_argument("--json", default=None)
     a = ap.parse_args()
     work = Path(a.workdir)
-    manifest, pids = write_manifest(Path(a.data), a.patients, work)
+    manifest, pids = write_manifest(Path(a.data).resolve(), a.patients, work)  # the manifest lives in WORK
     cli = [sys.executable, "-m", "oneshotsam.cli"]
     res: dict = {"patients": pids, "runs": [], "cpus": os.cpu_count()}
     for w in a.workers:
