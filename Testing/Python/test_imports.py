@@ -100,26 +100,24 @@ def test_module_import_is_light(module: str) -> None:
     assert loaded == [], f"importing {module} pulled in heavy modules: {loaded}"
 
 
-def test_cli_help_is_light() -> None:
-    """Building the whole parser (``oneshotsam --help``) imports no heavy module either."""
-    code = ("import sys, json\nfrom oneshotsam.cli import build_parser\nbuild_parser()\n"
-            f"heavy = {list(HEAVY)!r}\n"
-            "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in heavy)))")
+def _heavy_modules_after(code: str) -> list[str]:
+    """Heavy top-level modules loaded by ``code`` in a fresh interpreter."""
+    code += (f"\nimport sys, json\nheavy = {list(HEAVY)!r}\n"
+             "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in heavy)))")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=120, env={**__import__("os").environ, "PYTHONPATH": str(ENGINE)})
     assert proc.returncode == 0, proc.stderr
-    assert json.loads(proc.stdout.strip().splitlines()[-1]) == []
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_cli_help_is_light() -> None:
+    """Building the whole parser (``oneshotsam --help``) imports no heavy module either."""
+    assert _heavy_modules_after("from oneshotsam.cli import build_parser\nbuild_parser()") == []
 
 
 @pytest.mark.parametrize("argv", [["segment", "--help"], ["--help"]])
 def test_cli_help_run_is_light(argv) -> None:
     """Running ``oneshotsam segment --help`` (``main`` as the console script calls it,
     until argparse exits) imports no heavy module: no torch, no monai."""
-    code = ("import sys, json\nfrom oneshotsam.cli import main\n"
-            f"try:\n    main({argv!r})\nexcept SystemExit:\n    pass\n"
-            f"heavy = {list(HEAVY)!r}\n"
-            "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in heavy)))")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=120, env={**__import__("os").environ, "PYTHONPATH": str(ENGINE)})
-    assert proc.returncode == 0, proc.stderr
-    assert json.loads(proc.stdout.strip().splitlines()[-1]) == []
+    code = f"from oneshotsam.cli import main\ntry:\n    main({argv!r})\nexcept SystemExit:\n    pass"
+    assert _heavy_modules_after(code) == []

@@ -33,12 +33,10 @@ def read_png(path: Path) -> np.ndarray:
     """A grey PNG as a 2D array (colour files are converted to grey)."""
     import cv2
 
-    a = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if a is None:
-        raise OneShotError(f"cannot read {path}")
-    if a.ndim == 3:
-        a = cv2.cvtColor(a, cv2.COLOR_BGR2GRAY)
-    return a
+    from oneshotsam.benchmark2d import _read_png
+
+    a = _read_png(path)  # RGB for colour files
+    return cv2.cvtColor(a, cv2.COLOR_RGB2GRAY) if a.ndim == 3 else a
 
 
 def jsrt_ids(root: str | Path) -> list[str]:
