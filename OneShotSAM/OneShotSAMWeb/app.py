@@ -16,7 +16,6 @@ it to widgets. Element ids prefixed ``osam-`` are stable for tests.
 from __future__ import annotations
 
 import asyncio
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -346,5 +345,4 @@ class OneShotSAMWebApp:
             st.osam_can_update = bool(P.read_run_record(self.run.logic.parameter_node())) \
                 and not s.running
             st.osam_latency_max_s = round(max(s.shown_latency_s), 3) if s.shown_latency_s else None
-            st.osam_timestamp = time.time()
 

@@ -215,7 +215,10 @@ class RunController:
 
     def _add_row(self, row: SliceRow) -> None:
         self.status.rows = rank_rows(self.status.rows + [row])
-        self._push_soon()
+        if len(self.status.rows) == 1:  # the first slice: show at once that slices arrive
+            self._push()
+        else:
+            self._push_soon()
 
     def _push_soon(self) -> None:
         """Push the status now, or once :data:`PUSH_INTERVAL_S` after the last push.
@@ -231,7 +234,9 @@ class RunController:
             self._push_handle = self.loop.call_later(wait, self._push)
 
     def _push(self) -> None:
-        self._push_handle = None
+        if self._push_handle is not None:
+            self._push_handle.cancel()
+            self._push_handle = None
         self._last_push = time.perf_counter()
         self._on_change()
 
