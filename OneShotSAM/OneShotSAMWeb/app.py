@@ -16,7 +16,6 @@ it to widgets. Element ids prefixed ``osam-`` are stable for tests.
 from __future__ import annotations
 
 import asyncio
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -89,11 +88,14 @@ class OneShotSAMWebApp:
         from trame_slicer.core import SlicerApp
 
         from OneShotSAMWeb.session import RunController
+        from OneShotSAMWeb.views import SliceViews
 
         self.server, self.cfg = server, cfg
         server.enable_module(trame_slicer_module)
         self.slicer_app = SlicerApp()
         register_slicer_modules(self.slicer_app)
+        self.views = SliceViews()
+        self.views.register(self.slicer_app.view_manager, server)  # before trame-slicer's factories
         self.viewer = SegmentationAppLogic(server, self.slicer_app)
         self._set_layout()  # before the UI builds the grid: only these three views are created
         self.ui = SegmentationAppUI(server, self.viewer.layout_manager)
@@ -101,7 +103,7 @@ class OneShotSAMWebApp:
         self.ui.layout.title.set_text("OneShotSAM")
         self.attach_effect_views()
         self.run = RunController(self.slicer_app.scene, asyncio.get_event_loop(),
-                                 on_change=self._push_status, after_write=self._render_slice_views)
+                                 on_change=self._push_status, views=self.views)
         self._saved: dict[str, Path] = {}
         self._n_saves = 0
         self._init_state()
@@ -185,7 +187,8 @@ class OneShotSAMWebApp:
 
     def _on_ready(self, **_: Any) -> None:
         for view in self.slicer_app.view_manager.get_slice_views():
-            view.render_window().AddObserver("EndEvent", lambda *_a: self.run.view_rendered())
+            view.render_window().AddObserver(
+                "EndEvent", lambda *_a, vid=view.get_singleton_tag(): self.run.view_rendered(vid))
 
     # ---------------------------------------------------------------- volumes
     def load_volumes(self, paths: list[str]) -> None:
@@ -342,5 +345,4 @@ class OneShotSAMWebApp:
             st.osam_can_update = bool(P.read_run_record(self.run.logic.parameter_node())) \
                 and not s.running
             st.osam_latency_max_s = round(max(s.shown_latency_s), 3) if s.shown_latency_s else None
-            st.osam_timestamp = time.time()
 

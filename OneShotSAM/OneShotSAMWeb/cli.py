@@ -83,6 +83,7 @@ def run(args: argparse.Namespace) -> int:
         from trame.app import get_server
 
         from OneShotSAMWeb.app import OneShotSAMWebApp, WebConfig
+        from OneShotSAMWeb.session import settle_heap
     except ImportError as exc:
         raise OneShotError(f"the browser app needs trame-slicer and slicer-layer-dm ({exc}); "
                            "see README, 'Browser app'") from None
@@ -92,6 +93,7 @@ def run(args: argparse.Namespace) -> int:
                     method_overrides=parse_overrides(args.overrides), device=args.device)
     server = get_server(name="oneshotsam-web", client_type="vue3")
     OneShotSAMWebApp(server, cfg)
+    settle_heap()  # torch, VTK, trame: no full garbage collection scans them again
     shown_host = "127.0.0.1" if is_loopback(args.host) else (
         socket.gethostname() if args.host in ("0.0.0.0", "::") else args.host)
     url = f"http://{shown_host}:{port}/" + (f"?token={token}" if token else "")

@@ -10,6 +10,9 @@ module adds only what a web page needs around it:
 * progress (done, total, remaining seconds), the review rows and the
   slice-shown latencies are handed to the UI thread with
   ``loop.call_soon_threadsafe``;
+* the views' render requests made during a step are held and, after a step
+  that wrote slices, only the views that show a written slice render
+  (:class:`OneShotSAMWeb.views.SliceViews`);
 * Save writes the annotated segmentation as ``.seg.nrrd`` (names, colours,
   terminology, through Slicer's storage node) and as a NIfTI label map in the
   reference volume's grid, plus ``report.json``, each through a temporary
@@ -21,13 +24,15 @@ No trame import here: :mod:`OneShotSAMWeb.app` binds it to the page.
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import os
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, ContextManager, Protocol
 
 from oneshotsam.methods.base import OneShotError
 
@@ -36,6 +41,18 @@ from OneShotSAMLib.logic import OneShotSAMLogic, ProgressClock, RunOutcome, Slic
 
 
 PUSH_INTERVAL_S = 0.25
+
+
+class StepViews(Protocol):
+    """What the controller needs of the app's slice views (:class:`OneShotSAMWeb.views.SliceViews`)."""
+
+    def hold(self) -> ContextManager[Any]:
+        """Hold the views' render requests made inside the block."""
+
+    def show_written(self, scene: Any, written: list[tuple[str, int, int]]) -> list[str]:
+        """Schedule the renders after a step that wrote ``written`` slices
+        ((volume node id, array axis, slice index); empty for other steps); the
+        ids of the views that will render."""
 
 
 @dataclass
@@ -49,8 +66,9 @@ class RunStatus:
         message: the engine's last progress message, or the outcome.
         rows: written slices, lowest confidence first (flagged ones first).
         error: the last run's error (an OneShotError's text), "" when none.
-        shown_latency_s: per written slice, seconds from the engine reporting
-            it to the first slice-view render that includes it.
+        shown_latency_s: per written slice shown in a view, seconds from the
+            engine reporting it to the end of the first render of a view that
+            shows it.
     """
 
     running: bool = False
@@ -77,22 +95,25 @@ class RunController:
         loop: the UI thread's asyncio loop (trame's); :meth:`start` called from the
             running loop uses that one.
         on_change: called on the UI thread whenever :attr:`status` changed.
-        after_write: called on the UI thread after each slice the Logic wrote
-            (the app schedules a render of the slice views there).
+        views: the app's slice views: render requests are held during each
+            step the Logic runs on the UI thread, then the views that show its
+            changes render; None (scripts): no views.
     """
 
     def __init__(self, scene: Any, loop: asyncio.AbstractEventLoop,
-                 on_change: Callable[[], None], after_write: Callable[[], None]) -> None:
+                 on_change: Callable[[], None], views: StepViews | None = None) -> None:
         self.scene = scene
         self.loop = loop
         self.logic = OneShotSAMLogic(scene)
         self.status = RunStatus()
         self._on_change = on_change
-        self._after_write = after_write
+        self._views = views
+        self._step_written: list[tuple[str, int, int]] | None = None
         self._cancel = threading.Event()
         self._thread: threading.Thread | None = None
-        self._pending_shown: list[float] = []
+        self._pending_shown: list[tuple[float, set[str]]] = []
         self._last_push = 0.0
+        self._push_handle: asyncio.TimerHandle | None = None
         self.last_outcome: RunOutcome | None = None
         self.ui_thread = threading.get_ident()
 
@@ -107,6 +128,7 @@ class RunController:
             pass  # called outside the loop (scripts): keep the loop given at construction
         self.ui_thread = threading.get_ident()
         self._cancel.clear()
+        self._pending_shown = []
         self.status = RunStatus(running=True, message="starting")
         self._on_change()
         self._thread = threading.Thread(target=self._work, args=(update, method),
@@ -134,17 +156,23 @@ class RunController:
             return not self._cancel.is_set()
 
         def on_row(row: SliceRow) -> None:
+            if self._step_written is not None:  # inside a step on the UI thread
+                self._step_written.append((row.volume_node_id, row.array_axis, row.slice_index))
             self.loop.call_soon_threadsafe(self._add_row, row)
 
+        n_modules = len(sys.modules)
         try:
             out = self.logic.run(progress=progress, method=method, update=update,
                                  on_row=on_row, ui_call=self._ui_call)
         except OneShotError as exc:
-            self.loop.call_soon_threadsafe(self._finish, None, str(exc))
+            result: tuple[RunOutcome | None, str] = (None, str(exc))
         except Exception as exc:  # noqa: BLE001 - shown on the page, not lost in a thread
-            self.loop.call_soon_threadsafe(self._finish, None, f"unexpected {type(exc).__name__}: {exc}")
+            result = (None, f"unexpected {type(exc).__name__}: {exc}")
         else:
-            self.loop.call_soon_threadsafe(self._finish, out, "")
+            result = (out, "")
+        if len(sys.modules) > n_modules:
+            settle_heap()
+        self.loop.call_soon_threadsafe(self._finish, *result)
 
     def _ui_call(self, fn: Callable[[], Any]) -> Any:
         """Run ``fn`` on the UI thread and return its result (the Logic's ``ui_call``)."""
@@ -153,20 +181,35 @@ class RunController:
         t_report = time.perf_counter()
 
         async def on_ui() -> Any:
-            result = fn()
-            self._pending_shown.append(t_report)
-            self._after_write()
+            if self._views is None:
+                return fn()
+            written: list[tuple[str, int, int]] = []
+            self._step_written = written
+            try:
+                with self._views.hold():
+                    result = fn()
+            finally:  # the views render what the step changed, even if it failed
+                self._step_written = None
+                shown = self._views.show_written(self.scene, written)
+            if written and shown:
+                self._pending_shown.append((t_report, set(shown)))
             return result
 
         return asyncio.run_coroutine_threadsafe(on_ui(), self.loop).result()
 
-    def view_rendered(self) -> None:
-        """The app calls this after a slice view rendered (UI thread): closes latencies."""
+    def view_rendered(self, view_id: str) -> None:
+        """The app calls this after slice view ``view_id`` rendered (UI thread):
+        closes the latencies of the slices that view shows."""
         if not self._pending_shown:
             return
         now = time.perf_counter()
-        self.status.shown_latency_s.extend(now - t for t in self._pending_shown)
-        self._pending_shown.clear()
+        waiting = []
+        for t, ids in self._pending_shown:
+            if view_id in ids:
+                self.status.shown_latency_s.append(now - t)
+            else:
+                waiting.append((t, ids))
+        self._pending_shown = waiting
 
     # ---------------------------------------------------------------- UI-thread updates
     def _set_progress(self, done: int, total: int, remaining: float | None, message: str) -> None:
@@ -174,13 +217,33 @@ class RunController:
             return
         self.status.done, self.status.total = done, total
         self.status.remaining_s, self.status.message = remaining, message
-        now = time.perf_counter()
-        if now - self._last_push >= PUSH_INTERVAL_S:  # the page needs ~4 updates a second
-            self._last_push = now
-            self._on_change()
+        self._push_soon()
 
     def _add_row(self, row: SliceRow) -> None:
         self.status.rows = rank_rows(self.status.rows + [row])
+        if len(self.status.rows) == 1:  # the first slice: show at once that slices arrive
+            self._push()
+        else:
+            self._push_soon()
+
+    def _push_soon(self) -> None:
+        """Push the status now, or once :data:`PUSH_INTERVAL_S` after the last push.
+
+        The page needs about four updates a second; every update re-renders the
+        page in the browser, which then answers clicks later."""
+        if self._push_handle is not None:
+            return
+        wait = self._last_push + PUSH_INTERVAL_S - time.perf_counter()
+        if wait <= 0:
+            self._push()
+        else:
+            self._push_handle = self.loop.call_later(wait, self._push)
+
+    def _push(self) -> None:
+        if self._push_handle is not None:
+            self._push_handle.cancel()
+            self._push_handle = None
+        self._last_push = time.perf_counter()
         self._on_change()
 
     def _finish(self, out: RunOutcome | None, error: str) -> None:
@@ -237,6 +300,21 @@ class RunController:
         written.append(_atomic_write_text(output_dir / "report.json",
                                           json.dumps(report, indent=2, default=str)))
         return written
+
+
+def settle_heap() -> None:
+    """Collect garbage once, then exempt every surviving object from later collections.
+
+    Python's full garbage collections hold the GIL while they scan every tracked
+    object; with torch, VTK and trame loaded (and MONAI, SciPy... that the engine
+    imports on its first run) each took 0.4-0.6 s, triggered by the engine
+    thread's allocations every few seconds, and the page answered nothing
+    meanwhile. The long-lived objects are built at start and by a run that
+    imported modules: called then, later collections scan only newer objects
+    (milliseconds). Objects frozen here are still freed by reference counting.
+    """
+    gc.collect()
+    gc.freeze()
 
 
 def _lower_this_thread_priority(increment: int = 5) -> None:

@@ -33,6 +33,7 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 TINY = ["--set", "steps=12", "--set", "resolution=32", "--set", "batch=4", "--set", "threads=1"]
 SHAPE_KJI = (16, 48, 48)
+CLICK_GAP_MS = 150  # between two timed clicks
 IMAGES = REPO / "docs" / "images"
 
 pytest.importorskip("trame_slicer")
@@ -252,11 +253,16 @@ def test_clinician_loop_in_browser(web, browser):
         _stroke(page, cx - ax["w"] * 0.25, cy + ax["h"] * dy, cx + ax["w"] * 0.25, cy + ax["h"] * dy)
     _shot(page, "web-2-annotated")
 
-    # --- Run, Cancel mid-run: page usable, finished slices kept, Undo restores
+    # --- Run, Cancel mid-run: page usable, finished slices kept, Undo restores. The
+    # page clicks Cancel itself when the first slice arrives: the tiny schedule
+    # trains first and then writes every slice within a fraction of a second,
+    # shorter than a round trip of the test driver.
+    page.evaluate("""() => { const obs = new MutationObserver(() => {
+        if (document.querySelector('#osam-review .osam-row')) {
+            obs.disconnect(); document.querySelector('#osam-cancel').click(); } });
+        obs.observe(document.body, {subtree: true, childList: true}); }""")
     page.click("#osam-run")
-    page.wait_for_selector("#osam-review .osam-row", timeout=180000)  # slices are arriving
-    page.click("#osam-cancel")
-    _wait_message(page, "cancelled")
+    _wait_message(page, "cancelled", timeout_ms=180000)
     assert page.is_enabled("#osam-run"), "Run is not usable after Cancel"
     kept = _rows(page)
     assert 1 <= len(kept) < SHAPE_KJI[0] - 1, kept
@@ -265,22 +271,31 @@ def test_clinician_loop_in_browser(web, browser):
     page.wait_for_function("() => document.querySelector('#osam-message').innerText.startsWith('last run undone')",
                            timeout=30000)
 
-    # --- Run to the end; measure the page's answer to clicks meanwhile
-    idle = [_click_latency(page) for _ in range(4)]
+    # --- Run to the end; measure the page's answer to clicks before and during it (one
+    # click every CLICK_GAP_MS while the run lasts)
+    idle = []
+    for _ in range(4):
+        idle.append(_click_latency(page))
+        page.wait_for_timeout(CLICK_GAP_MS)
     page.click("#osam-run")
     page.wait_for_selector("#osam-cancel:not([disabled])", timeout=30000)
     latencies = []
-    while page.is_enabled("#osam-cancel") and len(latencies) < 12:
+    t_run = time.perf_counter()
+    while page.is_enabled("#osam-cancel") and len(latencies) < 60:
         latencies.append(_click_latency(page))
-        page.wait_for_timeout(1500)
+        page.wait_for_timeout(CLICK_GAP_MS)
+    run_s = time.perf_counter() - t_run
     _wait_message(page, "finished")
     if len(latencies) % 2:  # leave the segment visible
         _click_latency(page)
     rows = _rows(page)
-    print(f"\nclick answer: idle median={statistics.median(idle):.3f} s; during the run n={len(latencies)} "
-          f"median={statistics.median(latencies):.3f} s max={max(latencies):.3f} s; "
-          f"cancelled run kept {len(kept)} slice(s)")
-    # a generous bound (the figures are printed; docs/web.md has the measured ones)
+    print(f"\nclick answer: idle n={len(idle)} median={statistics.median(idle):.3f} s; during the run "
+          f"({run_s:.1f} s) n={len(latencies)} median={statistics.median(latencies):.3f} s "
+          f"max={max(latencies):.3f} s; all: {' '.join(f'{x:.2f}' for x in latencies)}; "
+          f"cancelled run kept {len(kept)} slice(s); 1-min load average {os.getloadavg()[0]:.1f} "
+          "(this test's processes included)")
+    # a generous bound for loaded CI machines (the figures are printed; docs/web.md has
+    # the measured ones)
     assert latencies and statistics.median(latencies) < 2.0, latencies
     assert len(rows) == len(set(rows)) and len(rows) >= SHAPE_KJI[0] // 2, rows
     _shot(page, "web-4-review")
