@@ -89,7 +89,11 @@ def method_config(method: Any) -> Any:
 
 
 def resolved_preset(method: str) -> str | None:
-    """The preset a method uses when none is given (``presets.default_preset``)."""
+    """The preset a method uses when none is given (``presets.default_preset``);
+    ``"auto"`` for ``medpersam-warp``, which chooses per run from the situation
+    (recorded in the report's ``run.chosen_settings``)."""
+    if method == "medpersam-warp":
+        return "auto"
     try:
         from oneshotsam.presets import default_preset
         return default_preset(method)

@@ -69,16 +69,27 @@ def test_medpersam_warp_on_the_example(tmp_path: Path, capsys) -> None:
     assert report["method"] == "medpersam-warp" and report["reference"]["label_values"] == [1, 2]
     assert report["overrides"]["resolution"] == 32
     assert report["config"]["warp"]["resolution"] == 32
-    chosen = report["run"]["chosen_settings"]  # no preset named: chosen from the situation
-    assert chosen["situation"]["kind"] == "cohort" and chosen["situation"]["n_targets"] == 4
-    assert chosen["preset"] == report["run"]["preset"] == "cpu" and chosen["reasons"]
-    assert report["run"]["resolution"] == 32  # the user's --set wins over the choice
+    assert report["run"]["preset"] == "paper" and "chosen_settings" not in report["run"]
     assert [t["output"] for t in report["targets"]] == [f"case0{i}.png" for i in range(1, 5)]
     first = report["targets"][0]["images"][0]
     assert 0.0 <= first["confidence"] <= 1.0 and "similarity" in first["report"]
     assert report["targets"][0]["window"] == {"low": 0.0, "high": 255.0, "source": "8-bit"}
     assert {"python", "numpy", "torch"} <= set(report["versions"])
     assert report["timings_s"]["total"] >= report["timings_s"]["segment"] > 0
+
+
+def test_medpersam_warp_without_preset_records_its_choice(tmp_path: Path, capsys) -> None:
+    """No --preset: the settings are chosen from the situation and report.json says
+    what was chosen and why; the user's --set values win over the choice."""
+    out = tmp_path / "out"
+    rc = main(segment_argv(out, "--method", "medpersam-warp", *TINY_WARP[2:]))
+    assert rc == 0, capsys.readouterr().err
+    report = json.loads((out / "report.json").read_text())
+    chosen = report["run"]["chosen_settings"]
+    assert report["preset"] == "auto" and not report["preset_given"]
+    assert chosen["situation"]["kind"] == "cohort" and chosen["situation"]["n_targets"] == 4
+    assert chosen["preset"] == report["run"]["preset"] == "cpu" and chosen["reasons"]
+    assert chosen["user_settings"]["resolution"] == 32 and report["run"]["resolution"] == 32
 
 
 def test_p2sam_with_a_tiny_checkpoint(tmp_path: Path, capsys) -> None:
