@@ -31,7 +31,7 @@ if str(MODULE_DIR) not in sys.path:
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-TINY = ["--set", "steps=12", "--set", "resolution=32", "--set", "batch=4", "--set", "threads=1"]
+TINY = ["--set", "steps=48", "--set", "resolution=32", "--set", "batch=4", "--set", "threads=1"]
 SHAPE_KJI = (16, 48, 48)
 CLICK_GAP_MS = 150  # between two timed clicks
 IMAGES = REPO / "docs" / "images"
