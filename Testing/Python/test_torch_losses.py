@@ -245,3 +245,12 @@ def test_cpu_warp_path_imports_no_monai():
                           timeout=300, env={**os.environ, "PYTHONPATH": str(ENGINE)})
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert json.loads(proc.stdout.strip().splitlines()[-1]) == []
+
+
+@pytest.mark.parametrize("image_shape,ddf_shape,match", [
+    ((1, 1, 8), (1, 1, 8), "spatial dimensions"),            # 1D image
+    ((1, 1, 8, 8), (1, 2, 4, 4), "DDF shape must be"),       # flow of another size
+])
+def test_warp_rejects_bad_shapes(image_shape, ddf_shape, match):
+    with pytest.raises(ValueError, match=match):
+        TL.Warp()(torch.zeros(image_shape), torch.zeros(ddf_shape))

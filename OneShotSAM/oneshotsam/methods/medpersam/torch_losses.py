@@ -232,7 +232,8 @@ class Warp(nn.Module):
     def forward(self, image: torch.Tensor, ddf: torch.Tensor) -> torch.Tensor:
         nd = image.ndim - 2
         if nd not in (2, 3):
-            raise NotImplementedError(f"got unsupported spatial_dims={nd}, currently support 2 or 3.")
+            raise ValueError(f"Warp needs a (B, C, H, W) or (B, C, D, H, W) image, got shape "
+                             f"{tuple(image.shape)} ({nd} spatial dimensions)")
         want = (image.shape[0], nd) + tuple(image.shape[2:])
         if ddf.shape != want:
             raise ValueError(f"Given input {nd}-d image shape {image.shape}, the input DDF shape must "
