@@ -127,3 +127,25 @@ def test_coronal_axis_on_anisotropic_voxels_uses_square_pixels() -> None:
     assert all(abs(s[0] - s[1]) < 1e-6 for s, _ in seen)
     assert seen[0][1] == (round(REF_SHAPE[0] * 2.0 / 1.2), REF_SHAPE[2])
     assert dice(np.asarray(res.label_volumes[0].voxels) > 0, truth > 0) > 0.95
+
+
+def test_alignment_is_bit_reproducible_and_leaves_itk_threads_as_they_were() -> None:
+    """The same follow-up aligned three times, with SimpleITK's process default at 4
+    threads, gives the SAME transform to the last bit (one ITK thread inside: with
+    several, the metric's per-thread sums are added in a varying order), and the
+    process default is 4 again afterwards."""
+    import SimpleITK as sitk
+
+    from oneshotsam.volume.align import align_volumes
+
+    ref, _ = _reference()
+    aff = affine((1.3, 1.1, 2.4), (-26, -22, -20), rotation("x", 10))
+    tgt = sample(moved(world, rotation("z", 8.0), (4.0, -3.0, 5.0)), (22, 42, 38), aff, "visit2")
+    old = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
+    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(4)
+    try:
+        params = [align_volumes(ref, tgt, (0.0, 1.0)).transform.GetParameters() for _ in range(3)]
+        assert sitk.ProcessObject.GetGlobalDefaultNumberOfThreads() == 4
+    finally:
+        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(old)
+    assert params[0] == params[1] == params[2]

@@ -13,15 +13,22 @@ physical shift, 3-level pyramid (shrink 4/2/1, smoothing 2/1/0 voxels; the
 shrink factor is capped so a thin volume keeps at least 4 voxels per axis).
 The affine result is kept only when it improves the metric over the rigid
 one, and any result only when it improves over the identity; otherwise the
-simpler transform is reported with the reason. Single-threaded for
-reproducibility. SimpleITK is imported lazily.
+simpler transform is reported with the reason. Bit-reproducible: every ITK
+filter of the registration (pyramid, metric, optimiser) runs on one thread
+(SimpleITK's process-wide default is set to 1 for the call and restored), so
+the same inputs give the same transform in any process, whatever the load
+(with several threads the metric's per-thread sums are combined in a varying
+order and the transform differs in its last digits from run to run, which the
+test-time training downstream can amplify into different labels).
+SimpleITK is imported lazily.
 """
 
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -139,14 +146,34 @@ def _matrix_report(tx) -> dict[str, Any]:
             "scales": np.round(s, 4).tolist()}
 
 
+@contextmanager
+def _itk_one_thread() -> Iterator[None]:
+    """SimpleITK's process-wide default thread count set to 1 inside, restored after."""
+    import SimpleITK as sitk
+
+    old = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
+    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)
+    try:
+        yield
+    finally:
+        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(old)
+
+
 def align_volumes(reference: Volume, target: Volume, window: tuple[float, float],
                   kind: str = "affine", iterations: int = 100, seed: int = 0) -> AlignResult:
-    """Register ``target`` (moving) to ``reference`` (fixed).
+    """Register ``target`` (moving) to ``reference`` (fixed), bit-reproducibly
+    (one ITK thread, see the module docstring).
 
     Args:
         window: ``(low, high)`` intensity window (the run's, shared by both volumes).
         kind: "rigid" or "affine".
     """
+    with _itk_one_thread():
+        return _align(reference, target, window, kind, iterations, seed)
+
+
+def _align(reference: Volume, target: Volume, window: tuple[float, float],
+           kind: str, iterations: int, seed: int) -> AlignResult:
     import SimpleITK as sitk
 
     t0 = time.perf_counter()
