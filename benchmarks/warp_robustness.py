@@ -55,7 +55,7 @@ def spread(items: list, n: int) -> list:
     """At most ``n`` of ``items``, evenly spaced (first one included)."""
     if n <= 0 or len(items) <= n:
         return list(items)
-    return [items[int(round(i * (len(items) - 1) / max(n - 1, 1)))] for i in range(n)]
+    return [items[round(i * (len(items) - 1) / max(n - 1, 1))] for i in range(n)]
 
 
 def conditions(specs: list[str]) -> list[tuple[str, str | None, str | None]]:

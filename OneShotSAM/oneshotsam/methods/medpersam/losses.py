@@ -77,8 +77,12 @@ class WarpLosses:
     """Callable loss terms on ``(B, C, H, W)`` float tensors."""
 
     def __init__(self, cfg: LossConfig = LossConfig()) -> None:
-        from oneshotsam.methods.medpersam.torch_losses import (DiceCELoss, LocalNCCLoss, SSIMLoss,
-                                                               diffusion_loss)
+        from oneshotsam.methods.medpersam.torch_losses import (
+            DiceCELoss,
+            LocalNCCLoss,
+            SSIMLoss,
+            diffusion_loss,
+        )
 
         self.cfg = cfg
         kind = cfg.image_loss.lower()
@@ -87,7 +91,9 @@ class WarpLosses:
         elif kind == "ncc":
             self._img = LocalNCCLoss(kernel_size=cfg.ncc_window)
         elif kind == "mi":
-            from monai.losses import GlobalMutualInformationLoss  # only this choice needs MONAI
+            from monai.losses import (
+                GlobalMutualInformationLoss,  # only this choice needs MONAI
+            )
 
             self._img = GlobalMutualInformationLoss(num_bins=cfg.mi_bins)
             self._ssim = SSIMLoss(data_range=1.0, win_size=cfg.ssim_window)

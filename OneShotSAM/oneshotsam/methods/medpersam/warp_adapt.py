@@ -10,6 +10,8 @@ stop training by the same rule.
   using ~16 grey levels) and a full-range target are compared on the same scale.
   Only the registration input changes: the outputs (label maps) are warped
   labels, never intensities, so they keep the input's own format.
+* :func:`histogram_match`: a target's grey levels mapped onto the reference's
+  histogram (setting ``histogram_match``).
 * :func:`noise_sd`, :func:`noise_targets`, :func:`smooth_to_noise`: an image much
   noisier than the cleanest of the run is smoothed, on the working grid, down to
   about that level (setting ``noise_match``).
@@ -17,7 +19,7 @@ stop training by the same rule.
   within a floor and a ceiling of optimiser steps, so that four targets and four
   hundred each get the steps they need.
 
-Imports numpy only (OpenCV inside :func:`smooth_to_noise`).
+Imports numpy only (OpenCV / SimpleITK inside the functions that use them).
 """
 
 from __future__ import annotations
@@ -47,6 +49,23 @@ def registration_intensity(array: np.ndarray,
         return np.array(a, dtype=np.float32, copy=True)
     low, high = compute_window(a, WindowSpec("percentile", percentiles=tuple(percentiles)))
     return apply_window(a, low, high)
+
+
+def histogram_match(image: np.ndarray, reference: np.ndarray, levels: int = 128,
+                    match_points: int = 15) -> np.ndarray:
+    """New float32 ``image`` whose grey levels are mapped (monotonically) so that its
+    histogram follows ``reference``'s: SimpleITK's ``HistogramMatchingImageFilter``
+    (``levels`` histogram bins, ``match_points`` quantiles, no mean threshold).
+    Both 2D; inputs untouched."""
+    import SimpleITK as sitk
+
+    f = sitk.HistogramMatchingImageFilter()
+    f.SetNumberOfHistogramLevels(int(levels))
+    f.SetNumberOfMatchPoints(int(match_points))
+    f.ThresholdAtMeanIntensityOff()
+    out = f.Execute(sitk.GetImageFromArray(np.asarray(image, dtype=np.float32)),
+                    sitk.GetImageFromArray(np.asarray(reference, dtype=np.float32)))
+    return sitk.GetArrayFromImage(out).astype(np.float32)
 
 
 #: Immerkaer's noise-estimation mask (a difference of two Laplacians: blind to

@@ -66,6 +66,9 @@ class WarpConfig:
             (relative) on the block before, up to ``max_steps``; 0 = fixed
             schedule (epochs clamped to min/max_steps) [docs/warp_adaptive.md].
         converge_tol: see ``converge_window``.
+        histogram_match: map every target's grey levels onto the reference's
+            histogram (SimpleITK's histogram matching) before registration
+            [measured: docs/warp_adaptive.md].
         noise_match: None = off; else, on the working grid, every image (the
             reference or a target) whose estimated noise
             (:func:`.warp_adapt.noise_sd`) exceeds this factor times the cleanest
@@ -95,6 +98,7 @@ class WarpConfig:
     converge_window: int = 0
     converge_tol: float = 0.01
     noise_match: float | None = None
+    histogram_match: bool = False
 
     def __post_init__(self) -> None:
         if self.intensity_percentiles is not None:

@@ -57,6 +57,7 @@ class WarpSession:
 
         from oneshotsam.methods.medpersam.losses import WarpLosses
         from oneshotsam.methods.medpersam.nice_trans import NiceTrans2D
+        from oneshotsam.methods.medpersam.warp_adapt import histogram_match
 
         self.values = check_reference(reference, reference_labels)
         if len(targets) == 0:
@@ -75,9 +76,11 @@ class WarpSession:
         oh = np.stack([lab == 0] + [lab == v for v in self.values]).astype(np.float32)
         self.ref_onehot_full = torch.from_numpy(oh)[None].to(self.device)
         pct = cfg.intensity_percentiles
-        self.ref = self._to_work(_grey(reference, pct))
+        ref_grey = _grey(reference, pct)
+        self.ref = self._to_work(ref_grey)
         self.ref_onehot = self._to_work_multi(oh)
-        self.targets = torch.cat([self._to_work(_grey(t, pct)) for t in targets], dim=0)
+        match = (lambda g: histogram_match(g, ref_grey)) if cfg.histogram_match else (lambda g: g)
+        self.targets = torch.cat([self._to_work(match(_grey(t, pct))) for t in targets], dim=0)
         self.smoothing_sigmas = self._match_noise(cfg.noise_match) if cfg.noise_match else []
         self.net = NiceTrans2D(cfg.net).to(self.device)
         self.losses = WarpLosses(cfg.loss)
