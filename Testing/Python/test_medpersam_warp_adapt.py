@@ -6,9 +6,15 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from oneshotsam.methods.base import OneShotError
-from oneshotsam.methods.medpersam.warp_adapt import ConvergenceRule, registration_intensity
+from oneshotsam.methods.medpersam.warp_adapt import (
+    ConvergenceRule,
+    histogram_match,
+    noise_sd,
+    noise_targets,
+    registration_intensity,
+    smooth_to_noise,
+)
 
 
 def test_washed_out_image_is_stretched_to_the_full_range_and_input_untouched():
@@ -89,3 +95,76 @@ def test_converging_schedule_stops_between_floor_and_ceiling_and_reports_it():
     assert rep["train_stopped"].startswith("converged")
     assert np.isfinite(rep["loss_final"]) and rep["train_seconds"] >= 0
     assert rep["intensity_percentiles"] == (0.5, 99.5)
+
+
+# ------------------------------------------------------------------ noise matching
+@pytest.mark.parametrize("image, expected", [
+    (np.full((32, 32), 0.4), 0.0),                                     # constant
+    (np.add.outer(np.arange(32.0), 2 * np.arange(32.0)) / 100.0, 0.0),  # linear ramp: mask is blind to it
+    (np.zeros((2, 40)), 0.0),                                          # too small for the 3 x 3 mask
+])
+def test_noise_estimate_is_zero_for_noiseless_images(image, expected):
+    assert noise_sd(image) == pytest.approx(expected, abs=1e-12)
+
+
+@pytest.mark.parametrize("sd", [0.01, 0.05, 0.1])
+def test_noise_estimate_recovers_white_noise(sd):
+    img = 0.5 + np.random.default_rng(1).normal(0.0, sd, (256, 256))
+    assert noise_sd(img) == pytest.approx(sd, rel=0.05)
+
+
+def test_noise_estimate_rejects_a_volume():
+    with pytest.raises(ValueError, match="2D"):
+        noise_sd(np.zeros((3, 8, 8)))
+
+
+@pytest.mark.parametrize("estimates, factor, expected", [
+    ([0.010, 0.002], 1.5, [0.004, None]),    # noisy reference, clean target: floor 0.004
+    ([0.002, 0.020, 0.010], 1.5, [None, 0.004, 0.004]),
+    ([0.020, 0.020], 1.5, [None, None]),     # equally noisy: nothing to match
+    ([0.030, 0.010], 2.0, [0.020, None]),    # goal = factor x the cleanest
+    ([0.001], 1.5, [None]),
+    ([], 1.5, []),
+])
+def test_noise_targets_table(estimates, factor, expected):
+    got = noise_targets(estimates, factor)
+    assert [g is None for g in got] == [e is None for e in expected]
+    assert [g for g in got if g is not None] == pytest.approx([e for e in expected if e is not None])
+
+
+def test_smoothing_brings_noise_down_and_leaves_clean_images_alone():
+    rng = np.random.default_rng(2)
+    clean, _ = _phantom(96)
+    noisy = (clean + rng.normal(0, 0.05, clean.shape)).astype(np.float32)
+    out, sigma = smooth_to_noise(noisy, 0.01)
+    assert sigma > 0 and out.shape == noisy.shape and noise_sd(out) < 0.02 < noise_sd(noisy)
+    same, sigma0 = smooth_to_noise(clean, 0.01)
+    assert sigma0 == 0.0 and np.array_equal(same, clean)
+
+
+def test_noisy_reference_is_smoothed_clean_target_is_not_and_the_report_says_so():
+    img, lab = _phantom()
+    noisy = np.clip(img + np.random.default_rng(3).normal(0, 0.08, img.shape), 0, 1).astype(np.float32)
+    cfg = WarpConfig.from_dict({**TINY, "noise_match": 1.5})
+    s = WarpSession(cfg, Image2D(noisy), lab, [Image2D(img)])
+    assert s.smoothing_sigmas[0] > 0 and s.smoothing_sigmas[1] == 0.0
+    assert noise_sd(s.ref[0, 0].numpy()) < 0.5 * noise_sd(
+        WarpSession(WarpConfig.from_dict(TINY), Image2D(noisy), lab, [Image2D(img)]).ref[0, 0].numpy())
+    m = MedPerSAMWarp.from_preset("paper", device="cpu", **{**TINY, "noise_match": 1.5})
+    rep = m.segment(Image2D(noisy), lab, [Image2D(img)]).report
+    assert rep["noise_smoothing"]["reference_sigma_px"] > 0
+    assert rep["noise_smoothing"]["targets_smoothed"] == 0
+    off = MedPerSAMWarp.from_preset("paper", device="cpu", **TINY).segment(Image2D(noisy), lab, [Image2D(img)])
+    assert "noise_smoothing" not in off.report
+
+
+def test_histogram_matching_undoes_a_monotone_grey_mapping():
+    """A gamma-distorted copy of an image, matched to the original's histogram,
+    comes back close to the original (the mapping is monotone); the input is kept."""
+    img, _ = _phantom(96)
+    img = np.clip(img + np.random.default_rng(4).normal(0, 0.02, img.shape), 0, 1).astype(np.float32)
+    gamma = img ** 2.0
+    before = gamma.copy()
+    out = histogram_match(gamma, img)
+    assert np.array_equal(gamma, before) and out.dtype == np.float32 and out.shape == img.shape
+    assert np.abs(out - img).mean() < 0.25 * np.abs(gamma - img).mean()

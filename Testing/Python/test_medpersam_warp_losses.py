@@ -86,8 +86,19 @@ def test_seg_loss_perfect_wrong_and_ce_weight(ssim):
 
 
 def test_unknown_image_loss_is_rejected():
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="'ssim', 'ncc' or 'mi'"):
         WarpLosses(LossConfig(image_loss="mse"))
+
+
+def test_mutual_information_loss_ranks_and_reports_ssim_similarity():
+    """MI (MONAI's global Parzen estimate): lowest for the image itself, lower for a
+    contrast-inverted copy (MI ignores the intensity mapping) than for an unrelated
+    image; its similarity is SSIM's (MI has no fixed upper bound)."""
+    mi = WarpLosses(LossConfig(image_loss="mi"))
+    a, b = _img(0, s=32), _img(1, s=32)
+    same, inverted, other = (float(mi.image(a, x)) for x in (a, 1 - a, b))
+    assert same <= inverted + 1e-4 and inverted < other
+    assert float(mi.similarity(a, a)[0]) == pytest.approx(1.0, abs=1e-5)
 
 
 def test_aug_loss_weighting_readings():

@@ -35,7 +35,10 @@ class LossConfig:
     """Loss settings (defaults: JSRT column of Table 12 and B.1).
 
     Attributes:
-        image_loss: ``"ssim"`` (B.1 default) or ``"ncc"`` (B.1: OdontoAI, CAMUS).
+        image_loss: ``"ssim"`` (B.1 default), ``"ncc"`` (B.1: OdontoAI, CAMUS) or
+            ``"mi"`` (global mutual information, MONAI's Parzen-window estimate;
+            imports MONAI).
+        mi_bins: histogram bins of ``"mi"`` (MONAI default 23).
         ssim_window: SSIM window, 7 (B.1).
         ncc_window: NCC window, 9 (B.1).
         lambda_img: weight of ``L_img`` (Table 12: 1).
@@ -52,6 +55,7 @@ class LossConfig:
     image_loss: str = "ssim"
     ssim_window: int = 7
     ncc_window: int = 9
+    mi_bins: int = 23
     lambda_img: float = 1.0
     lambda_reg: float = 0.75
     lambda_aug: float = 0.1
@@ -73,8 +77,12 @@ class WarpLosses:
     """Callable loss terms on ``(B, C, H, W)`` float tensors."""
 
     def __init__(self, cfg: LossConfig = LossConfig()) -> None:
-        from oneshotsam.methods.medpersam.torch_losses import (DiceCELoss, LocalNCCLoss, SSIMLoss,
-                                                               diffusion_loss)
+        from oneshotsam.methods.medpersam.torch_losses import (
+            DiceCELoss,
+            LocalNCCLoss,
+            SSIMLoss,
+            diffusion_loss,
+        )
 
         self.cfg = cfg
         kind = cfg.image_loss.lower()
@@ -82,8 +90,15 @@ class WarpLosses:
             self._img = SSIMLoss(data_range=1.0, win_size=cfg.ssim_window)
         elif kind == "ncc":
             self._img = LocalNCCLoss(kernel_size=cfg.ncc_window)
+        elif kind == "mi":
+            from monai.losses import (
+                GlobalMutualInformationLoss,  # only this choice needs MONAI
+            )
+
+            self._img = GlobalMutualInformationLoss(num_bins=cfg.mi_bins)
+            self._ssim = SSIMLoss(data_range=1.0, win_size=cfg.ssim_window)
         else:
-            raise ValueError(f"image_loss must be 'ssim' or 'ncc', got {cfg.image_loss!r}")
+            raise ValueError(f"image_loss must be 'ssim', 'ncc' or 'mi', got {cfg.image_loss!r}")
         self.kind = kind
         self._reg = diffusion_loss
         self._seg = DiceCELoss(lambda_dice=1.0, lambda_ce=cfg.lambda_ce)
@@ -94,11 +109,15 @@ class WarpLosses:
         return self._img(warped, fixed)
 
     def similarity(self, warped: torch.Tensor, fixed: torch.Tensor) -> torch.Tensor:
-        """Per-sample similarity in [0, 1] (``(B,)``): SSIM, or LNCC clipped at 0."""
+        """Per-sample similarity in [0, 1] (``(B,)``): SSIM (SSIM and MI losses: MI
+        has no fixed upper bound), or LNCC clipped at 0."""
         out = []
         for i in range(warped.shape[0]):
-            v = self._img(warped[i:i + 1], fixed[i:i + 1])
-            out.append((1.0 - v) if self.kind == "ssim" else -v)
+            if self.kind == "ncc":
+                out.append(-self._img(warped[i:i + 1], fixed[i:i + 1]))
+            else:
+                img = self._ssim if self.kind == "mi" else self._img
+                out.append(1.0 - img(warped[i:i + 1], fixed[i:i + 1]))
         return torch.stack(out).clamp(0.0, 1.0)
 
     def reg(self, flow: torch.Tensor) -> torch.Tensor:

@@ -66,6 +66,15 @@ class WarpConfig:
             (relative) on the block before, up to ``max_steps``; 0 = fixed
             schedule (epochs clamped to min/max_steps) [docs/warp_adaptive.md].
         converge_tol: see ``converge_window``.
+        histogram_match: map every target's grey levels onto the reference's
+            histogram (SimpleITK's histogram matching) before registration
+            [measured: docs/warp_adaptive.md].
+        noise_match: None = off; else, on the working grid, every image (the
+            reference or a target) whose estimated noise
+            (:func:`.warp_adapt.noise_sd`) exceeds this factor times the cleanest
+            image's is Gaussian-smoothed down to about that level, so a noisy
+            image is compared with a clean one by its structures, not its noise
+            [measured over pair kinds and perturbed inputs: docs/warp_adaptive.md].
     """
 
     net: Any = None
@@ -88,6 +97,8 @@ class WarpConfig:
     intensity_percentiles: tuple[float, float] | None = (0.5, 99.5)
     converge_window: int = 0
     converge_tol: float = 0.01
+    noise_match: float | None = None
+    histogram_match: bool = False
 
     def __post_init__(self) -> None:
         if self.intensity_percentiles is not None:

@@ -136,6 +136,12 @@ class MedPerSAMWarp:
             "loss_final": hist["loss_final"],
             "intensity_percentiles": warp.intensity_percentiles, "resolution": warp.resolution,
             "device": str(sess.device)}
+        if sess.smoothing_sigmas:
+            tg = sess.smoothing_sigmas[1:]
+            report["noise_smoothing"] = {"noise_match": warp.noise_match,
+                                         "reference_sigma_px": sess.smoothing_sigmas[0],
+                                         "targets_smoothed": sum(1 for x in tg if x),
+                                         "max_target_sigma_px": max(tg, default=0.0)}
         n_train = hist["steps"]  # a converging schedule may stop before the ceiling
         total = n_train + len(targets)
         results: list[TargetResult] = []

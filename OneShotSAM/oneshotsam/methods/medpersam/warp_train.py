@@ -57,6 +57,7 @@ class WarpSession:
 
         from oneshotsam.methods.medpersam.losses import WarpLosses
         from oneshotsam.methods.medpersam.nice_trans import NiceTrans2D
+        from oneshotsam.methods.medpersam.warp_adapt import histogram_match
 
         self.values = check_reference(reference, reference_labels)
         if len(targets) == 0:
@@ -75,9 +76,12 @@ class WarpSession:
         oh = np.stack([lab == 0] + [lab == v for v in self.values]).astype(np.float32)
         self.ref_onehot_full = torch.from_numpy(oh)[None].to(self.device)
         pct = cfg.intensity_percentiles
-        self.ref = self._to_work(_grey(reference, pct))
+        ref_grey = _grey(reference, pct)
+        self.ref = self._to_work(ref_grey)
         self.ref_onehot = self._to_work_multi(oh)
-        self.targets = torch.cat([self._to_work(_grey(t, pct)) for t in targets], dim=0)
+        match = (lambda g: histogram_match(g, ref_grey)) if cfg.histogram_match else (lambda g: g)
+        self.targets = torch.cat([self._to_work(match(_grey(t, pct))) for t in targets], dim=0)
+        self.smoothing_sigmas = self._match_noise(cfg.noise_match) if cfg.noise_match else []
         self.net = NiceTrans2D(cfg.net).to(self.device)
         self.losses = WarpLosses(cfg.loss)
         self.opt = torch.optim.AdamW(self.net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -113,6 +117,28 @@ class WarpSession:
 
     def _to_work(self, grey: np.ndarray):
         return self._to_work_multi(grey[None]).clamp(0, 1)
+
+    def _match_noise(self, factor: float) -> list[float]:
+        """Smooth (in place) the working-grid images whose noise exceeds ``factor``
+        times the cleanest image's (and :data:`.warp_adapt.NOISE_FLOOR`) down to that
+        level; returns the Gaussian sigma used per image (reference first, 0 = none)."""
+        import torch
+
+        from oneshotsam.methods.medpersam.warp_adapt import noise_sd, noise_targets, smooth_to_noise
+        imgs = [self.ref[0, 0]] + [t[0] for t in self.targets]
+        arrays = [x.cpu().numpy() for x in imgs]
+        goals = noise_targets([noise_sd(a) for a in arrays], factor)
+        sigmas = []
+        for i, (a, goal) in enumerate(zip(arrays, goals)):
+            out, sigma = smooth_to_noise(a, goal) if goal is not None else (a, 0.0)
+            sigmas.append(round(sigma, 3))
+            if sigma:
+                t = torch.from_numpy(np.array(out, dtype=np.float32)).to(self.device)
+                if i == 0:
+                    self.ref[0, 0] = t
+                else:
+                    self.targets[i - 1, 0] = t
+        return sigmas
 
     # -------------------------------------------------------------- training
     def _forward(self, fixed):
