@@ -91,9 +91,8 @@ class WarpLosses:
         elif kind == "ncc":
             self._img = LocalNCCLoss(kernel_size=cfg.ncc_window)
         elif kind == "mi":
-            from monai.losses import (
-                GlobalMutualInformationLoss,  # only this choice needs MONAI
-            )
+            # only this choice imports MONAI (slow start-up, see torch_losses)
+            from monai.losses import GlobalMutualInformationLoss
 
             self._img = GlobalMutualInformationLoss(num_bins=cfg.mi_bins)
             self._ssim = SSIMLoss(data_range=1.0, win_size=cfg.ssim_window)

@@ -103,15 +103,17 @@ def noise_targets(estimates: list[float], factor: float) -> list[float | None]:
     return [goal if e > goal else None for e in estimates]
 
 
-def smooth_to_noise(image: np.ndarray, target_sd: float, max_sigma: float = 3.0) -> tuple[np.ndarray, float]:
+def smooth_to_noise(image: np.ndarray, target_sd: float, max_sigma: float = 3.0,
+                    sd: float | None = None) -> tuple[np.ndarray, float]:
     """``image`` (2D float) Gaussian-smoothed so that its white noise falls to about
     ``target_sd``, and the sigma used (pixels; 0 = returned unchanged, when the
-    estimate is already at most ``target_sd``).
+    estimate is already at most ``target_sd``). ``sd``: the image's
+    :func:`noise_sd` when the caller has it (None = estimated here).
 
     A Gaussian of sigma ``s`` >= ~1 px divides the standard deviation of white noise
     by ``2 sqrt(pi) s``; ``s`` is capped at ``max_sigma`` so structures survive.
     """
-    sd = noise_sd(image)
+    sd = noise_sd(image) if sd is None else float(sd)
     if target_sd <= 0 or sd <= target_sd:
         return np.asarray(image), 0.0
     import cv2

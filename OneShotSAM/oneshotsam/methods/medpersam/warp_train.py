@@ -127,10 +127,11 @@ class WarpSession:
         from oneshotsam.methods.medpersam.warp_adapt import noise_sd, noise_targets, smooth_to_noise
         imgs = [self.ref[0, 0]] + [t[0] for t in self.targets]
         arrays = [x.cpu().numpy() for x in imgs]
-        goals = noise_targets([noise_sd(a) for a in arrays], factor)
+        estimates = [noise_sd(a) for a in arrays]
+        goals = noise_targets(estimates, factor)
         sigmas = []
-        for i, (a, goal) in enumerate(zip(arrays, goals)):
-            out, sigma = smooth_to_noise(a, goal) if goal is not None else (a, 0.0)
+        for i, (a, sd, goal) in enumerate(zip(arrays, estimates, goals)):
+            out, sigma = smooth_to_noise(a, goal, sd=sd) if goal is not None else (a, 0.0)
             sigmas.append(round(sigma, 3))
             if sigma:
                 t = torch.from_numpy(np.array(out, dtype=np.float32)).to(self.device)
