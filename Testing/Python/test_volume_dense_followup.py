@@ -65,7 +65,7 @@ def test_auto_engine_for_followups(annotated, engine, calls):
         # no preset named: each slice pair is a "pair" situation (warp_choice), recorded
         assert eng["method_calls"] >= len(ks) and eng["preset"] == "auto"
         chosen = eng["chosen_settings"]
-        assert chosen["situation"]["kind"] == "pair" and chosen["preset"] == "cpu-pair"
+        assert chosen["situation"]["kind"] == "pair" and chosen["preset"] == "cpu-field"
         assert chosen["user_settings"]["resolution"] == 32
         per = {p["slice"]: p for p in res.report["targets"][0]["per_slice"]}
         assert all(per[k]["kind"] == "cross-visit" for k in ks)

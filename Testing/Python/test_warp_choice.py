@@ -9,10 +9,10 @@ from oneshotsam.methods.medpersam.warp_choice import (Situation, choose_warp_set
                                                       context_margin, working_resolution)
 
 CHOICES = [  # kind, n_targets, image_hw, structure_hw, device -> preset, resolution
-    ("cohort", 4, (128, 128), (47, 69), "cpu", "cpu", 64),        # README example
-    ("cohort", 122, (512, 512), (400, 450), "cpu", "cpu", 128),   # chest film, lungs + heart
-    ("pair", 1, (216, 256), (50, 60), "cpu", "cpu-pair", 64),     # small structure, one target
-    ("pair", 1, (512, 512), (300, 200), "cpu", "cpu-pair", 128),  # large structure, one target
+    ("cohort", 4, (128, 128), (47, 69), "cpu", "cpu-field", 64),       # README example
+    ("cohort", 122, (512, 512), (400, 450), "cpu", "cpu-field", 64),   # chest film, lungs + heart
+    ("pair", 1, (216, 256), (50, 60), "cpu", "cpu-field", 64),         # small structure, one target
+    ("pair", 1, (512, 512), (300, 200), "cpu", "cpu-field", 64),       # large structure: grid 64 too
     ("cohort", 30, (512, 512), (400, 450), "cuda", "paper", None),
     ("pair", 1, (512, 512), (40, 40), "cuda", "paper", None),
     ("volume", 10, (1, 1), (1, 1), "cpu", "volume", None),
@@ -99,7 +99,9 @@ def test_auto_settings_are_chosen_per_call_and_reported():
     ref = Image2D(img, name="r")
     one = m.segment(ref, lab, [Image2D(img, name="t")]).report
     two = m.segment(ref, lab, [Image2D(img, name="t1"), Image2D(img, name="t2")]).report
-    assert one["preset"] == "cpu-pair" and two["preset"] == "cpu"
+    assert one["preset"] == two["preset"] == "cpu-field"
+    assert one["chosen_settings"]["situation"]["kind"] == "pair"
+    assert two["chosen_settings"]["situation"]["kind"] == "cohort"
     for rep in (one, two):
         chosen = rep["chosen_settings"]
         assert chosen["user_settings"]["resolution"] == 32 and rep["resolution"] == 32  # user wins

@@ -217,11 +217,11 @@ class WarpVolumeEngine:
         aug_src = [(self.ref_w[self.ref_pos[r]] if followup else self.proc_w[r], ref_labels[r])
                    for r in ref_slices]
         aug_src = [(img[None], self._onehot_work(lab[r0:r1, c0:c1])) for img, lab in aug_src]
-        opt = torch.optim.AdamW(self.net.parameters(), lr=v.lr)
+        from oneshotsam.methods.medpersam.augment import AugConfig, augment_pair
+        from oneshotsam.methods.medpersam.warp_fit import AdamW, fit
+        opt = AdamW(self.net.parameters(), lr=v.lr)
         gen = torch.Generator().manual_seed(self.seed)
         rng = np.random.default_rng(self.seed)
-        from oneshotsam.methods.medpersam.augment import AugConfig, augment_pair
-        from oneshotsam.methods.medpersam.warp_fit import fit
 
         aug_cfg = AugConfig()
         lam = self.losses.cfg

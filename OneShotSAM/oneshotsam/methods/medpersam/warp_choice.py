@@ -6,7 +6,7 @@ whole volume, how large the annotated structure is in pixels, CPU or GPU. The
 result carries the reasons, and every front end writes it into ``report.json``
 (``chosen_settings``), so a user sees what was chosen and why.
 
-The base settings live in ``presets/medpersam.json`` (``cpu``, ``cpu-pair``,
+The base settings live in ``presets/medpersam.json`` (``cpu``, ``cpu-field``,
 ``volume``, ``paper``); this module only picks one of them and derives the
 working-grid size. The rules and the measurements behind them are in
 docs/warp_adaptive.md.
@@ -18,9 +18,12 @@ device      situation              settings
 ==========  =====================  ==========================================================
 cuda        any 2D run             ``paper`` (appendix B.4: 256 px, batch 32, 30 epochs)
 cpu         volume propagation     ``volume`` (one network per volume, adjacent slices)
-cpu         1 target (a pair)      ``cpu-pair`` (no L_aug copies: every step on the pair)
-cpu         2+ targets (cohort)    ``cpu`` (L_aug copies, converging schedule)
+cpu         2D: a pair or cohort   ``cpu-field`` (the ``field`` model: each target's own
+                                   deformation, optimised directly; 64 px grid)
 ==========  =====================  ==========================================================
+
+The network presets (``cpu``: one network for a cohort, L_aug copies, converging
+schedule) stay for the full Med-PerSAM method and for ``--preset cpu``.
 
 On the CPU the working grid follows the structure. The crop around the reference
 labels (their box grown by the preset's ``roi_margin`` per side) is widened, when
@@ -112,14 +115,12 @@ def choose_warp_settings(situation: Situation) -> Choice:
         preset = "volume"
         reasons.append("volume: one network on the volume's adjacent slice pairs "
                        "(and the cross-visit pairs of follow-ups)")
-    elif s.kind == "pair":
-        preset = "cpu-pair"
-        reasons.append("one target: every step trains on the pair itself (no L_aug copies), "
-                       "cropped to the structure")
     else:
-        preset = "cpu"
-        reasons.append(f"{s.n_targets} targets: one network for the cohort, L_aug copies, "
-                       "training until the loss stops improving")
+        preset = "cpu-field"
+        what = "one target" if s.kind == "pair" else f"{s.n_targets} targets"
+        reasons.append(f"{what} on the CPU: each target's own deformation (affine, then affine + "
+                       "displacement pyramid) is optimised directly, cropped to the structure; "
+                       "as accurate as the network on pairs and cohorts at a fraction of its cost")
     base = load_preset("medpersam", preset)
     settings: dict[str, Any] = {}
     if s.kind != "volume":

@@ -34,7 +34,13 @@ class WarpConfig:
     """Settings of the warping stage; defaults = the paper (JSRT) values.
 
     Attributes (source in brackets):
+        model: ``"network"`` = the warping network, one for all targets (paper
+            3.1) or ``"field"`` = each target's own affine + displacement pyramid
+            optimised directly with the same losses (instance optimisation; no
+            L_aug copies) [measured on pairs of five kinds: docs/warp_adaptive.md].
         net: network size [B.3; see nice_trans.NetConfig].
+        field: shape and schedule of the ``"field"`` model [see
+            flow_field.FieldConfig].
         loss: loss terms and weights [B.1, Table 12; see losses.LossConfig].
         augment: L_aug transforms [B.2, Table 13; see augment.AugConfig].
         resolution: working grid side in pixels [C.1: masks handled at 256x256].
@@ -77,7 +83,9 @@ class WarpConfig:
             [measured over pair kinds and perturbed inputs: docs/warp_adaptive.md].
     """
 
+    model: str = "network"
     net: Any = None
+    field: Any = None
     loss: Any = None
     augment: Any = None
     resolution: int = 256
@@ -105,9 +113,13 @@ class WarpConfig:
             object.__setattr__(self, "intensity_percentiles",
                                tuple(float(p) for p in self.intensity_percentiles))
         from oneshotsam.methods.medpersam.augment import AugConfig
+        from oneshotsam.methods.medpersam.flow_field import FieldConfig
         from oneshotsam.methods.medpersam.losses import LossConfig
         from oneshotsam.methods.medpersam.nice_trans import NetConfig
-        for name, cls in (("net", NetConfig), ("loss", LossConfig), ("augment", AugConfig)):
+        if self.model not in ("network", "field"):
+            raise OneShotError(f"warping model must be 'network' or 'field', got {self.model!r}")
+        for name, cls in (("net", NetConfig), ("field", FieldConfig), ("loss", LossConfig),
+                          ("augment", AugConfig)):
             v = getattr(self, name)
             if v is None or isinstance(v, Mapping):
                 object.__setattr__(self, name, _build(cls, v))

@@ -4,9 +4,9 @@ Both trainers -- :class:`.warp_train.WarpSession` (one reference, 2D targets) an
 :class:`oneshotsam.volume.warpvol.WarpVolumeEngine` (slices of a volume and its
 follow-ups) -- differ only in how one step's loss is made (which image pairs,
 which L_aug copies); the optimiser steps, the stopping rule, cancellation and the
-record of the run are here.
+record of the run are here, with the optimiser both use (:class:`AdamW`).
 
-Imports torch lazily (inside :func:`fit`).
+Imports torch lazily (inside :func:`fit` and :class:`AdamW`).
 """
 
 from __future__ import annotations
@@ -48,6 +48,56 @@ class FitRecord:
                 "seconds": round(self.seconds, 3), "cancelled": self.cancelled,
                 "loss_first": ls[0] if ls else None, "loss_last": ls[-1] if ls else None,
                 "loss_final": sum(ls[-10:]) / len(ls[-10:]) if ls else None}
+
+
+class AdamW:
+    """AdamW with torch's own update function, its state kept here.
+
+    Each :meth:`step` calls ``torch.optim.adamw.adamw`` -- the function that
+    ``torch.optim.AdamW.step`` calls -- with the same defaults (betas 0.9 / 0.999,
+    eps 1e-8, no AMSGrad), so the weights are those of ``torch.optim.AdamW`` step
+    for step. What it avoids: ``torch.optim.Optimizer.step`` imports
+    ``torch._dynamo`` on its first call (about 2.8 CPU-s), a large part of a
+    one-pair command's budget.
+
+    Args:
+        params: the tensors trained (``model.parameters()``).
+        lr: learning rate.
+        weight_decay: decoupled weight decay.
+    """
+
+    def __init__(self, params: Any, lr: float, weight_decay: float = 1e-2,
+                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8) -> None:
+        import torch
+        self.params = [p for p in params if p.requires_grad]
+        if not self.params:
+            raise ValueError("AdamW needs at least one parameter that requires grad")
+        self.lr, self.weight_decay, self.betas, self.eps = float(lr), float(weight_decay), betas, eps
+        self.exp_avgs = [torch.zeros_like(p, memory_format=torch.preserve_format) for p in self.params]
+        self.exp_avg_sqs = [torch.zeros_like(p, memory_format=torch.preserve_format) for p in self.params]
+        self.steps = [torch.tensor(0.0, dtype=torch.float32) for _ in self.params]
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """Drop (or zero) the gradients of the parameters."""
+        for p in self.params:
+            if set_to_none:
+                p.grad = None
+            elif p.grad is not None:
+                p.grad.zero_()
+
+    def step(self) -> None:
+        """One AdamW update of the parameters that have a gradient."""
+        import torch
+        from torch.optim.adamw import adamw
+        have = [i for i, p in enumerate(self.params) if p.grad is not None]
+        if not have:
+            return
+        pick = lambda xs: [xs[i] for i in have]
+        with torch.no_grad():
+            adamw(pick(self.params), [self.params[i].grad for i in have], pick(self.exp_avgs),
+                  pick(self.exp_avg_sqs), [], pick(self.steps), amsgrad=False,
+                  beta1=self.betas[0], beta2=self.betas[1], lr=self.lr,
+                  weight_decay=self.weight_decay, eps=self.eps, maximize=False)
 
 
 def fit(model: Any, optimizer: Any, step_loss: Callable[[int], tuple[Any, dict]],
@@ -95,4 +145,4 @@ def fit(model: Any, optimizer: Any, step_loss: Callable[[int], tuple[Any, dict]]
     return rec
 
 
-__all__ = ["FitRecord", "fit"]
+__all__ = ["AdamW", "FitRecord", "fit"]

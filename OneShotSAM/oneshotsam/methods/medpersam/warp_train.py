@@ -58,6 +58,7 @@ class WarpSession:
         from oneshotsam.methods.medpersam.losses import WarpLosses
         from oneshotsam.methods.medpersam.nice_trans import NiceTrans2D
         from oneshotsam.methods.medpersam.warp_adapt import histogram_match
+        from oneshotsam.methods.medpersam.warp_fit import AdamW
 
         self.values = check_reference(reference, reference_labels)
         if len(targets) == 0:
@@ -82,9 +83,14 @@ class WarpSession:
         match = (lambda g: histogram_match(g, ref_grey)) if cfg.histogram_match else (lambda g: g)
         self.targets = torch.cat([self._to_work(match(_grey(t, pct))) for t in targets], dim=0)
         self.smoothing_sigmas = self._match_noise(cfg.noise_match) if cfg.noise_match else []
-        self.net = NiceTrans2D(cfg.net).to(self.device)
+        self.field = cfg.model == "field"
+        if self.field:
+            from oneshotsam.methods.medpersam.flow_field import FlowField2D
+            self.net = FlowField2D(cfg.field, self.n_targets, cfg.resolution).to(self.device)
+        else:
+            self.net = NiceTrans2D(cfg.net).to(self.device)
         self.losses = WarpLosses(cfg.loss)
-        self.opt = torch.optim.AdamW(self.net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.opt = AdamW(self.net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.pseudo: dict[int, Any] = {}
         self.history: list[dict] = []
         self.cancelled = False
@@ -142,13 +148,14 @@ class WarpSession:
         return sigmas
 
     # -------------------------------------------------------------- training
-    def _forward(self, fixed):
-        """Flow (B,2,S,S) from reference to ``fixed`` and its deformable part."""
+    def _forward(self, fixed, idx: Sequence[int]):
+        """Flow (B,2,S,S) from reference to ``fixed`` (targets ``idx``, or L_aug
+        copies for the network) and its deformable part."""
         from oneshotsam.methods.medpersam.nice_trans import affine_to_flow
-        flow = self.net(self.ref, fixed)
-        if self.net.cfg.affine:
-            fm = self.net._last_affine  # set by the forward hook below
-            aff = affine_to_flow(fm, tuple(fixed.shape[-2:]))
+        flow = self.net(self.ref, fixed, idx) if self.field else self.net(self.ref, fixed)
+        theta = getattr(self.net, "_last_affine", None)  # set by the forward pass
+        if theta is not None:
+            aff = affine_to_flow(theta, tuple(fixed.shape[-2:]))
             return flow, flow - aff
         return flow, flow
 
@@ -165,7 +172,7 @@ class WarpSession:
             from oneshotsam.methods.medpersam.augment import augment_pair
             aimg, amask = augment_pair(self.ref, self.ref_onehot, n_aug, cfg.augment, self.gen)
             fixed = torch.cat([fixed, aimg], dim=0)
-        flow, deform = self._forward(fixed)
+        flow, deform = self._forward(fixed, list(idx))
         warped = self.net.warp(self.ref.expand(fixed.shape[0], -1, -1, -1), flow)
         lw = L.warp_loss(warped[:b], fixed[:b], deform[:b])
         loss = lw
@@ -193,21 +200,35 @@ class WarpSession:
         from oneshotsam.methods.medpersam.warp_fit import fit
         cfg = self.cfg
         n_aug = cfg.aug_per_step if cfg.aug_per_step is not None else batch
+        if self.field:
+            n_aug = 0  # a field belongs to one target: no augmented copies
         order: list[int] = []
 
-        def step_loss(_step: int):
+        def step_loss(step: int):
             nonlocal order
+            if self.field:
+                self.net.set_stage(step)
             if len(order) < batch:
                 order += list(self.rng.permutation(self.n_targets))
             idx, order = order[:batch], order[batch:]
             return self._step_loss(idx, n_aug)
 
-        rec = fit(self.net, self.opt, step_loss, rule,
-                  lambda d, n: progress(d, n, f"{label} step {d}/{n}"),
-                  bf16=cfg.bf16 and self.device.type == "cpu")
+        try:
+            rec = fit(self.net, self.opt, step_loss, rule,
+                      lambda d, n: progress(d, n, f"{label} step {d}/{n}"),
+                      bf16=cfg.bf16 and self.device.type == "cpu")
+        finally:
+            if self.field:
+                self.net.deformable = True
         self.history.extend(rec.parts)
         self.cancelled = self.cancelled or rec.cancelled
         return rec
+
+    def batch(self) -> int:
+        """Targets per optimiser step: ``batch_size`` (at most all targets) for the
+        network; every target for the ``field`` model (each step moves every
+        target's own deformation once)."""
+        return self.n_targets if self.field else min(self.cfg.batch_size, self.n_targets)
 
     def planned_steps(self, epochs: int) -> int:
         """Most optimiser steps a training call of ``epochs`` epochs may run."""
@@ -222,7 +243,7 @@ class WarpSession:
         """
         from oneshotsam.methods.medpersam.warp_adapt import ConvergenceRule
         cfg = self.cfg
-        batch = min(cfg.batch_size, self.n_targets)
+        batch = self.batch()
         n = max(epochs * math.ceil(self.n_targets / batch), cfg.min_steps)
         n = min(n, cfg.max_steps) if cfg.max_steps is not None else n
         if cfg.converge_window > 0 and cfg.max_steps is not None:
@@ -257,7 +278,7 @@ class WarpSession:
         if self.cfg.threads:
             torch.set_num_threads(int(self.cfg.threads))
         try:
-            rec = self._run_steps(rule, min(self.cfg.batch_size, self.n_targets), progress,
+            rec = self._run_steps(rule, self.batch(), progress,
                                   "warp training" if self.rounds == 0 else "warp retraining")
         finally:
             torch.set_num_threads(old)
@@ -283,12 +304,13 @@ class WarpSession:
         import torch
         cfg = self.cfg
         fixed = self.targets[index:index + 1]
-        if cfg.finetune_steps <= 0:
+        if cfg.finetune_steps <= 0 or self.field:
             with torch.no_grad():
                 self.net.eval()
-                return self._forward(fixed)[0]
+                return self._forward(fixed, [index])[0]
+        from oneshotsam.methods.medpersam.warp_fit import AdamW
         saved = copy.deepcopy(self.net.state_dict())
-        opt = torch.optim.AdamW(self.net.parameters(), lr=cfg.finetune_lr, weight_decay=cfg.weight_decay)
+        opt = AdamW(self.net.parameters(), lr=cfg.finetune_lr, weight_decay=cfg.weight_decay)
         self.net.train()
         n_aug = 0 if cfg.aug_per_step == 0 else 1
         try:
@@ -300,7 +322,7 @@ class WarpSession:
                 opt.step()
             with torch.no_grad():
                 self.net.eval()
-                return self._forward(fixed)[0]
+                return self._forward(fixed, [index])[0]
         finally:
             self.net.load_state_dict(saved)
 
