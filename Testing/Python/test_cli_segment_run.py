@@ -88,7 +88,7 @@ def test_medpersam_warp_without_preset_records_its_choice(tmp_path: Path, capsys
     chosen = report["run"]["chosen_settings"]
     assert report["preset"] == "auto" and not report["preset_given"]
     assert chosen["situation"]["kind"] == "cohort" and chosen["situation"]["n_targets"] == 4
-    assert chosen["preset"] == report["run"]["preset"] == "cpu" and chosen["reasons"]
+    assert chosen["preset"] == report["run"]["preset"] == "cpu-field" and chosen["reasons"]
     assert chosen["user_settings"]["resolution"] == 32 and report["run"]["resolution"] == 32
 
 
