@@ -170,9 +170,9 @@ def test_no_dataset_named_presets():
     paper's (cited) and the situation bases, none named after a dataset we measured on."""
     from oneshotsam.presets import list_presets
     names = list_presets("medpersam")
-    assert {"paper", "cpu", "cpu-field", "volume"} <= set(names)
+    assert {"paper", "cpu", "cpu-field", "cpu-pair", "volume"} <= set(names)
     assert not {"acdc-cpu", "followup-cpu", "jsrt-cpu"} & set(names)
-    assert all(n.endswith("-paper") for n in names if n not in ("paper", "cpu", "cpu-field", "volume"))
+    assert all(n.endswith("-paper") for n in names if n not in ("paper", "cpu", "cpu-field", "cpu-pair", "volume"))
 
 
 @pytest.mark.parametrize("aug_per_step,expect_aug", [(0, False), (1, True), (None, True)])
