@@ -60,7 +60,25 @@ def test_affine_stage_gives_the_displacement_no_gradient():
         assert all((g.grad is not None) == deformable for g in f.grids), step
 
 
-@pytest.mark.parametrize("bad", [{"scales": (-1,)}, {"affine_steps": -2}])
+# step -> (affine only?, pyramid levels in use) with affine_steps 10, level_steps 5, 3 levels
+STAGES = [(0, False, 3), (9, False, 3), (10, True, 1), (14, True, 1), (15, True, 2), (20, True, 3),
+          (99, True, 3)]
+
+
+@pytest.mark.parametrize("step, deformable, levels", STAGES)
+def test_levels_join_coarse_to_fine(step, deformable, levels):
+    f = _field(n=1, affine_steps=10, level_steps=5)
+    f.set_stage(step)
+    assert (f.deformable, f.active_levels) == (deformable, levels)
+    f.zero_grad(set_to_none=True)
+    f(_grid(), torch.rand(1, 1, S, S), [0]).square().sum().backward()
+    used = [g.grad is not None for g in f.grids]
+    assert used == [deformable and i < levels for i in range(3)]
+    f.all_stages()
+    assert f.deformable and f.active_levels == 3
+
+
+@pytest.mark.parametrize("bad", [{"scales": (-1,)}, {"affine_steps": -2}, {"level_steps": -1}])
 def test_bad_field_settings_are_refused(bad):
     with pytest.raises(OneShotError, match="field"):
         FieldConfig(**bad)
@@ -84,11 +102,12 @@ def test_field_session_recovers_a_shifted_and_squeezed_structure():
     yy, xx = np.mgrid[:96, :96]
     moved = (((yy - 52) / 1.0) ** 2 + ((xx - 50) / 0.85) ** 2 <= 144).astype(np.uint8)
     cfg = WarpConfig.from_dict({"model": "field", "resolution": 64, "min_steps": 80, "max_steps": 80,
-                                "lr": 0.01, "weight_decay": 0.0, "field": {"affine_steps": 30},
+                                "lr": 0.01, "weight_decay": 0.0,
+                                "field": {"affine_steps": 30, "level_steps": 10},
                                 "net": {"n_levels": 4}, "batch_size": 1, "threads": 1})
     sess = WarpSession(cfg, Image2D(img), lab, [Image2D((40 + 150 * moved).astype(np.float32))])
     rec = sess.train()
-    assert rec["steps"] == 80 and sess.net.deformable
+    assert rec["steps"] == 80 and sess.net.deformable and sess.net.active_levels == 3
     out = sess.warp_target(0).labels
     dice = lambda a, b: 2 * (a & b).sum() / (a.sum() + b.sum())
     assert dice(out == 1, moved == 1) > 0.9 > dice(lab == 1, moved == 1)

@@ -19,10 +19,12 @@ Parameterisation, for target ``i`` on an ``S x S`` working grid:
 * flow = affine flow + displacement (pixels of the working grid). The deformable part
   (``flow - affine flow``) is what the diffusion regulariser sees.
 
-Training in two stages (``affine_steps``): the first steps move only the affine
-matrices (the displacement stays zero and gets no gradient), then both. Without that
-stage the fine grids absorbed what the affine part should do: the 4D-Lung tumour pair
-scored 0.43 instead of 0.85 (docs/warp_adaptive.md).
+Training coarse to fine: the first ``affine_steps`` steps move only the affine
+matrices (the displacement stays zero and gets no gradient); then the pyramid levels
+join one at a time, coarsest first, every ``level_steps`` steps. Without the affine
+stage the fine grids absorbed what the affine part should do (the 4D-Lung tumour pair:
+0.43 instead of 0.85); with the levels joining one by one the cardiac ED -> ES pairs
+gained 0.007 over all levels at once (docs/warp_adaptive.md).
 
 This module imports torch at module level: import it lazily.
 """
@@ -47,19 +49,22 @@ class FieldConfig:
     """Shape and schedule of the per-target fields.
 
     Attributes:
-        scales: grid levels of the displacement pyramid; level ``s`` has
-            ``S / 2**s`` points per side (at least 2).
+        scales: grid levels of the displacement pyramid, coarsest first; level
+            ``s`` has ``S / 2**s`` points per side (at least 2).
         affine_steps: optimiser steps that move only the affine matrices before
             the displacement joins.
+        level_steps: after the affine stage, steps between one pyramid level
+            joining and the next (coarse to fine); 0 = all levels at once.
     """
 
     scales: tuple[int, ...] = (3, 2, 1)
     affine_steps: int = 50
+    level_steps: int = 0
 
     def __post_init__(self) -> None:
-        if any(int(s) < 0 for s in self.scales) or self.affine_steps < 0:
-            raise OneShotError(f"field: scales must be >= 0 and affine_steps >= 0, got "
-                             f"{self.scales} and {self.affine_steps}")
+        if any(int(s) < 0 for s in self.scales) or self.affine_steps < 0 or self.level_steps < 0:
+            raise OneShotError(f"field: scales, affine_steps and level_steps must be >= 0, got "
+                               f"{self.scales}, {self.affine_steps} and {self.level_steps}")
 
 
 class FlowField2D(nn.Module):
@@ -81,12 +86,23 @@ class FlowField2D(nn.Module):
             nn.Parameter(torch.zeros(n_targets, 2, max(2, size >> int(s)), max(2, size >> int(s))))
             for s in cfg.scales)
         self.warp = make_warp()
-        self.deformable = True
+        self.deformable, self.active_levels = True, len(self.grids)
         self._last_affine: torch.Tensor | None = None
 
     def set_stage(self, step: int) -> None:
-        """Affine only before ``cfg.affine_steps``, affine + displacement from then on."""
-        self.deformable = step >= self.cfg.affine_steps
+        """The stage of training step ``step`` (0-based): affine only before
+        ``cfg.affine_steps``; then the pyramid levels join one at a time, coarsest
+        first, every ``cfg.level_steps`` steps (all at once when 0)."""
+        c = self.cfg
+        self.deformable = step >= c.affine_steps
+        if not self.deformable or c.level_steps <= 0:
+            self.active_levels = len(self.grids)
+        else:
+            self.active_levels = min(len(self.grids), (step - c.affine_steps) // c.level_steps + 1)
+
+    def all_stages(self) -> None:
+        """Every part on (after training: warping uses the whole deformation)."""
+        self.deformable, self.active_levels = True, len(self.grids)
 
     def forward(self, moving: torch.Tensor, fixed: torch.Tensor, index) -> torch.Tensor:
         """Flow ``(B, 2, S, S)`` (working-grid pixels, (row, col), pull) of targets
@@ -102,7 +118,7 @@ class FlowField2D(nn.Module):
         flow = affine_to_flow(theta, (S, S))
         if self.deformable and len(self.grids):
             disp = sum(F.interpolate(g[idx], size=(S, S), mode="bilinear", align_corners=True)
-                       for g in self.grids)
+                       for g in list(self.grids)[:self.active_levels])
             flow = flow + disp * (S / UNIT_DIVISOR)
         return flow
 

@@ -219,7 +219,7 @@ class WarpSession:
                       bf16=cfg.bf16 and self.device.type == "cpu")
         finally:
             if self.field:
-                self.net.deformable = True
+                self.net.all_stages()
         self.history.extend(rec.parts)
         self.cancelled = self.cancelled or rec.cancelled
         return rec
