@@ -138,3 +138,20 @@ def test_adamw_step_alone_does_not_import_dynamo():
             "print('torch._dynamo' in sys.modules)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_retraining_moves_the_whole_deformation_from_its_first_step():
+    lab = _disk((48, 44))
+    img = (40 + 150 * lab).astype(np.float32)
+    cfg = WarpConfig.from_dict({"model": "field", "resolution": 64, "min_steps": 6, "max_steps": 6,
+                                "epochs": 1, "retrain_epochs": 1, "lr": 0.01,
+                                "field": {"affine_steps": 3, "level_steps": 1}, "threads": 1})
+    sess = WarpSession(cfg, Image2D(img), lab, [Image2D(img)])
+    seen = []
+    record = lambda d, n, m: seen.append((sess.rounds, d, sess.net.deformable, sess.net.active_levels)) or True
+    sess.train(progress=record)
+    sess.train(pseudo_labels={0: lab}, progress=record)
+    first = [s for s in seen if s[0] == 0]
+    assert [s[2] for s in first] == [False, False, False, True, True, True]
+    assert [s[3] for s in first][3:] == [1, 2, 3]
+    assert all(s[2] and s[3] == 3 for s in seen if s[0] == 1) and len(seen) == 12

@@ -20,6 +20,11 @@ Grids and frames:
   target's full ``(H, W)`` and used to sample the reference's full-resolution one-hot
   labels (bilinear): the answer is computed at full resolution.
 
+Two models (``WarpConfig.model``): ``"network"``, the NICE-Trans-style network above,
+one for all targets; ``"field"``, each target's own affine + displacement pyramid
+(:mod:`.flow_field`) optimised directly with the same losses by the same loop (no
+L_aug copies; every step moves every target once).
+
 Per-target instance optimisation (``finetune_steps`` > 0, CPU presets): before a
 target is warped, a copy of the trained network is fine-tuned for a few steps on that
 (reference, target) pair with the same losses -- still test-time training of the same
@@ -206,8 +211,8 @@ class WarpSession:
 
         def step_loss(step: int):
             nonlocal order
-            if self.field:
-                self.net.set_stage(step)
+            if self.field:  # stages in the first training only; retraining moves everything
+                self.net.set_stage(step) if self.rounds == 0 else self.net.all_stages()
             if len(order) < batch:
                 order += list(self.rng.permutation(self.n_targets))
             idx, order = order[:batch], order[batch:]
