@@ -35,14 +35,14 @@ def main() -> None:
     args = ap.parse_args()
 
     import SimpleITK as sitk
-
+    from oneshotsam.evaluate import dice_iou
     from oneshotsam.peer_elastix import ElastixSettings, register_2d
 
     ref = sitk.ReadImage(args.reference_image)
     read = lambda p: sitk.GetArrayFromImage(sitk.ReadImage(p))
     k = args.slice
-    moving, labels, fixed = (read(args.reference_image)[k], read(args.reference_mask)[k],
-                             read(args.target)[k])
+    moving = sitk.GetArrayFromImage(ref)[k]  # the reference volume is read once
+    labels, fixed = read(args.reference_mask)[k], read(args.target)[k]
     spacing = tuple(float(s) for s in reversed(ref.GetSpacing()[:2]))  # (rows, columns)
     res = register_2d(fixed.astype(np.float32), moving.astype(np.float32), labels.astype(np.int16),
                       spacing, ElastixSettings(threads=args.threads))
@@ -50,10 +50,9 @@ def main() -> None:
     out.SetSpacing(tuple(reversed(spacing)))
     sitk.WriteImage(out, args.output)
     if args.truth:
-        gt = read(args.truth)[k]
-        for v in sorted(int(x) for x in np.unique(labels) if x):
-            a, b = res.labels == v, gt == v
-            print(f"label {v}: Dice {2 * (a & b).sum() / max(a.sum() + b.sum(), 1):.4f}")
+        values = sorted(int(x) for x in np.unique(labels) if x)
+        for v, sc in dice_iou(res.labels, read(args.truth)[k], values).items():
+            print(f"label {v}: Dice {float(sc['dice']):.4f}")
 
 
 if __name__ == "__main__":

@@ -54,7 +54,8 @@ def main() -> None:
     rep = run.report
     print(json.dumps({"reference": args.reference, "targets": len(pairs), "settings": overrides,
                       "mean_dice": round(float(np.mean(dice)), 4), "min_dice": round(float(np.min(dice)), 4),
-                      "train_steps": rep["train_steps"], "train_seconds": rep.get("train_seconds"), "stopped": rep.get("train_stopped"),
+                      "train_steps": rep["train_steps"], "train_seconds": rep.get("train_seconds"),
+                      "stopped": rep.get("train_stopped"),
                       "loss_final": rep.get("loss_final"), "cpu_seconds": round(cpu, 1),
                       "wall_seconds": round(wall, 1), "target_ids": tids}))
 

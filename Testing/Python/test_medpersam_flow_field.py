@@ -9,7 +9,11 @@ import numpy as np
 import pytest
 import torch
 from oneshotsam.methods.base import OneShotError
-from oneshotsam.methods.medpersam.flow_field import UNIT_DIVISOR, FieldConfig, FlowField2D
+from oneshotsam.methods.medpersam.flow_field import (
+    UNIT_DIVISOR,
+    FieldConfig,
+    FlowField2D,
+)
 from oneshotsam.methods.medpersam.warp_config import WarpConfig
 from oneshotsam.methods.medpersam.warp_fit import AdamW
 from oneshotsam.methods.medpersam.warp_train import WarpSession

@@ -123,4 +123,4 @@ class FlowField2D(nn.Module):
         return flow
 
 
-__all__ = ["FieldConfig", "FlowField2D", "UNIT_DIVISOR"]
+__all__ = ["UNIT_DIVISOR", "FieldConfig", "FlowField2D"]
