@@ -13,6 +13,7 @@ from oneshotsam.methods.medpersam.flow_field import (
     UNIT_DIVISOR,
     FieldConfig,
     FlowField2D,
+    start_candidates,
 )
 from oneshotsam.methods.medpersam.warp_config import WarpConfig
 from oneshotsam.methods.medpersam.warp_fit import AdamW
@@ -82,10 +83,79 @@ def test_levels_join_coarse_to_fine(step, deformable, levels):
     assert f.deformable and f.active_levels == 3
 
 
-@pytest.mark.parametrize("bad", [{"scales": (-1,)}, {"affine_steps": -2}, {"level_steps": -1}])
+@pytest.mark.parametrize("bad", [{"scales": (-1,)}, {"affine_steps": -2}, {"level_steps": -1},
+                                 {"search_shift": -0.1}, {"search_step": 0.0}, {"search_scales": ()},
+                                 {"search_scales": (1.0, 0.0)}])
 def test_bad_field_settings_are_refused(bad):
     with pytest.raises(OneShotError, match="field"):
         FieldConfig(**bad)
+
+
+# (shift, step, scales) -> number of candidates; the identity is always first
+STARTS = [
+    ((0.0, 0.1, (1.0,)), 1),
+    ((0.1, 0.1, (1.0,)), 9),
+    ((0.2, 0.1, (1.0,)), 25),
+    ((0.2, 0.1, (0.9, 1.0, 1.1)), 75),
+    ((0.5, 0.25, (0.8, 1.0)), 50),
+]
+
+
+@pytest.mark.parametrize("args, n", STARTS, ids=[str(a) for a, _ in STARTS])
+def test_start_candidates(args, n):
+    shift, step, scales = args
+    c = start_candidates(FieldConfig(search_shift=shift, search_step=step, search_scales=scales))
+    assert c.shape == (n, 2, 3)
+    assert torch.equal(c[0], torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]))
+    assert len({tuple(x.flatten().tolist()) for x in c}) == n  # no duplicates
+    assert float(c[:, :, 2].abs().max()) == pytest.approx(shift)
+
+
+def test_search_gives_a_moved_target_a_second_start_and_keeps_the_better_end():
+    # no crop: the working grid is the whole image; target 0 is the reference moved by
+    # a candidate affine (pull convention), target 1 the reference itself
+    rng = np.random.default_rng(0)
+    lab = _disk((48, 44))
+    img = (40 + 150 * lab + 30 * (np.mgrid[:96, :96][1] > 70)).astype(np.float32)
+    img = img + rng.normal(0, 2, img.shape).astype(np.float32)
+    theta = torch.tensor([[[1.0, 0.0, 0.3], [0.0, 1.0, -0.2]]])
+    grid = torch.nn.functional.affine_grid(theta, [1, 1, 96, 96], align_corners=True)
+    moved = torch.nn.functional.grid_sample(torch.from_numpy(img)[None, None], grid, align_corners=True,
+                                            padding_mode="border")[0, 0].numpy()
+    base = {"model": "field", "resolution": 64, "roi_margin": None, "min_steps": 1, "max_steps": 1,
+            "threads": 1}
+    targets = [Image2D(moved / 255), Image2D(img / 255)]
+    ref = Image2D(img / 255)
+    on = WarpConfig.from_dict({**base, "field": {"search_shift": 0.4, "search_step": 0.1}})
+    sess = WarpSession(on, ref, lab, targets)
+    # slots: target 0 and 1 from the identity, then target 0 from the searched start
+    assert sess.start_search == {"candidates": 81, "two_starts": 1}
+    assert sess.slot_target == [0, 1, 0] and sess.batch() == 3
+    eye = torch.eye(2, 3)
+    assert torch.equal(sess.net.affine_res[:2], torch.zeros(2, 2, 3))
+    assert torch.allclose(sess.net.affine_res[2] + eye, theta[0], atol=1e-6)
+    sess.train()
+    assert sess.warp_target(0).flow_stats["start"] == "searched"
+    assert "start" not in sess.warp_target(1).flow_stats
+    off = WarpSession(WarpConfig.from_dict({**base, "field": {}}), ref, lab, targets)
+    assert off.start_search is None and off.slot_target == [0, 1]
+    assert torch.equal(off.net.affine_res, torch.zeros(2, 2, 3))
+
+
+def test_the_identity_slot_wins_when_it_ends_more_similar():
+    lab = _disk((48, 44))
+    img = (40 + 150 * lab).astype(np.float32) / 255
+    cfg = WarpConfig.from_dict({"model": "field", "resolution": 64, "roi_margin": None, "min_steps": 1,
+                                "max_steps": 1, "threads": 1, "field": {"search_shift": 0.2}})
+    sess = WarpSession(cfg, Image2D(img), lab, [Image2D(img)])
+    # force a second slot that starts far off: the identity slot must be kept
+    with torch.no_grad():
+        sess.net = FlowField2D(cfg.field, 2, 64)
+        sess.net.affine_res[1, 0, 2] = 0.5
+    sess.slot_target = [0, 0]
+    res = sess.warp_target(0)
+    assert res.flow_stats["start"] == "identity"
+    assert (res.labels == lab).mean() > 0.999
 
 
 def test_unknown_model_and_wrong_grid_are_refused():

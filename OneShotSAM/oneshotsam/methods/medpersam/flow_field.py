@@ -19,7 +19,15 @@ Parameterisation, for target ``i`` on an ``S x S`` working grid:
 * flow = affine flow + displacement (pixels of the working grid). The deformable part
   (``flow - affine flow``) is what the diffusion regulariser sees.
 
-Training coarse to fine: the first ``affine_steps`` steps move only the affine
+Start (:func:`search_starts`): with ``search_shift`` > 0 the candidate start
+(:func:`start_candidates`: shifts, optionally scales) whose warped reference is most
+similar to the target is found by exhaustive search, as classical registration
+initialises its optimiser, so that a structure that moved further than the gradient
+steps can follow is found (the 4D-Lung tumour pair: 0.3 crop units). The session then
+optimises such a target from both starts (two slots of this module, one per start)
+and keeps the one that ends more similar (:class:`.warp_train.WarpSession`): on chest
+films the searched start sometimes led into a worse basin, and the end similarity
+told which. Training coarse to fine: the first ``affine_steps`` steps move only the affine
 matrices (the displacement stays zero and gets no gradient); then the pyramid levels
 join one at a time, coarsest first, every ``level_steps`` steps. Without the affine
 stage the fine grids absorbed what the affine part should do (the 4D-Lung tumour pair:
@@ -55,16 +63,68 @@ class FieldConfig:
             the displacement joins.
         level_steps: after the affine stage, steps between one pyramid level
             joining and the next (coarse to fine); 0 = all levels at once.
+        search_shift: before any step, each target's affine starts from the best of
+            a grid of candidates (:func:`start_candidates`): shifts up to this much
+            in ``affine_grid`` units (the crop spans [-1, 1]); 0 = start from the
+            identity.
+        search_step: spacing of the shift grid.
+        search_scales: isotropic scales tried at every shift (1.0 = none).
+        search_pool: the candidates are compared on the working grid average-pooled
+            by this factor (a start needs the gross layout, not fine texture).
     """
 
     scales: tuple[int, ...] = (3, 2, 1)
     affine_steps: int = 50
     level_steps: int = 0
+    search_shift: float = 0.0
+    search_step: float = 0.1
+    search_scales: tuple[float, ...] = (1.0,)
+    search_pool: int = 2
 
     def __post_init__(self) -> None:
         if any(int(s) < 0 for s in self.scales) or self.affine_steps < 0 or self.level_steps < 0:
             raise OneShotError(f"field: scales, affine_steps and level_steps must be >= 0, got "
                                f"{self.scales}, {self.affine_steps} and {self.level_steps}")
+        if self.search_shift < 0 or self.search_step <= 0 or not self.search_scales \
+                or any(float(x) <= 0 for x in self.search_scales) or self.search_pool < 1:
+            raise OneShotError(f"field: search_shift must be >= 0, search_step > 0, "
+                               f"search_scales positive and search_pool >= 1, got "
+                               f"{self.search_shift}, {self.search_step}, {self.search_scales} "
+                               f"and {self.search_pool}")
+
+
+def start_candidates(cfg: FieldConfig) -> torch.Tensor:
+    """Candidate starting affines ``(K, 2, 3)`` (``affine_grid`` units): every scale of
+    ``cfg.search_scales`` at every shift of the square grid ``-search_shift ..
+    +search_shift`` (step ``search_step``, zero included); the identity comes first."""
+    n = round(float(cfg.search_shift) / float(cfg.search_step))
+    shifts = [k * float(cfg.search_step) for k in range(-n, n + 1)]
+    cands = [(1.0, 0.0, 0.0)]
+    cands += [(float(s), tx, ty) for s in cfg.search_scales for ty in shifts for tx in shifts
+              if (float(s), tx, ty) != (1.0, 0.0, 0.0)]
+    return torch.tensor([[[s, 0.0, tx], [0.0, s, ty]] for s, tx, ty in cands])
+
+
+def search_starts(cfg: FieldConfig, reference: torch.Tensor, targets: torch.Tensor,
+                  similarity, warp) -> torch.Tensor:
+    """Best starting affine of each target among :func:`start_candidates`.
+
+    Args:
+        cfg: the candidates and the pooling of the comparison grid.
+        reference: ``(1, 1, S, S)`` working-grid reference; ``targets``: ``(N, 1, S, S)``.
+        similarity: ``(warped, fixed) -> (B,)`` similarity, higher is better.
+        warp: ``(image, flow) -> warped`` (the model's warp).
+    Returns:
+        ``(N, 2, 3)`` affines; a target whose best candidate is no better than the
+        identity gets the identity. The reference is warped once per candidate.
+    """
+    cands = start_candidates(cfg).to(reference)
+    k = int(cfg.search_pool)
+    with torch.no_grad():  # on a pooled grid: a start needs the layout, not fine texture
+        ref, tgts = F.avg_pool2d(reference, k), F.avg_pool2d(targets, k)
+        warped = warp(ref.expand(len(cands), -1, -1, -1), affine_to_flow(cands, tuple(ref.shape[-2:])))
+        best = [int(similarity(warped, t[None].expand_as(warped)).argmax()) for t in tgts]
+    return cands[best]
 
 
 class FlowField2D(nn.Module):
@@ -88,6 +148,12 @@ class FlowField2D(nn.Module):
         self.warp = make_warp()
         self.deformable, self.active_levels = True, len(self.grids)
         self._last_affine: torch.Tensor | None = None
+
+    def set_start(self, theta: torch.Tensor) -> None:
+        """Start target ``i``'s affine at ``theta[i]`` (``(n_targets, 2, 3)``)."""
+        with torch.no_grad():
+            eye = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]).to(self.affine_res)
+            self.affine_res.copy_(theta.to(self.affine_res) - eye)
 
     def set_stage(self, step: int) -> None:
         """The stage of training step ``step`` (0-based): affine only before
@@ -123,4 +189,4 @@ class FlowField2D(nn.Module):
         return flow
 
 
-__all__ = ["UNIT_DIVISOR", "FieldConfig", "FlowField2D"]
+__all__ = ["UNIT_DIVISOR", "FieldConfig", "FlowField2D", "search_starts", "start_candidates"]

@@ -110,14 +110,12 @@ class WarpLosses:
     def similarity(self, warped: torch.Tensor, fixed: torch.Tensor) -> torch.Tensor:
         """Per-sample similarity in [0, 1] (``(B,)``): SSIM (SSIM and MI losses: MI
         has no fixed upper bound), or LNCC clipped at 0."""
-        out = []
-        for i in range(warped.shape[0]):
-            if self.kind == "ncc":
-                out.append(-self._img(warped[i:i + 1], fixed[i:i + 1]))
-            else:
-                img = self._ssim if self.kind == "mi" else self._img
-                out.append(1.0 - img(warped[i:i + 1], fixed[i:i + 1]))
-        return torch.stack(out).clamp(0.0, 1.0)
+        if self.kind == "ncc":
+            return torch.stack([-self._img(warped[i:i + 1], fixed[i:i + 1])
+                                for i in range(warped.shape[0])]).clamp(0.0, 1.0)
+        from oneshotsam.methods.medpersam.torch_losses import ssim_and_cs
+        smap, _ = ssim_and_cs(warped, fixed, self.cfg.ssim_window, 1.5, 1.0)
+        return smap.flatten(1).mean(1).clamp(0.0, 1.0)
 
     def reg(self, flow: torch.Tensor) -> torch.Tensor:
         """``||grad phi||^2`` of a pixel flow ``(B, 2, H, W)`` (mean over pixels)."""

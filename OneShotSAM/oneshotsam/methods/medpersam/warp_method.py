@@ -142,6 +142,8 @@ class MedPerSAMWarp:
                                          "reference_sigma_px": sess.smoothing_sigmas[0],
                                          "targets_smoothed": sum(1 for x in tg if x),
                                          "max_target_sigma_px": max(tg, default=0.0)}
+        if sess.start_search:
+            report["affine_start_search"] = sess.start_search
         n_train = hist["steps"]  # a converging schedule may stop before the ceiling
         total = n_train + len(targets)
         results: list[TargetResult] = []

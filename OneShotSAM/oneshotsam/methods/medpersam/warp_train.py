@@ -23,7 +23,9 @@ Grids and frames:
 Two models (``WarpConfig.model``): ``"network"``, the NICE-Trans-style network above,
 one for all targets; ``"field"``, each target's own affine + displacement pyramid
 (:mod:`.flow_field`) optimised directly with the same losses by the same loop (no
-L_aug copies; every step moves every target once).
+L_aug copies; every step moves every target once). A field target whose start search
+(``field.search_shift``) found a better start than the identity is optimised from
+both (two slots of the field) and warped with the one that ends more similar.
 
 Per-target instance optimisation (``finetune_steps`` > 0, CPU presets): before a
 target is warped, a copy of the trained network is fine-tuned for a few steps on that
@@ -89,12 +91,16 @@ class WarpSession:
         self.targets = torch.cat([self._to_work(match(_grey(t, pct))) for t in targets], dim=0)
         self.smoothing_sigmas = self._match_noise(cfg.noise_match) if cfg.noise_match else []
         self.field = cfg.model == "field"
+        self.losses = WarpLosses(cfg.loss)
+        # slot k of the model trains against target slot_target[k] (one slot per target,
+        # plus a second slot, from the searched start, for a field target whose search moved)
+        self.slot_target = list(range(self.n_targets))
+        self.start_search: dict | None = None
+        self.start_used: dict[int, str] = {}  # field targets with two starts: which one won
         if self.field:
-            from oneshotsam.methods.medpersam.flow_field import FlowField2D
-            self.net = FlowField2D(cfg.field, self.n_targets, cfg.resolution).to(self.device)
+            self.net = self._field_slots()
         else:
             self.net = NiceTrans2D(cfg.net).to(self.device)
-        self.losses = WarpLosses(cfg.loss)
         self.opt = AdamW(self.net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.pseudo: dict[int, Any] = {}
         self.history: list[dict] = []
@@ -152,6 +158,29 @@ class WarpSession:
                     self.targets[i - 1, 0] = t
         return sigmas
 
+    def _field_slots(self):
+        """The ``field`` model: one slot per target from the identity, and for each
+        target whose start search (``cfg.field.search_shift``) found a better start,
+        a second slot from there; :meth:`warp_target` keeps the slot that ends more
+        similar to the target."""
+        import torch
+
+        from oneshotsam.methods.medpersam.flow_field import (FlowField2D, search_starts,
+                                                             start_candidates)
+        from oneshotsam.methods.medpersam.nice_trans import make_warp
+        fc = self.cfg.field
+        eye = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]).to(self.ref)
+        starts = [eye] * self.n_targets
+        if fc.search_shift > 0:
+            found = search_starts(fc, self.ref, self.targets, self.losses.similarity, make_warp())
+            moved = [i for i in range(self.n_targets) if not torch.equal(found[i], eye)]
+            self.slot_target += moved
+            starts += [found[i] for i in moved]
+            self.start_search = {"candidates": len(start_candidates(fc)), "two_starts": len(moved)}
+        net = FlowField2D(fc, len(self.slot_target), self.cfg.resolution).to(self.device)
+        net.set_start(torch.stack(starts))
+        return net
+
     # -------------------------------------------------------------- training
     def _forward(self, fixed, idx: Sequence[int]):
         """Flow (B,2,S,S) from reference to ``fixed`` (targets ``idx``, or L_aug
@@ -171,7 +200,7 @@ class WarpSession:
         import torch
         cfg, L = self.cfg, self.losses
         b = len(idx)
-        fixed = self.targets[list(idx)]
+        fixed = self.targets[[self.slot_target[i] for i in idx]]
         use_aug = n_aug > 0 and cfg.loss.lambda_aug > 0
         if use_aug:
             from oneshotsam.methods.medpersam.augment import augment_pair
@@ -182,13 +211,13 @@ class WarpSession:
         lw = L.warp_loss(warped[:b], fixed[:b], deform[:b])
         loss = lw
         parts = {"warp": float(lw.detach())}
-        sel = [k for k, i in enumerate(idx) if i in self.pseudo]
+        sel = [k for k, i in enumerate(idx) if self.slot_target[i] in self.pseudo]
         need_mask = bool(sel) or use_aug
         if need_mask:
             rows = sel + (list(range(b, b + n_aug)) if use_aug else [])
             wm = self.net.warp(self.ref_onehot.expand(len(rows), -1, -1, -1), flow[rows])
         if sel:
-            tgt = torch.cat([self.pseudo[idx[k]] for k in sel], dim=0)
+            tgt = torch.cat([self.pseudo[self.slot_target[idx[k]]] for k in sel], dim=0)
             ls = cfg.loss.lambda_seg * L.seg(wm[:len(sel)], tgt)
             loss = loss + ls * len(sel) / b
             parts["retrain"] = float(ls.detach())
@@ -214,7 +243,7 @@ class WarpSession:
             if self.field:  # stages in the first training only; retraining moves everything
                 self.net.set_stage(step) if self.rounds == 0 else self.net.all_stages()
             if len(order) < batch:
-                order += list(self.rng.permutation(self.n_targets))
+                order += list(self.rng.permutation(len(self.slot_target)))
             idx, order = order[:batch], order[batch:]
             return self._step_loss(idx, n_aug)
 
@@ -233,7 +262,7 @@ class WarpSession:
         """Targets per optimiser step: ``batch_size`` (at most all targets) for the
         network; every target for the ``field`` model (each step moves every
         target's own deformation once)."""
-        return self.n_targets if self.field else min(self.cfg.batch_size, self.n_targets)
+        return len(self.slot_target) if self.field else min(self.cfg.batch_size, self.n_targets)
 
     def planned_steps(self, epochs: int) -> int:
         """Most optimiser steps a training call of ``epochs`` epochs may run."""
@@ -309,7 +338,18 @@ class WarpSession:
         import torch
         cfg = self.cfg
         fixed = self.targets[index:index + 1]
-        if cfg.finetune_steps <= 0 or self.field:
+        if self.field:  # the slot of this target that ends most similar to it
+            slots = [k for k, t in enumerate(self.slot_target) if t == index]
+            with torch.no_grad():
+                fx = fixed.expand(len(slots), -1, -1, -1)
+                flows = self._forward(fx, slots)[0]
+                sims = self.losses.similarity(self.net.warp(self.ref.expand_as(fx), flows), fx)
+            k = int(sims.argmax())
+            self.net._last_affine = self.net._last_affine[k:k + 1]
+            if len(slots) > 1:
+                self.start_used[index] = "searched" if k else "identity"
+            return flows[k:k + 1]
+        if cfg.finetune_steps <= 0:
             with torch.no_grad():
                 self.net.eval()
                 return self._forward(fixed, [index])[0]
@@ -348,6 +388,8 @@ class WarpSession:
                 warped = self.net.warp(self.ref, flow)
                 sim = float(self.losses.similarity(warped, fixed)[0])
                 stats = flow_stats(flow, getattr(self.net, "_last_affine", None))
+                if index in self.start_used:
+                    stats["start"] = self.start_used[index]
                 local, whole = self._local_similarity(warped, fixed, flow)
                 probs = self._full_res_probs(flow, self.target_hw[index])
         finally:
