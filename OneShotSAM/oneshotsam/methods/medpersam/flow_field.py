@@ -23,11 +23,10 @@ Start (:func:`search_starts`): with ``search_shift`` > 0 the candidate start
 (:func:`start_candidates`: shifts, optionally scales) whose warped reference is most
 similar to the target is found by exhaustive search, as classical registration
 initialises its optimiser, so that a structure that moved further than the gradient
-steps can follow is found (the 4D-Lung tumour pair: 0.3 crop units). The session then
-optimises such a target from both starts (two slots of this module, one per start)
-and keeps the one that ends more similar (:class:`.warp_train.WarpSession`): on chest
-films the searched start sometimes led into a worse basin, and the end similarity
-told which. Training coarse to fine: the first ``affine_steps`` steps move only the affine
+steps follow is found. The session optimises such a target from both starts (two
+slots of this module) and keeps the one that ends more similar
+(:class:`.warp_train.WarpSession`; measurements in docs/warp_adaptive.md). Training
+coarse to fine: the first ``affine_steps`` steps move only the affine
 matrices (the displacement stays zero and gets no gradient); then the pyramid levels
 join one at a time, coarsest first, every ``level_steps`` steps. Without the affine
 stage the fine grids absorbed what the affine part should do (the 4D-Lung tumour pair:
