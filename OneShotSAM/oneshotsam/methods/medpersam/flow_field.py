@@ -92,6 +92,11 @@ class FieldConfig:
                                f"and {self.search_pool}")
 
 
+def identity_affine(like: torch.Tensor) -> torch.Tensor:
+    """The ``(2, 3)`` identity affine (``affine_grid`` units), dtype / device of ``like``."""
+    return torch.eye(2, 3, dtype=like.dtype, device=like.device)
+
+
 def start_candidates(cfg: FieldConfig) -> torch.Tensor:
     """Candidate starting affines ``(K, 2, 3)`` (``affine_grid`` units): every scale of
     ``cfg.search_scales`` at every shift of the square grid ``-search_shift ..
@@ -151,8 +156,7 @@ class FlowField2D(nn.Module):
     def set_start(self, theta: torch.Tensor) -> None:
         """Start target ``i``'s affine at ``theta[i]`` (``(n_targets, 2, 3)``)."""
         with torch.no_grad():
-            eye = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]).to(self.affine_res)
-            self.affine_res.copy_(theta.to(self.affine_res) - eye)
+            self.affine_res.copy_(theta.to(self.affine_res) - identity_affine(self.affine_res))
 
     def set_stage(self, step: int) -> None:
         """The stage of training step ``step`` (0-based): affine only before
@@ -176,8 +180,7 @@ class FlowField2D(nn.Module):
         S = self.size
         if tuple(fixed.shape[-2:]) != (S, S):
             raise ValueError(f"FlowField2D was built for a {S} x {S} grid, got {tuple(fixed.shape[-2:])}")
-        eye = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]], dtype=self.affine_res.dtype,
-                           device=self.affine_res.device)
+        eye = identity_affine(self.affine_res)
         theta = eye + self.affine_res[idx]
         self._last_affine = theta
         flow = affine_to_flow(theta, (S, S))
@@ -188,4 +191,5 @@ class FlowField2D(nn.Module):
         return flow
 
 
-__all__ = ["UNIT_DIVISOR", "FieldConfig", "FlowField2D", "search_starts", "start_candidates"]
+__all__ = ["UNIT_DIVISOR", "FieldConfig", "FlowField2D", "identity_affine", "search_starts",
+           "start_candidates"]

@@ -165,11 +165,11 @@ class WarpSession:
         similar to the target."""
         import torch
 
-        from oneshotsam.methods.medpersam.flow_field import (FlowField2D, search_starts,
-                                                             start_candidates)
+        from oneshotsam.methods.medpersam.flow_field import (FlowField2D, identity_affine,
+                                                             search_starts, start_candidates)
         from oneshotsam.methods.medpersam.nice_trans import make_warp
         fc = self.cfg.field
-        eye = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]).to(self.ref)
+        eye = identity_affine(self.ref)
         starts = [eye] * self.n_targets
         if fc.search_shift > 0:
             found = search_starts(fc, self.ref, self.targets, self.losses.similarity, make_warp())
