@@ -102,6 +102,55 @@ def test_largest_slice_and_copy_baseline():
     assert [int(copied[k].sum()) for k in range(5)] == [0, 16, 16, 16, 0]  # the oracle extent 1..3
 
 
+# (prediction per slice along axis 0: area of a 2x2 square or 0; truth: slices 1..3)
+EXTENT_CASES = [
+    ([1, 1, 1, 1, 1], [0, 1, 1, 1, 0], 2),   # beyond both ends: both end slices emptied
+    ([0, 1, 1, 0, 0], [0, 1, 1, 0, 0], 0),   # stopped early: nothing added
+    ([1, 0, 0, 0, 0], [0, 0, 0, 0, 0], 1),   # only outside
+]
+
+
+@pytest.mark.parametrize("pred_slices,kept,outside", EXTENT_CASES)
+def test_within_extent_and_slices_outside(pred_slices, kept, outside):
+    from oneshotsam.protocols.runner import slices_outside, within_extent
+
+    truth = np.zeros((5, 4, 4), np.uint8)
+    truth[1:4, 1:3, 1:3] = 1
+    pred = np.zeros_like(truth)
+    for k, on in enumerate(pred_slices):
+        pred[k, 0:2, 0:2] = on
+    inside = within_extent(pred, truth, 0)
+    assert [int(inside[k].any()) for k in range(5)] == kept and inside.dtype == pred.dtype
+    assert slices_outside(pred, truth, 0) == outside
+    # the same along another axis
+    assert slices_outside(np.moveaxis(pred, 0, 2), np.moveaxis(truth, 0, 2), 2) == outside
+
+
+def test_within_extent_is_per_label_value():
+    from oneshotsam.protocols.runner import slices_outside, within_extent
+
+    truth = np.array([[1, 2], [2, 2], [0, 0]], np.uint8)   # 3 slices along axis 0
+    pred = np.array([[1, 1], [1, 2], [2, 0]], np.uint8)
+    # value 1 is absent from slice 1 and 2 of the truth, value 2 from slice 2
+    assert within_extent(pred, truth, 0).tolist() == [[1, 1], [0, 2], [0, 0]]
+    assert slices_outside(pred, truth, 0) == 2
+    with pytest.raises(ValueError, match="shape"):
+        within_extent(pred, truth[:2], 0)
+
+
+@pytest.mark.parametrize("dice,absent,expected", [
+    ({"RV": 0.5, "myocardium": 0.7, "LV": 0.9}, [], 0.7),
+    ({"RV": 0.0, "myocardium": 0.7, "LV": 0.9}, [1], 0.8),
+    ({"RV": 0.0, "LV": 1.0}, [1, 3], None),
+    ({"myocardium": 0.6}, [], 0.6),
+])
+def test_acdc_present_mean(dice, absent, expected):
+    from oneshotsam.protocols.acdc import present_mean
+
+    got = present_mean(dice, absent)
+    assert got == pytest.approx(expected) if expected is not None else got is None
+
+
 # ----------------------------------------------------------------------------- stats
 MEAN_SE_CASES = [([1.0, 2.0, 3.0], 2.0, 1 / math.sqrt(3)), ([5.0], 5.0, math.nan),
                  ([], math.nan, math.nan), ([2.0, float("nan"), 4.0], 3.0, 1.0)]
@@ -346,6 +395,8 @@ def test_cli_acdc_pairs_end_to_end(tiny_data, tmp_path, capsys):
     assert [x["elastix"] is not None for x in r["pairs"]] == [True, False, True, False, True, False]
     assert [g["group"] for g in r["groups"]] == ["DCM", "HCM", "all"]
     assert r["pairs"][2]["absent_at_es"] == [1, 2, 3] and r["pairs"][2]["mean"] == 0.0
+    assert r["pairs"][2]["present_mean"] is None and r["pairs"][0]["present_mean"] is not None
+    assert r["groups"][-1]["present_pairs"] == 4 and "classes present at ES" in text
     assert "ABNRV = abnormal right ventricle" in text
 
 
@@ -362,6 +413,7 @@ def test_cli_acdc_volumes_end_to_end(tiny_data, tmp_path, capsys):
     row = r["rows"][0]
     assert set(row["dice"]) == {"RV", "myocardium", "LV"} and row["elastix"]["cpu_seconds"] > 0
     assert row["propagate"]["engine"] is not None and "copy" in row
+    assert row["within_extent"]["mean"] >= row["mean"] and "within the ES extent" in text
 
 
 @pytest.mark.slow
@@ -373,6 +425,9 @@ def test_cli_la_end_to_end(tiny_data, tmp_path, capsys):
     r = json.loads(out.read_text())
     assert [x["case"] for x in r["rows"]] == ["A"] and r["rows"][0]["annotated_slice"] == 6
     assert r["rows"][0]["copy"]["mean"] < 1.0 and "oracle extent" in text
+    row = r["rows"][0]
+    assert row["within_extent"]["mean"] >= row["mean"] and row["slices_outside"] >= 0
+    assert "within the true extent" in text
     assert r["settings"]["overrides"]["steps"] == 4
 
 

@@ -81,6 +81,31 @@ def score(pred: np.ndarray, gt: np.ndarray, values: Sequence[int],
     return {"dice": d, "mean": float(np.mean(list(d.values()))) if d else float("nan")}
 
 
+def within_extent(pred: np.ndarray, truth: np.ndarray, axis: int) -> np.ndarray:
+    """``pred`` with each label value removed from the slices (along ``axis``) where
+    ``truth`` lacks that value: the prediction a perfect absence rule would leave
+    (an oracle for scoring, nothing is added). Same shape and dtype as ``pred``."""
+    pred = np.asarray(pred)
+    truth = np.asarray(truth)
+    if pred.shape != truth.shape:
+        raise ValueError(f"prediction {pred.shape} and truth {truth.shape} differ in shape")
+    other = tuple(a for a in range(truth.ndim) if a != axis)
+    shape = [1] * truth.ndim
+    shape[axis] = -1
+    out = pred.copy()
+    for v in np.unique(pred[pred != 0]):
+        there = (truth == v).any(axis=other).reshape(shape)
+        out[(pred == v) & ~there] = 0
+    return out
+
+
+def slices_outside(pred: np.ndarray, truth: np.ndarray, axis: int) -> int:
+    """How many slices (along ``axis``) carry a label value that ``truth`` lacks there."""
+    pred = np.asarray(pred)
+    other = tuple(a for a in range(pred.ndim) if a != axis)
+    return int((np.asarray(within_extent(pred, truth, axis)) != pred).any(axis=other).sum())
+
+
 def _describe(obj: Any) -> Any:
     fn = getattr(obj, "describe", None)
     if not callable(fn):
@@ -235,4 +260,5 @@ class Runner:
         return res, c, record
 
 
-__all__ = ["Options", "Segmented", "Runner", "score", "environment"]
+__all__ = ["Options", "Segmented", "Runner", "score", "within_extent", "slices_outside",
+           "environment"]
