@@ -11,6 +11,7 @@ Other P2SAM / PerSAM test files import it.
 from __future__ import annotations
 
 import hashlib
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -192,6 +193,34 @@ def test_extremes_only_on_valid_cells():
     assert extreme_cells(m, (2, 3), "max").tolist() == [[1, 2]]
     assert extreme_cells(-m, (2, 3), "min").tolist() == [[1, 2]]
     assert extreme_cells(np.zeros((1, 3, 3)), (3, 3), "max").tolist() == [[0, 0]]
+
+
+class _PlainUpsampler:
+    """A backend whose 'image' is the map itself (so the pick is on known values)."""
+
+    def similarity_to_image(self, maps, image_hw):
+        return np.asarray(maps, np.float32)
+
+
+ONE_ULP = float(np.spacing(np.float32(0.95)))
+
+# (row of a 1 x 5 map, kind, expected x): ties within 4 float32 ulps go to the first pixel
+EXTREME_POINT_CASES = [
+    ([0.1, 0.95, 0.95, 0.3, 0.2], "max", 1),                      # exact tie
+    ([0.1, 0.95 - ONE_ULP, 0.95, 0.95, 0.2], "max", 1),           # last-bit plateau
+    ([0.1, 0.95 - 1e-4, 0.95, 0.95, 0.2], "max", 2),              # a real difference
+    ([0.5, -0.95 + ONE_ULP, -0.95, 0.3, 0.2], "min", 1),
+    ([0.0, 0.0, 0.0, 0.0, 0.0], "max", 0),                        # all equal, zeros
+]
+
+
+@pytest.mark.parametrize("row,kind,x", EXTREME_POINT_CASES)
+def test_extreme_points_take_the_first_pixel_of_a_plateau(row, kind, x):
+    from oneshotsam.methods.features import extreme_points_xy
+
+    maps = np.asarray([[row]], np.float32)                        # (1, 1, 5)
+    mapping = SimpleNamespace(image_hw=(1, 5))                    # all the pick reads of it
+    assert extreme_points_xy(_PlainUpsampler(), maps, mapping, kind).tolist() == [[x, 0.0]]
 
 
 # -- geometry ---------------------------------------------------------------------------

@@ -292,8 +292,12 @@ def extreme_points_xy(backend, maps: np.ndarray, mapping: GridMapping, kind: str
     ``(P, G, G)`` similarity map, picked as PerSAM's and P2SAM's
     ``point_selection`` does: on the map brought to the image by
     ``backend.similarity_to_image`` (bilinear x4, then SAM's mask
-    post-processing), first pixel in raster order on ties. A backend without
-    ``similarity_to_image`` gets the centre of the extreme valid grid cell."""
+    post-processing), first pixel in raster order on ties. Ties are values within
+    4 float32 ulps of the extreme: bilinear upsampling makes flat plateaus (at
+    the borders, where it clamps) whose equal values differ in the last bit from
+    one torch build to the next, and the first pixel of the plateau must not
+    depend on that. A backend without ``similarity_to_image`` gets the centre of
+    the extreme valid grid cell."""
     m = np.asarray(maps, dtype=np.float32)
     if m.ndim == 2:
         m = m[None]
@@ -304,7 +308,9 @@ def extreme_points_xy(backend, maps: np.ndarray, mapping: GridMapping, kind: str
         return mapping.cells_to_points_xy(extreme_cells(m, mapping.valid_hw, kind))
     img = np.asarray(up(m, mapping.image_hw), dtype=np.float32)
     flat = img.reshape(img.shape[0], -1)
-    idx = np.argmax(flat, axis=1) if kind == "max" else np.argmin(flat, axis=1)
+    ext = flat.max(axis=1) if kind == "max" else flat.min(axis=1)
+    tol = 4 * np.finfo(np.float32).eps * np.maximum(np.abs(ext), np.finfo(np.float32).tiny)
+    idx = np.argmax(np.abs(flat - ext[:, None]) <= tol[:, None], axis=1)  # first near-tie
     w = img.shape[2]
     return np.stack([idx % w, idx // w], axis=1).astype(np.float32)
 
