@@ -137,7 +137,7 @@ def run_acdc_pairs(r: Runner, echo: Callable[[str], None] = print) -> dict[str, 
 
 def present_mean(dice: dict[str, float], absent: list[int]) -> float | None:
     """Mean Dice over the classes of ``dice`` (by name) not in ``absent`` (values); None if none."""
-    kept = [d for v, n in NAMES.items() if n in dice and v not in absent for d in [dice[n]]]
+    kept = [dice[n] for v, n in NAMES.items() if n in dice and v not in absent]
     return float(np.mean(kept)) if kept else None
 
 
