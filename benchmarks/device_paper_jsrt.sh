@@ -8,7 +8,7 @@
 #
 # prepare: downloads the wheels the device image lacks (MONAI, segment-anything: both pure
 #   Python) into .whl/ and copies $DATA/jsrt into .device-data/jsrt (both git-ignored, never
-#   committed; about 12 MiB together, under the device tool's 64 MiB). The device call is then
+#   committed; about 11 MiB together, under the device tool's 64 MiB). The device call is then
 #     run(command="bash benchmarks/device_paper_jsrt.sh run", carry=[".whl", ".device-data"],
 #         timeout_s=560)
 # run: installs the carried wheels into /tmp/site, checks CUDA, and runs
