@@ -122,6 +122,7 @@ def test_within_extent_and_slices_outside(pred_slices, kept, outside):
     inside = within_extent(pred, truth, 0)
     assert [int(inside[k].any()) for k in range(5)] == kept and inside.dtype == pred.dtype
     assert slices_outside(pred, truth, 0) == outside
+    assert slices_outside(pred, truth, 0, inside) == outside  # with within_extent given
     # the same along another axis
     assert slices_outside(np.moveaxis(pred, 0, 2), np.moveaxis(truth, 0, 2), 2) == outside
 

@@ -179,11 +179,12 @@ def run_acdc_volumes(r: Runner, echo: Callable[[str], None] = print) -> dict[str
         r.say(f"{pat}: propagate ED -> ES", pi, len(patients))
         res, clock, record = r.propagate(ed, lab, [es])
         pred = np.asarray(res.label_volumes[0].voxels)
+        kept = within_extent(pred, gt, 0)
         row = {"patient": pat, "group": acdc_group(patient_number(pat)),
                **score(pred, gt, values, NAMES), "cpu_seconds": round(clock.cpu, 2),
                "wall_seconds": round(clock.wall, 2), "propagate": record,
-               "within_extent": score(within_extent(pred, gt, 0), gt, values, NAMES),
-               "slices_outside": slices_outside(pred, gt, 0),
+               "within_extent": score(kept, gt, values, NAMES),
+               "slices_outside": slices_outside(pred, gt, 0, kept),
                "copy": score(np.asarray(lab.voxels), gt, values, NAMES), "elastix": None}
         if o.peer:
             r.say(f"{pat}: elastix 3D ED -> ES", pi, len(patients))

@@ -75,10 +75,11 @@ def run_la(r: Runner, echo: Callable[[str], None] = print) -> dict[str, Any]:
         res, clock, record = r.propagate(ref, one)
         pred = np.asarray(res.label_volumes[0].voxels)
         values = sorted(int(v) for v in np.unique(full) if v)
+        kept = within_extent(pred, full, axis)
         rows.append({"case": case, "annotated_slice": k, "slices": int(full.shape[axis]),
                      **score(pred, full, values, NAMES),
-                     "within_extent": score(within_extent(pred, full, axis), full, values, NAMES),
-                     "slices_outside": slices_outside(pred, full, axis),
+                     "within_extent": score(kept, full, values, NAMES),
+                     "slices_outside": slices_outside(pred, full, axis, kept),
                      "copy": score(copy_baseline(full, axis, k), full, values, NAMES),
                      "cpu_seconds": round(clock.cpu, 2), "wall_seconds": round(clock.wall, 2),
                      "propagate": record})

@@ -99,11 +99,15 @@ def within_extent(pred: np.ndarray, truth: np.ndarray, axis: int) -> np.ndarray:
     return out
 
 
-def slices_outside(pred: np.ndarray, truth: np.ndarray, axis: int) -> int:
-    """How many slices (along ``axis``) carry a label value that ``truth`` lacks there."""
+def slices_outside(pred: np.ndarray, truth: np.ndarray, axis: int,
+                   kept: np.ndarray | None = None) -> int:
+    """How many slices (along ``axis``) carry a label value that ``truth`` lacks there.
+    ``kept``: ``within_extent(pred, truth, axis)`` when the caller has it already."""
     pred = np.asarray(pred)
+    if kept is None:
+        kept = within_extent(pred, truth, axis)
     other = tuple(a for a in range(pred.ndim) if a != axis)
-    return int((np.asarray(within_extent(pred, truth, axis)) != pred).any(axis=other).sum())
+    return int((np.asarray(kept) != pred).any(axis=other).sum())
 
 
 def _describe(obj: Any) -> Any:
