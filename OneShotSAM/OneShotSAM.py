@@ -235,7 +235,7 @@ class OneShotSAMWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     # ------------------------------------------------------------------ run
     def onRun(self, update=False):
-        from oneshotsam.methods.base import OneShotError
+        from oneshotsam.errors import OneShotError
 
         from OneShotSAMLib.progress import ProgressClock, progress_text
 
@@ -397,7 +397,7 @@ class OneShotSAMWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._addRow(row)
 
     def onResultClicked(self, r, c):
-        from oneshotsam.methods.base import OneShotError
+        from oneshotsam.errors import OneShotError
 
         if self._running or not 0 <= r < len(self.logic.rows):
             return  # while running the table is in arrival order; rows become clickable at the end

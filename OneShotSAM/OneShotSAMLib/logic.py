@@ -40,7 +40,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from oneshotsam.methods.base import OneShotError, ProgressFn, no_progress
+from oneshotsam.errors import OneShotError
+from oneshotsam.progress import ProgressFn, no_progress
 
 from OneShotSAMLib import parameters as P
 from OneShotSAMLib import planning

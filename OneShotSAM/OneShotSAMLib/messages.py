@@ -1,6 +1,6 @@
 """Engine messages in the words of the Slicer module.
 
-The engine's :class:`~oneshotsam.methods.base.OneShotError` messages are
+The engine's :class:`~oneshotsam.errors.OneShotError` messages are
 written for its command line (``--backend NAME``, ``oneshotsam weights
 download NAME``). A clinician in Slicer has no command line: the Logic passes
 every engine message through :func:`for_slicer`, which names the module's

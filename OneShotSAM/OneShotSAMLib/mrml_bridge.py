@@ -17,7 +17,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from oneshotsam.methods.base import OneShotError
+from oneshotsam.errors import OneShotError
 
 
 def _vtk_to_np(m: Any) -> np.ndarray:

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from oneshotsam.methods.base import OneShotError
+from oneshotsam.errors import OneShotError
 
 from OneShotSAMLib.mrml_bridge import slice_center_ras, slice_index_at_ras
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from oneshotsam.methods.base import OneShotError
+from oneshotsam.errors import OneShotError
 
 from OneShotSAMLib import parameters as P
 from OneShotSAMLib.mrml_bridge import copy_segment_style

@@ -14,7 +14,7 @@ from __future__ import annotations
 import time
 from typing import Any, Sequence
 
-from oneshotsam.methods.base import ProgressFn, no_progress
+from oneshotsam.progress import ProgressFn, no_progress
 
 
 class ProgressClock:

@@ -20,8 +20,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from oneshotsam.methods.base import (ProgressFn, RunResult, TargetResult, label_values,
-                                     no_progress)
+from oneshotsam.checks import label_values
+from oneshotsam.methods.base import RunResult, TargetResult
+from oneshotsam.progress import ProgressFn, no_progress
 
 
 def _dilate(mask: np.ndarray, reach: int) -> np.ndarray:

@@ -12,7 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from oneshotsam.methods.base import OneShotError, ProgressFn, no_progress
+from oneshotsam.errors import OneShotError
+from oneshotsam.progress import ProgressFn, no_progress
 
 #: methods that need SAM weights
 NEEDS_WEIGHTS = ("medpersam", "p2sam", "persam")

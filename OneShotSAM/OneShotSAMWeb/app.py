@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from oneshotsam.methods.base import OneShotError
+from oneshotsam.errors import OneShotError
 
 from OneShotSAMLib import parameters as P
 

@@ -63,7 +63,7 @@ def preload_engine() -> None:
 def run(args: argparse.Namespace) -> int:
     """Build the app and serve it until interrupted (exit status)."""
     from oneshotsam.cli_segment import parse_overrides
-    from oneshotsam.methods.base import OneShotError
+    from oneshotsam.errors import OneShotError
 
     from OneShotSAMWeb.security import is_loopback, new_token
 

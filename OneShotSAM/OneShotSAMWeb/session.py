@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, ContextManager, Protocol
 
-from oneshotsam.methods.base import OneShotError
+from oneshotsam.errors import OneShotError
 
 from OneShotSAMLib import parameters as P
 from OneShotSAMLib.logic import OneShotSAMLogic, ProgressClock, RunOutcome, SliceRow

@@ -163,7 +163,7 @@ def _plane_meets_slice(view: Any, scene: Any, volume_id: str, axis: int, index: 
     """Whether ``view``'s slice plane passes within one voxel of slice ``index`` of
     the volume's array axis ``axis`` (``[k, j, i]``: 0 = K); True when unsure."""
     from OneShotSAMLib.mrml_bridge import ijk_to_world_ras
-    from oneshotsam.methods.base import OneShotError
+    from oneshotsam.errors import OneShotError
 
     node = view.get_view_node()
     vol = scene.GetNodeByID(volume_id) if volume_id else None

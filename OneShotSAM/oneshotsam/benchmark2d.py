@@ -28,7 +28,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from oneshotsam.methods.base import OneShotError, ProgressFn, no_progress
+from oneshotsam.errors import OneShotError
+from oneshotsam.progress import ProgressFn, no_progress
 from oneshotsam.types import Image2D
 
 DATASETS = ("jsrt", "acdc", "lung4d")

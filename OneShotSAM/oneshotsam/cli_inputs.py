@@ -29,7 +29,8 @@ from typing import Any
 
 import numpy as np
 
-from oneshotsam.methods.base import OneShotError, check_reference
+from oneshotsam.checks import check_reference
+from oneshotsam.errors import OneShotError
 from oneshotsam.types import Image2D, Volume
 
 #: suffixes read as plain 2D images

@@ -30,7 +30,7 @@ import numpy as np
 
 from oneshotsam import geometry
 from oneshotsam.contours import mask_contours, rasterise_contours
-from oneshotsam.methods.base import OneShotError
+from oneshotsam.errors import OneShotError
 from oneshotsam.types import Volume
 
 RTSTRUCT_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.481.3"

@@ -19,7 +19,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from oneshotsam.dicom_rt import check_frame_of_reference, check_on_series, select_rois, series_of
-from oneshotsam.methods.base import OneShotError
+from oneshotsam.errors import OneShotError
 from oneshotsam.types import Volume
 
 

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from oneshotsam.methods.base import OneShotError
+from oneshotsam.errors import OneShotError
 
 #: Patient and General Study attributes copied into derived objects (RTSTRUCT, SEG),
 #: so they keep the series' identity and create none of their own.

@@ -27,7 +27,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from oneshotsam.methods.base import OneShotError
+from oneshotsam.errors import OneShotError
 from oneshotsam.types import Volume
 
 OUTPUT_FORMATS = ("nifti", "seg-nrrd", "rtstruct", "dicom-seg")

@@ -1,7 +1,7 @@
 """The one console progress reporter of the command line (and the benchmarks).
 
 :class:`ConsoleProgress` is a ``progress(done, total, message) -> bool``
-callback (:data:`oneshotsam.methods.base.ProgressFn`): on a terminal it draws a
+callback (:data:`ProgressFn`): on a terminal it draws a
 tqdm bar with elapsed and remaining time; otherwise (a log file, CI) it prints
 plain lines ``[done/total] message`` at most every ``interval_s`` seconds and at
 the end. It never cancels (always returns True). tqdm is imported on first use.
@@ -11,7 +11,16 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import Any, TextIO
+from typing import Any, Callable, TextIO
+
+#: ``progress(done, total, message) -> bool``; returning False asks the run to
+#: stop as soon as the current item is finished (cancel).
+ProgressFn = Callable[[int, int, str], bool]
+
+
+def no_progress(done: int, total: int, message: str) -> bool:  # noqa: ARG001
+    """The progress callback that reports nothing and never cancels."""
+    return True
 
 
 class ConsoleProgress:

@@ -10,7 +10,7 @@ torch = pytest.importorskip("torch")
 from oneshotsam.backends import checkpoints as ck  # noqa: E402
 from oneshotsam.backends.factory import BACKEND_NAMES, create_backend  # noqa: E402
 from oneshotsam.backends.tiny import save_tiny_checkpoint, tiny_state_dict  # noqa: E402
-from oneshotsam.methods.base import OneShotError  # noqa: E402
+from oneshotsam.errors import OneShotError  # noqa: E402
 
 
 def test_registry_is_consistent():

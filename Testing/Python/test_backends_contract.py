@@ -8,7 +8,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from oneshotsam.backends.factory import create_backend  # noqa: E402
-from oneshotsam.methods.base import OneShotError  # noqa: E402
+from oneshotsam.errors import OneShotError  # noqa: E402
 
 NAMES = ["sam-tiny-test", "sam2-tiny-test"]
 

@@ -182,7 +182,7 @@ def test_decode_batch_equals_sequential(seg, chunk, monkeypatch):
 
 
 def test_decode_batch_errors(seg):
-    from oneshotsam.methods.base import OneShotError
+    from oneshotsam.errors import OneShotError
 
     emb = seg.embed(np.zeros((30, 30, 3), np.uint8))
     with pytest.raises(OneShotError):

@@ -11,7 +11,7 @@ import pytest
 
 from oneshotsam.cli import build_parser, main
 from oneshotsam.cli_segment import jsonable, parse_overrides
-from oneshotsam.methods.base import OneShotError
+from oneshotsam.errors import OneShotError
 from oneshotsam.methods.registry import (METHODS, build_method, create_method, method_names,
                                          missing_backend_message, needs_backend)
 

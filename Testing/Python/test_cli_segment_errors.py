@@ -208,7 +208,7 @@ def test_missing_checkpoint_message_names_the_cache(good, capsys, monkeypatch) -
 
 
 def test_debug_shows_the_traceback(good) -> None:
-    from oneshotsam.methods.base import OneShotError
+    from oneshotsam.errors import OneShotError
     with pytest.raises(OneShotError, match="empty"):
         main(_args(good, **_empty_mask(good)) + ["--debug"])
 

@@ -10,7 +10,7 @@ import pytest
 
 from dicom_synth import affine, dice, phantom, rotation, write_ct_series
 from oneshotsam import medio
-from oneshotsam.methods.base import OneShotError
+from oneshotsam.errors import OneShotError
 
 pydicom = pytest.importorskip("pydicom")
 

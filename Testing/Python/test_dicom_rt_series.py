@@ -10,7 +10,7 @@ from dicom_synth import affine, phantom, rotation, write_ct_series
 from oneshotsam import medio
 from oneshotsam.dicom_series import scan_series
 from oneshotsam.label_outputs import write_label_formats
-from oneshotsam.methods.base import OneShotError
+from oneshotsam.errors import OneShotError
 from oneshotsam.types import Volume
 
 pydicom = pytest.importorskip("pydicom")

@@ -14,7 +14,7 @@ import pytest
 from dicom_synth import affine, dice, phantom, rotation, write_ct_series
 from oneshotsam import medio
 from oneshotsam.label_outputs import check_formats, write_label_formats
-from oneshotsam.methods.base import OneShotError
+from oneshotsam.errors import OneShotError
 from oneshotsam.types import Volume
 
 pydicom = pytest.importorskip("pydicom")

@@ -9,7 +9,7 @@ import threading
 import pytest
 
 from oneshotsam.backends import download as dl
-from oneshotsam.methods.base import OneShotError
+from oneshotsam.errors import OneShotError
 
 PAYLOAD = bytes(range(256)) * 1200  # 307200 bytes
 SHA = hashlib.sha256(PAYLOAD).hexdigest()

@@ -11,7 +11,7 @@ import SimpleITK as sitk
 from oneshotsam import evaluate as ev
 from oneshotsam import geometry as g
 from oneshotsam import medio
-from oneshotsam.methods.base import OneShotError
+from oneshotsam.errors import OneShotError
 from oneshotsam.types import Volume
 
 A = np.array([[1, 1, 0, 0]])

@@ -7,7 +7,7 @@ import pytest
 import SimpleITK as sitk
 
 from oneshotsam import geometry as g
-from oneshotsam.methods.base import OneShotError
+from oneshotsam.errors import OneShotError
 from oneshotsam.types import Volume
 
 

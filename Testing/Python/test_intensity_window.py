@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from oneshotsam import intensity as it
-from oneshotsam.methods.base import OneShotError
+from oneshotsam.errors import OneShotError
 from oneshotsam.types import Image2D
 
 

@@ -11,7 +11,7 @@ import SimpleITK as sitk
 
 from oneshotsam import geometry as g
 from oneshotsam import medio
-from oneshotsam.methods.base import OneShotError
+from oneshotsam.errors import OneShotError
 from oneshotsam.types import Volume
 
 _C, _S = np.cos(np.radians(30)), np.sin(np.radians(30))

@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 import torch
-from oneshotsam.methods.base import OneShotError
+from oneshotsam.errors import OneShotError
 from oneshotsam.methods.medpersam.flow_field import (
     UNIT_DIVISOR,
     FieldConfig,

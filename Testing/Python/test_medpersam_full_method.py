@@ -9,7 +9,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from oneshotsam.methods.base import OneShotError  # noqa: E402
+from oneshotsam.errors import OneShotError  # noqa: E402
 from oneshotsam.methods.medpersam.method import MedPerSAM, MedPerSAMConfig  # noqa: E402
 from oneshotsam.methods.medpersam.prompts import PromptConfig  # noqa: E402
 from oneshotsam.methods.medpersam.sam_stage import SamStageConfig  # noqa: E402

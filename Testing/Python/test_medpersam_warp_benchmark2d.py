@@ -12,7 +12,7 @@ sitk = pytest.importorskip("SimpleITK")
 
 from oneshotsam.benchmark2d import _scores, run_benchmark  # noqa: E402
 from conftest import TINY_WARP_2D  # noqa: E402
-from oneshotsam.methods.base import OneShotError  # noqa: E402
+from oneshotsam.errors import OneShotError  # noqa: E402
 
 TINY = {**TINY_WARP_2D, "epochs": 0, "min_steps": 0, "max_steps": 0}
 

@@ -12,7 +12,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from oneshotsam.methods.base import OneShotError  # noqa: E402
+from oneshotsam.errors import OneShotError  # noqa: E402
 from oneshotsam.methods.medpersam.warp_method import MedPerSAMWarp  # noqa: E402
 from oneshotsam.methods.medpersam.warp_train import WarpConfig, WarpSession  # noqa: E402
 from oneshotsam.types import Image2D  # noqa: E402

@@ -9,7 +9,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from oneshotsam.methods.base import OneShotError  # noqa: E402
+from oneshotsam.errors import OneShotError  # noqa: E402
 from oneshotsam.methods.medpersam.nice_trans import (  # noqa: E402
     NetConfig, NiceTrans2D, count_parameters, warp_any)
 from oneshotsam.presets import load_preset  # noqa: E402

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from test_features_core import CellBackend, square_image
 
-from oneshotsam.methods.base import OneShotError
+from oneshotsam.errors import OneShotError
 from oneshotsam.methods.p2sam import P2SAM, P2SAMConfig
 from oneshotsam.types import Image2D
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from oneshotsam.methods.base import OneShotError
+from oneshotsam.errors import OneShotError
 from oneshotsam.presets import (
     config_from_preset, default_preset, list_presets, load_preset)
 

@@ -28,7 +28,8 @@ if str(MODULE_DIR) not in sys.path:
 
 pytest.importorskip("slicer")
 
-from oneshotsam.methods.base import OneShotError, RunResult, TargetResult  # noqa: E402
+from oneshotsam.errors import OneShotError  # noqa: E402
+from oneshotsam.methods.base import RunResult, TargetResult  # noqa: E402
 
 from OneShotSAMLib import parameters as P  # noqa: E402
 from OneShotSAMLib.logic import OneShotSAMLogic  # noqa: E402

@@ -23,7 +23,7 @@ if str(MODULE_DIR) not in sys.path:
 pytest.importorskip("slicer")
 
 from oneshotsam.geometry import get_slice, slice_geometry  # noqa: E402
-from oneshotsam.methods.base import OneShotError  # noqa: E402
+from oneshotsam.errors import OneShotError  # noqa: E402
 from oneshotsam.volume import pipeline as pipeline_mod  # noqa: E402
 from oneshotsam.volume.pipeline import PropagationResult, SliceEvent  # noqa: E402
 

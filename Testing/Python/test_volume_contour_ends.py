@@ -103,7 +103,7 @@ def test_followup_review_table(confidence, areas, flagged):
 @pytest.mark.parametrize("kw", [{"contour_end_min_fit": -0.1}, {"contour_end_min_fit": float("nan")},
                                 {"contour_end_max_slices": -1}])
 def test_bad_trim_settings_are_refused(kw):
-    from oneshotsam.methods.base import OneShotError
+    from oneshotsam.errors import OneShotError
 
     ref, lab, fol = _shortened_followup()
     with pytest.raises(OneShotError, match="must be >= 0"):

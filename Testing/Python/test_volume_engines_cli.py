@@ -55,7 +55,7 @@ def test_warp_volume_engine_within_and_followup() -> None:
 
 
 def test_unknown_engine_setting_is_a_oneshot_error() -> None:
-    from oneshotsam.methods.base import OneShotError
+    from oneshotsam.errors import OneShotError
 
     vol, lab, _ = _volume()
     with pytest.raises(OneShotError, match="valid"):

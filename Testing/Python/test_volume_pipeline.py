@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from oneshotsam.methods.base import OneShotError
+from oneshotsam.errors import OneShotError
 from oneshotsam.types import Volume
 from oneshotsam.volume.chain import plan_runs
 from oneshotsam.volume.pipeline import PropagationConfig, SliceEvent, propagate

@@ -11,7 +11,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from oneshotsam.methods.base import RunResult, TargetResult, label_values
+from oneshotsam.checks import label_values
+from oneshotsam.methods.base import RunResult, TargetResult
 from oneshotsam.types import Image2D, Volume
 
 

@@ -21,7 +21,8 @@ import urllib.request
 from pathlib import Path
 
 from oneshotsam.backends.checkpoints import REGISTRY, cache_dir
-from oneshotsam.methods.base import OneShotError, ProgressFn, no_progress
+from oneshotsam.errors import OneShotError
+from oneshotsam.progress import ProgressFn, no_progress
 
 CHUNK_BYTES = 1 << 20
 

@@ -20,7 +20,7 @@ from oneshotsam.backends.base import Decoded, Embedding
 from oneshotsam.backends.common import (
     MASK_LOGIT_SCALE, PRECISIONS, EmbeddingCache, autocast_context, check_image,
     content_key, resolve_device)
-from oneshotsam.methods.base import OneShotError
+from oneshotsam.errors import OneShotError
 
 #: reductions of a mask to the feature grid (:meth:`TorchSegmenter.mask_to_grid_centre`)
 GRID_RULES = ("midpoint", "persam")

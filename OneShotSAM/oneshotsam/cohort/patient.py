@@ -119,7 +119,7 @@ def run_target(job: PatientJob, i: int, ref, ref_labels, progress=None) -> dict[
     Raises whatever the engine raises (the caller turns it into a failed record);
     KeyboardInterrupt leaves no partial output (the staging folder is removed)."""
     from oneshotsam.medio import read_volume
-    from oneshotsam.methods.base import no_progress
+    from oneshotsam.progress import no_progress
     from oneshotsam.volume.outputs import write_outputs
     from oneshotsam.volume.pipeline import propagate
 

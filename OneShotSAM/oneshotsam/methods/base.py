@@ -5,26 +5,20 @@ target images, and returns one label map per target. Methods that learn from
 the whole target set (Med-PerSAM trains its warping model on all targets at
 once) need the targets together, so the call takes them as a sequence.
 
-This module imports numpy only.
+Shared types below the methods (errors, progress, reference checks) live on the
+ground floor: :mod:`oneshotsam.errors`, :mod:`oneshotsam.progress`,
+:mod:`oneshotsam.checks`. This module imports numpy only.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol, Sequence
+from typing import Any, Protocol, Sequence
 
 import numpy as np
 
-from oneshotsam.errors import OneShotError  # noqa: F401  (re-exported: one error type)
+from oneshotsam.progress import ProgressFn, no_progress
 from oneshotsam.types import Image2D
-
-#: ``progress(done, total, message) -> bool``; returning False asks the run to
-#: stop as soon as the current item is finished (cancel).
-ProgressFn = Callable[[int, int, str], bool]
-
-
-def no_progress(done: int, total: int, message: str) -> bool:  # noqa: ARG001
-    return True
 
 
 @dataclass
@@ -94,35 +88,3 @@ class OneShotMethod(Protocol):
             progress: called after each finished unit of work; False cancels.
         """
         ...
-
-
-def label_values(reference_labels: np.ndarray) -> list[int]:
-    """Sorted non-zero label values of a reference label map (validated)."""
-    lab = np.asarray(reference_labels)
-    if lab.ndim != 2:
-        raise OneShotError(f"reference labels must be a 2D label map; got shape {lab.shape}")
-    if not np.issubdtype(lab.dtype, np.integer) and lab.dtype != bool:
-        if not np.all(np.isfinite(lab)) or not np.all(lab == np.round(lab)):
-            raise OneShotError("reference labels must hold integer label values")
-    values = sorted(int(v) for v in np.unique(lab) if v != 0)
-    if not values:
-        raise OneShotError(
-            "the reference mask is empty: annotate the structure on the reference image "
-            "(non-zero label values) and try again")
-    return values
-
-
-def check_reference(reference: Image2D, reference_labels: np.ndarray) -> list[int]:
-    """Validate a reference pair and return its label values."""
-    values = label_values(reference_labels)
-    lab = np.asarray(reference_labels)
-    if lab.shape != reference.shape_hw:
-        raise OneShotError(
-            f"reference mask is {lab.shape[1]}x{lab.shape[0]} pixels but the reference image "
-            f"is {reference.shape_hw[1]}x{reference.shape_hw[0]}: they must share one pixel grid")
-    for v in values:
-        if np.all(lab == v):
-            raise OneShotError(
-                f"label {v} covers the whole reference image: a one-shot method needs "
-                "background to contrast with; check that the mask is not inverted")
-    return values

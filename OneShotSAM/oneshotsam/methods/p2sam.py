@@ -45,8 +45,10 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from oneshotsam.methods.base import (
-    OneShotError, ProgressFn, RunResult, TargetResult, check_reference, no_progress)
+from oneshotsam.checks import check_reference
+from oneshotsam.errors import OneShotError
+from oneshotsam.methods.base import RunResult, TargetResult
+from oneshotsam.progress import ProgressFn, no_progress
 from oneshotsam.methods.features import (
     PartPrototypes, box_of_mask, extreme_points_xy, lowres_to_grid, masked_features,
     mean_prototype, part_prototypes, reference_cells, similarity_maps)

@@ -31,8 +31,10 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from oneshotsam.methods.base import (
-    OneShotError, ProgressFn, RunResult, TargetResult, check_reference, no_progress)
+from oneshotsam.checks import check_reference
+from oneshotsam.errors import OneShotError
+from oneshotsam.methods.base import RunResult, TargetResult
+from oneshotsam.progress import ProgressFn, no_progress
 from oneshotsam.methods.features import (
     GridMapping, box_of_mask, combine_label_masks, extreme_points_xy, grid_mapping, masked_features,
     mean_prototype, reference_cells, similarity_maps)

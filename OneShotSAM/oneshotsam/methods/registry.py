@@ -23,7 +23,7 @@ import importlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from oneshotsam.methods.base import OneShotError
+from oneshotsam.errors import OneShotError
 
 if TYPE_CHECKING:  # pragma: no cover
     from oneshotsam.backends.base import PromptableSegmenter

@@ -25,7 +25,8 @@ from __future__ import annotations
 from typing import Callable, Sequence
 
 from oneshotsam.errors import OneShotError
-from oneshotsam.methods.base import OneShotMethod, ProgressFn, no_progress
+from oneshotsam.methods.base import OneShotMethod
+from oneshotsam.progress import ProgressFn, no_progress
 from oneshotsam.types import Volume
 from oneshotsam.volume.run import run_propagation
 from oneshotsam.volume.types import PropagationConfig, PropagationResult, SliceEvent

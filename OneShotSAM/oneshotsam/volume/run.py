@@ -17,7 +17,8 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from oneshotsam.errors import OneShotError
-from oneshotsam.methods.base import OneShotMethod, ProgressFn
+from oneshotsam.methods.base import OneShotMethod
+from oneshotsam.progress import ProgressFn
 from oneshotsam.types import Volume
 from oneshotsam.volume.engines import SliceStack, build_engine
 from oneshotsam.volume.followup import DENSE_MIN_SLICES, dense_followup

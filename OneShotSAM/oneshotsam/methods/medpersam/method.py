@@ -42,8 +42,10 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from oneshotsam.methods.base import (
-    OneShotError, ProgressFn, RunResult, TargetResult, check_reference, no_progress)
+from oneshotsam.checks import check_reference
+from oneshotsam.errors import OneShotError
+from oneshotsam.methods.base import RunResult, TargetResult
+from oneshotsam.progress import ProgressFn, no_progress
 from oneshotsam.methods.medpersam.prompts import PromptConfig
 from oneshotsam.methods.medpersam.sam_stage import EmbeddingStore, SamStageConfig, segment_classes
 from oneshotsam.types import Image2D

@@ -95,7 +95,7 @@ class NetConfig:
     transformer_min_scale: int = 1
 
     def __post_init__(self) -> None:
-        from oneshotsam.methods.base import OneShotError
+        from oneshotsam.errors import OneShotError
         if self.transformer_depth < 0 or self.head_dim < 1 or self.window_size < 1 or self.mlp_ratio <= 0:
             raise OneShotError(
                 "net: transformer_depth must be >= 0 and head_dim, window_size, mlp_ratio > 0 "

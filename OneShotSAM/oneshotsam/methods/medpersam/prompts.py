@@ -78,7 +78,7 @@ class PromptConfig:
     bilateral_split: str = "box-centre"
 
     def __post_init__(self) -> None:
-        from oneshotsam.methods.base import OneShotError
+        from oneshotsam.errors import OneShotError
 
         if self.bilateral_split not in SPLIT_RULES:
             raise OneShotError(f"bilateral_split must be one of {SPLIT_RULES}; got "

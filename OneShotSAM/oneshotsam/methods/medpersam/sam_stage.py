@@ -68,7 +68,7 @@ class SamStageConfig:
     target_semantic: bool = True
 
     def __post_init__(self) -> None:
-        from oneshotsam.methods.base import OneShotError
+        from oneshotsam.errors import OneShotError
 
         if int(self.refine_iterations) < 0:
             raise OneShotError(f"refine_iterations must be >= 0; got {self.refine_iterations}")

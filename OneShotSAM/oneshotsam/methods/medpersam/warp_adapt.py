@@ -148,7 +148,7 @@ class ConvergenceRule:
 
     def __post_init__(self) -> None:
         if self.max_steps < 0 or self.min_steps < 0 or self.window < 0 or self.tol < 0:
-            from oneshotsam.methods.base import OneShotError
+            from oneshotsam.errors import OneShotError
             raise OneShotError(f"convergence settings must be non-negative; got {self}")
         if self.min_steps > self.max_steps:
             object.__setattr__(self, "min_steps", self.max_steps)

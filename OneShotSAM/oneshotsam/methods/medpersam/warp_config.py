@@ -12,7 +12,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from oneshotsam.methods.base import OneShotError
+from oneshotsam.errors import OneShotError
 
 
 def _build(cls, d: Mapping[str, Any] | None):

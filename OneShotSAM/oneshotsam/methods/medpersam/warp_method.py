@@ -15,8 +15,10 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from oneshotsam.methods.base import (OneShotError, ProgressFn, RunResult, TargetResult,
-                                     check_reference, no_progress)
+from oneshotsam.checks import check_reference
+from oneshotsam.errors import OneShotError
+from oneshotsam.methods.base import RunResult, TargetResult
+from oneshotsam.progress import ProgressFn, no_progress
 from oneshotsam.methods.medpersam.warp_train import WarpConfig
 from oneshotsam.types import Image2D
 

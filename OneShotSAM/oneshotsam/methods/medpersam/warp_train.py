@@ -44,7 +44,9 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from oneshotsam.methods.base import OneShotError, ProgressFn, check_reference, no_progress
+from oneshotsam.checks import check_reference
+from oneshotsam.errors import OneShotError
+from oneshotsam.progress import ProgressFn, no_progress
 from oneshotsam.methods.medpersam.warp_config import WarpConfig, WarpResult
 from oneshotsam.types import Image2D
 
