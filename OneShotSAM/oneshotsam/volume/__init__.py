@@ -4,6 +4,7 @@ reference volume and in follow-up visits.
 Public API (see :mod:`oneshotsam.volume.pipeline`)::
 
     from oneshotsam.volume.pipeline import PropagationConfig, propagate
+    from oneshotsam.volume.session import PropagationSession  # run, then update after corrections
 
 Module map (imports only go down this list, no cycle): ``types`` (configuration,
 events, result) and ``stoprule`` (absence rule) -> ``slices``, ``chain`` (outward
