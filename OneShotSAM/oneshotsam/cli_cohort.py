@@ -122,6 +122,26 @@ def _check_dicom_outputs(patients: Any, formats: list[str] | None) -> None:
                            + (" ..." if len(bad) > 5 else ""))
 
 
+def _check_patient_identity(patients: Any, allow: bool) -> dict[str, Any]:
+    """One patient per manifest patient (DICOM Patient ID / Name / Birth Date of the
+    reference series, its RTSTRUCT / SEG and every target): refuse before anything runs."""
+    from oneshotsam.dicom_identity import check_same_patient
+    from oneshotsam.errors import OneShotError
+
+    found: dict[str, list[str]] = {}
+    for p in patients:
+        rows = [(f"reference image (row {p.reference.row})", p.reference.image),
+                (f"reference labels (row {p.reference.row})", p.reference.labels),
+                *[(f"target (row {t.row})", t.image) for t in p.targets]]
+        try:
+            rec = check_same_patient(rows, allow)
+        except OneShotError as exc:
+            raise OneShotError(f"patient {p.patient!r}: {exc}") from None
+        if rec["mismatches"]:
+            found[p.patient] = rec["mismatches"]
+    return {"allow_other_patient": bool(allow), "mismatches": found}
+
+
 def run(args: argparse.Namespace) -> int:
     """``oneshotsam cohort``; 0 when every target is done, 2 when some failed, 130 on Ctrl-C."""
     from oneshotsam.cohort import execute
@@ -146,6 +166,7 @@ def run(args: argparse.Namespace) -> int:
                                                                          "device": "auto"})),
                                   device=args.device)
     _check_dicom_outputs(patients, args.output_format)
+    identity = _check_patient_identity(patients, getattr(args, "allow_other_patient", False))
     jobs, records = execute.plan(patients, cfg, args.output_dir, sys.argv[1:],
                                  {"rois": args.roi, "output_formats": args.output_format})
     in_process = args.address is None and workers == 1
@@ -160,7 +181,8 @@ def run(args: argparse.Namespace) -> int:
     prog = _Progress(records, len(patients), len(patients) - len(jobs), args.quiet)
     run_info = {"manifest": str(args.manifest), "output_dir": str(args.output_dir),
                 "settings": execute.settings_of(cfg), "mode": mode, "workers": workers,
-                "address": args.address, "max_retries": args.max_retries, "argv": sys.argv[1:]}
+                "address": args.address, "max_retries": args.max_retries, "argv": sys.argv[1:],
+                "patient_identity": identity}
     interrupted = False
     try:
         if in_process:

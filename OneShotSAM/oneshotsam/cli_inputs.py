@@ -247,6 +247,8 @@ class Reference:
     values: list[int]
     slice_index: int | None
     segments_meta: list[dict] | None
+    #: contours of a reference RTSTRUCT beyond the series' ends (dicom_rt.LOST_KEY)
+    lost_contours: list[dict] = field(default_factory=list)
 
 
 def load_reference(image_path: Path, mask_path: Path, window_text: str | None, axis: str,
@@ -308,4 +310,7 @@ def load_reference(image_path: Path, mask_path: Path, window_text: str | None, a
     except OneShotError as exc:
         raise OneShotError(f"reference slice {reference_slice}: {exc}") from None
     segments = mask_vol.meta.get("segments") if isinstance(mask_vol.meta, dict) else None
-    return Reference(src, image, labels, values, reference_slice, segments)
+    from oneshotsam.dicom_rt import LOST_KEY
+
+    lost = list(mask_vol.meta.get(LOST_KEY, [])) if isinstance(mask_vol.meta, dict) else []
+    return Reference(src, image, labels, values, reference_slice, segments, lost)

@@ -179,10 +179,16 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.output_dir)
     check_output_dir(out)
 
-    ref = load_reference(Path(args.reference_image), Path(args.reference_mask), args.window,
-                         args.axis, args.reference_slice, getattr(args, "roi", None))
     target_paths = expand_targets(args.targets, exclude=(Path(args.reference_image),
                                                          Path(args.reference_mask)))
+    from oneshotsam.dicom_identity import check_same_patient
+
+    identity = check_same_patient([("reference image", args.reference_image),
+                                   ("reference mask", args.reference_mask),
+                                   *[("target", t) for t in target_paths]],
+                                  getattr(args, "allow_other_patient", False))
+    ref = load_reference(Path(args.reference_image), Path(args.reference_mask), args.window,
+                         args.axis, args.reference_slice, getattr(args, "roi", None))
     target_slices = getattr(args, "target_slices", None)
     sources = [load_image_source(p, args.window, args.axis, target_slices) for p in target_paths]
     names: dict[str, Path] = {}
@@ -209,6 +215,10 @@ def run(args: argparse.Namespace) -> int:
         check_labels_fit(ref.values, src.output_name)
     if REPORT_NAME in names:
         raise OneShotError(f"a target would be written as {REPORT_NAME}: rename it")
+    if ref.lost_contours:
+        from oneshotsam.dicom_rt import lost_contours_text
+
+        print(lost_contours_text({"contours_outside_series": ref.lost_contours}), file=sys.stderr)
     t_read = time.perf_counter() - t0
 
     method = build_method(args.method, backend_name=args.backend if info.needs_backend else None,
@@ -241,6 +251,8 @@ def run(args: argparse.Namespace) -> int:
                           "window": {"low": ref.source.window.low, "high": ref.source.window.high,
                                      "source": ref.source.window.source}},
             "targets": entries,
+            "patient_identity": identity,
+            "contours_outside_series": ref.lost_contours,
             "run": jsonable(run_result.report),
             "timings_s": {"read": round(t_read, 3), "segment": round(t_segment, 3),
                           "total": round(time.perf_counter() - t0, 3)},

@@ -1,21 +1,25 @@
 """Planar contours <-> pixel masks on one slice, in continuous pixel coordinates.
 
-* :func:`mask_contours` extracts closed contours (outer boundaries and hole
-  boundaries, ``cv2.findContours`` with ``RETR_TREE`` and ``CHAIN_APPROX_SIMPLE``):
-  each vertex is the centre of a boundary pixel, as OpenCV and rt-utils produce them.
+* :func:`mask_contours` traces closed contours along the *pixel edges* of a mask: every
+  vertex is a pixel corner (half-integer coordinates), so the polygons enclose exactly
+  the mask's pixels. A planning system that fills a contour by the usual rule (pixels
+  whose centre is inside the polygon) reads back the mask voxel for voxel, and the
+  polygon area equals the pixel area. Each boundary is a contour of its own: the outer
+  boundary of every region (4-connected) and the boundary of every hole, as planning
+  systems expect (a contour inside another is a hole, even-odd).
 * :func:`rasterise_contours` is the reading rule: a pixel is inside a ROI on a slice
   when its centre lies inside an odd number of the ROI's contours there (even-odd rule,
   so a contour inside another is a hole, an island in the hole is inside again), or
   lies on one of the contours (within :data:`ON_CONTOUR_PX`).
 
-The on-contour rule makes the pair exact: contours through the centres of the boundary
-pixels (the outer one of a region, and the one around a hole, which runs through the
-region's pixels lining the hole) give back the mask they came from, voxel for voxel.
-Contours drawn elsewhere (a planning system's polygons) are read by the usual
-pixel-centre rule; their vertices almost never land exactly on pixel centres.
+The on-contour clause matters only for contours traced through the centres of the
+boundary pixels (OpenCV's ``findContours``, rt-utils): it keeps those boundary pixels, so
+such files read back to the mask they came from. Pixel-edge contours (ours) have no
+pixel centre on them, and polygons from planning systems almost never pass exactly
+through a pixel centre: for both, the rule is the plain pixel-centre rule.
 
 Coordinates: ``(x, y)`` = ``(col, row)`` of a ``(rows, cols)`` mask, pixel centres at
-integers. numpy at import time; OpenCV lazily.
+integers. numpy only.
 """
 
 from __future__ import annotations
@@ -25,24 +29,78 @@ import numpy as np
 #: distance (pixels) within which a pixel centre counts as lying on a contour
 ON_CONTOUR_PX = 1e-3
 
+#: pixel sides, clockwise on screen (rows grow downwards): top, right, bottom, left;
+#: a side's edge runs from corner _SIDE_FROM to corner _SIDE_TO, corners as (row, col)
+#: offsets from the pixel's top-left corner
+_SIDE_FROM = np.array([(0, 0), (0, 1), (1, 1), (1, 0)])
+_SIDE_TO = np.array([(0, 1), (1, 1), (1, 0), (0, 0)])
+_SIDE_NEIGHBOUR = np.array([(-1, 0), (0, 1), (1, 0), (0, -1)])
+
 
 def mask_contours(mask_rc: np.ndarray) -> list[np.ndarray]:
-    """Closed contours of a 2D mask.
+    """Closed contours along the pixel edges of a 2D mask.
 
     Args:
         mask_rc: ``(rows, cols)`` bool or integer (non-zero = inside).
 
-    Returns: a list of ``(N, 2)`` float64 arrays of ``(x, y)`` vertices (pixel centres;
-    ``N >= 1``; the closing edge from the last vertex back to the first is implied).
-    Outer boundaries and hole boundaries alike; the even-odd rule tells them apart.
+    Returns: a list of ``(N, 2)`` float64 arrays of ``(x, y)`` vertices at pixel corners
+    (``x = col - 0.5`` ...; ``N >= 4``; the closing edge from the last vertex back to the
+    first is implied; no collinear vertices). Outer boundaries run clockwise on screen,
+    hole boundaries anticlockwise; pixels touching only at a corner belong to separate
+    contours (4-connectivity). Their even-odd interior is exactly the mask.
     """
-    import cv2
-
-    m = np.ascontiguousarray(np.asarray(mask_rc) != 0, dtype=np.uint8)
+    m = np.asarray(mask_rc) != 0
     if not m.any():
         return []
-    found, _ = cv2.findContours(m, cv2.RETR_TREE, cv2.CHAIN_APPROX_SIMPLE)
-    return [c.reshape(-1, 2).astype(np.float64) for c in found if len(c)]
+    rows, cols = m.shape
+    pad = np.zeros((rows + 2, cols + 2), bool)
+    pad[1:-1, 1:-1] = m
+    side_edge = np.full((4, rows, cols), -1, np.int64)
+    starts, ends, sides, pix = [], [], [], []
+    n = 0
+    for s in range(4):
+        dr, dc = _SIDE_NEIGHBOUR[s]
+        exposed = m & ~pad[1 + dr:1 + dr + rows, 1 + dc:1 + dc + cols]
+        r, c = np.nonzero(exposed)
+        side_edge[s, r, c] = np.arange(n, n + r.size)
+        n += r.size
+        starts.append(np.column_stack([r + _SIDE_FROM[s][0], c + _SIDE_FROM[s][1]]))
+        ends.append(np.column_stack([r + _SIDE_TO[s][0], c + _SIDE_TO[s][1]]))
+        sides.append(np.full(r.size, s))
+        pix.append(np.column_stack([r, c]))
+    start, end = np.concatenate(starts), np.concatenate(ends)
+    side, pr = np.concatenate(sides), np.concatenate(pix)
+    # next edge: the next side of the same pixel when it is exposed (this also settles the
+    # corners where two diagonal pixels meet), else the one edge leaving the end corner
+    nxt = side_edge[(side + 1) % 4, pr[:, 0], pr[:, 1]]
+    leaving = np.full((rows + 1) * (cols + 1), -1, np.int64)
+    leaving[start[:, 0] * (cols + 1) + start[:, 1]] = np.arange(n)
+    alone = nxt < 0
+    nxt[alone] = leaving[end[alone, 0] * (cols + 1) + end[alone, 1]]
+    seen = np.zeros(n, bool)
+    out = []
+    for e0 in range(n):
+        if seen[e0]:
+            continue
+        loop = []
+        e = e0
+        while not seen[e]:
+            seen[e] = True
+            loop.append(e)
+            e = int(nxt[e])
+        idx = np.asarray(loop)
+        turn = side[idx] != side[np.roll(idx, 1)]  # a corner where the direction changes
+        corners = start[idx[turn]]
+        out.append(np.column_stack([corners[:, 1] - 0.5, corners[:, 0] - 0.5]).astype(np.float64))
+    return out
+
+
+def polygon_area(points_xy: np.ndarray) -> float:
+    """Signed area (pixels^2) of a closed polygon, shoelace formula: positive clockwise on
+    screen (rows downwards), i.e. for the outer boundaries of :func:`mask_contours`."""
+    p = np.asarray(points_xy, dtype=np.float64).reshape(-1, 2)
+    q = np.roll(p, -1, axis=0)
+    return 0.5 * float(np.sum(p[:, 0] * q[:, 1] - q[:, 0] * p[:, 1]))
 
 
 def _edges(points_xy: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

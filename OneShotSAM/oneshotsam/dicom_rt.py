@@ -13,11 +13,13 @@
 Why not rt-utils: its writer emits Contour Data values longer than the 16 characters a
 DS allows (dciodvfy rejects the file), maps pixel columns with ``PixelSpacing[0]`` (the
 row spacing) so contours are misplaced on pixels that are not square, and its reader
-swaps rows and columns on non-square matrices. highdicom has no RT Structure Set. So the
-dataset is built with pydicom from the standard's modules, the contours come from
-OpenCV (:func:`oneshotsam.contours.mask_contours`, the same contour tracer rt-utils
-uses) and the geometry from :mod:`oneshotsam.geometry`. docs/dicom_rt.md has the
-comparison. pydicom is imported lazily.
+swaps rows and columns on non-square matrices; its contours (OpenCV's) run through the
+centres of the boundary pixels, so a planning system that fills them reads a smaller
+structure. highdicom has no RT Structure Set. So the dataset is built with pydicom from
+the standard's modules, the contours run along the pixel edges
+(:func:`oneshotsam.contours.mask_contours`: they enclose exactly the labelled voxels)
+and the geometry comes from :mod:`oneshotsam.geometry`. docs/dicom_rt.md has the
+comparison and the measurements. pydicom is imported lazily.
 """
 
 from __future__ import annotations
@@ -86,6 +88,10 @@ def select_rois(available: Sequence[str], wanted: Sequence[str] | None, what: st
     """Indices into ``available`` of the ``wanted`` names (all when None), in wanted order."""
     if not wanted:
         return list(range(len(available)))
+    twice = sorted({n for n in wanted if [w.strip().lower() for w in wanted].count(n.strip().lower()) > 1})
+    if twice:
+        raise OneShotError(f"--roi names {', '.join(repr(n) for n in twice)} more than once: each ROI "
+                           "becomes one label, name it once")
     out = []
     for name in wanted:
         hits = [i for i, a in enumerate(available) if a == name]
@@ -107,8 +113,19 @@ def _roi_tables(ds: Any) -> tuple[list[dict], dict[int, Any]]:
     return rois, contours
 
 
-def _slice_contours(item: Any, vol: Volume, roi_name: str, path: Path) -> dict[int, list[np.ndarray]]:
-    """Closed planar contours of one ROI Contour item as ``{k: [(N, 2) (i, j) arrays]}``."""
+def _slice_position_mm(vol: Volume, k: float) -> float:
+    """Position (mm) along the slice normal of slice ``k`` of ``vol``."""
+    a = np.asarray(vol.ijk_to_lps, dtype=np.float64)
+    normal = np.cross(a[:3, 0], a[:3, 1])
+    normal /= np.linalg.norm(normal)
+    return float((a[:3, 3] + k * a[:3, 2]) @ normal)
+
+
+def _slice_contours(item: Any, vol: Volume, roi_name: str, path: Path,
+                    outside: list[float] | None = None) -> dict[int, list[np.ndarray]]:
+    """Closed planar contours of one ROI Contour item as ``{k: [(N, 2) (i, j) arrays]}``;
+    the positions (mm) of contours on planes beyond the series' first or last slice are
+    appended to ``outside``."""
     out: dict[int, list[np.ndarray]] = {}
     n_slices = vol.voxels.shape[0]
     for c in item.get("ContourSequence", []):
@@ -127,7 +144,27 @@ def _slice_contours(item: Any, vol: Volume, roi_name: str, path: Path) -> dict[i
         kk = int(round(k))
         if 0 <= kk < n_slices:
             out.setdefault(kk, []).append(ijk[:, :2])
+        elif outside is not None:
+            outside.append(round(_slice_position_mm(vol, kk), 3))
     return out
+
+
+#: ``meta`` key of :func:`read_rtstruct`: contours on planes beyond the series' ends
+LOST_KEY = "contours_outside_series"
+
+
+def lost_contours_text(meta: Any) -> str | None:
+    """A warning naming the ROIs that lost contours beyond the series' ends, or None."""
+    lost = meta.get(LOST_KEY) if isinstance(meta, dict) else None
+    if not lost:
+        return None
+    parts = [f"{e['roi']!r} on {len(e['slices_mm'])} slice(s) at "
+             + ", ".join(f"{z:g}" for z in e["slices_mm"][:6]) + (" ..." if len(e["slices_mm"]) > 6 else "")
+             + " mm" for e in lost]
+    return ("warning: the reference series ends before some contours of the structure set: "
+            + "; ".join(parts) + ". Those slices are missing from the series, so these structures "
+            "are shorter than planned (listed in report.json under " + LOST_KEY + "); export the "
+            "complete planning series to keep them")
 
 
 def read_rtstruct(path: str | Path, volume: Volume, rois: Sequence[str] | None = None) -> Volume:
@@ -165,10 +202,14 @@ def read_rtstruct(path: str | Path, volume: Volume, rois: Sequence[str] | None =
     picked = [table[i] for i in select_rois([r["name"] for r in table], rois, str(p))]
     shape_kji = volume.shape_kji
     out = np.zeros(shape_kji, np.uint16 if len(picked) > 255 else np.uint8)
-    segments, overlap, empty = [], 0, []
+    segments, overlap, empty, lost = [], 0, [], []
     for value, roi in enumerate(picked, start=1):
         item = contours.get(roi["number"])
-        per_slice = _slice_contours(item, volume, roi["name"], p) if item is not None else {}
+        outside: list[float] = []
+        per_slice = _slice_contours(item, volume, roi["name"], p, outside) if item is not None else {}
+        if outside:
+            lost.append({"roi": roi["name"], "roi_number": roi["number"],
+                         "slices_mm": sorted(set(outside)), "contours": len(outside)})
         found = False
         for k, cs in per_slice.items():
             m = rasterise_contours(cs, shape_kji[1:])
@@ -194,6 +235,8 @@ def read_rtstruct(path: str | Path, volume: Volume, rois: Sequence[str] | None =
                             "frame_of_reference_uid": frames[0] if frames else ""}
     if overlap:
         meta["overlapping_voxels"] = overlap
+    if lost:
+        meta[LOST_KEY] = lost
     return Volume(voxels=out, ijk_to_lps=volume.ijk_to_lps, name=p.stem, meta=meta)
 
 
@@ -323,6 +366,25 @@ def _roi_contours(mask_kji: np.ndarray, labels: Volume, series: Any) -> list[Any
     return items
 
 
+def roi_numbers(segs: list[dict], given: list[dict] | None) -> dict[int, int]:
+    """``{label value: ROI Number}``: the ROI Number a segment came with (``"roi_number"``
+    of :func:`read_rtstruct` / :func:`oneshotsam.dicom_seg.read_dicom_seg`) where it has one
+    and it is unique, else the label value, else the next free number."""
+    kept = {int(s["value"]): int(s["roi_number"]) for s in given or []
+            if s.get("roi_number") is not None and "value" in s}
+    out: dict[int, int] = {}
+    for s in segs:  # numbers that came with the segments first
+        v = int(s["value"])
+        if v in kept and kept[v] not in out.values():
+            out[v] = kept[v]
+    for s in segs:
+        v = int(s["value"])
+        if v not in out:
+            out[v] = v if v not in out.values() and v not in kept.values() else \
+                max([*out.values(), *kept.values(), 0]) + 1
+    return out
+
+
 def build_rtstruct(labels: Volume, series: Any, segments: list[dict] | None = None,
                    description: str = "OneShotSAM contours") -> Any:
     """The RTSTRUCT dataset of a label volume on ``series``' grid (see :func:`write_rtstruct`)."""
@@ -345,23 +407,24 @@ def build_rtstruct(labels: Volume, series: Any, segments: list[dict] | None = No
     ds.StructureSetDate, ds.StructureSetTime = date, time_
     ds.ReferencedFrameOfReferenceSequence = [_referenced_frame(series)]
     roi_seq, contour_seq, obs_seq = [], [], []
+    numbers = roi_numbers(segs, segments)
     for n, s in enumerate(segs, start=1):
         roi = pydicom.Dataset()
-        roi.ROINumber = s["value"]
+        roi.ROINumber = numbers[s["value"]]
         roi.ReferencedFrameOfReferenceUID = series.frame_of_reference_uid
         roi.ROIName = str(s["name"])[:64]
         roi.ROIGenerationAlgorithm = "AUTOMATIC"
         roi_seq.append(roi)
         rc = pydicom.Dataset()
         rc.ROIDisplayColor = [int(round(255 * min(max(float(c), 0.0), 1.0))) for c in s["color"][:3]]
-        rc.ReferencedROINumber = s["value"]
+        rc.ReferencedROINumber = numbers[s["value"]]
         contours = _roi_contours(lab == s["value"], labels, series)
         if contours:
             rc.ContourSequence = contours
         contour_seq.append(rc)
         obs = pydicom.Dataset()
         obs.ObservationNumber = n
-        obs.ReferencedROINumber = s["value"]
+        obs.ReferencedROINumber = numbers[s["value"]]
         obs.RTROIInterpretedType = "ORGAN"
         obs.ROIInterpreter = ""
         obs_seq.append(obs)

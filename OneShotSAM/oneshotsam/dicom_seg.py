@@ -87,6 +87,38 @@ def read_dicom_seg(path: str | Path, volume: Volume, segments: Sequence[str] | N
     return Volume(voxels=out, ijk_to_lps=volume.ijk_to_lps, name=p.stem, meta=meta)
 
 
+def _positive(value: Any) -> float | None:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return None
+    return v if np.isfinite(v) and v > 0 else None
+
+
+def pixel_measures(series: Any, headers: Sequence[Any] | None = None) -> Any:
+    """The SEG's Pixel Measures from the series: Pixel Spacing of the slices, Slice
+    Thickness when every slice gives the same positive one, else the spacing of the slice
+    positions (absent or empty Slice Thickness is common in exports); Spacing Between
+    Slices from the positions. Raises :class:`OneShotError` when neither is known."""
+    import highdicom as hd
+
+    headers = list(headers) if headers is not None else series.datasets(pixels=False)
+    spacing = [_positive(v) for v in (headers[0].get("PixelSpacing") or [])]
+    if len(spacing) != 2 or None in spacing:
+        raise OneShotError(f"the series {series.folder} has no valid PixelSpacing "
+                           f"({headers[0].get('PixelSpacing')!r}): a DICOM SEG needs the pixel size; "
+                           "write nifti / seg-nrrd / rtstruct instead, or fix the export")
+    steps = np.diff(np.asarray(series.positions_mm, dtype=np.float64))
+    step = float(np.median(steps)) if steps.size else None
+    thick = {_positive(h.get("SliceThickness")) for h in headers}
+    thickness = thick.pop() if len(thick) == 1 and None not in thick else step
+    if thickness is None:
+        raise OneShotError(f"the series {series.folder} is one slice without a SliceThickness: a DICOM "
+                           "SEG needs the slice thickness; write nifti / seg-nrrd / rtstruct instead")
+    return hd.PixelMeasuresSequence(pixel_spacing=[float(s) for s in spacing], slice_thickness=thickness,
+                                    spacing_between_slices=step)
+
+
 def write_dicom_seg(labels: Volume, series: Any, out_path: str | Path,
                     segments: list[dict] | None = None, description: str = "OneShotSAM") -> Path:
     """Write ``labels`` (on the grid of the DICOM ``series``) as a BINARY DICOM SEG, atomically.
@@ -95,13 +127,22 @@ def write_dicom_seg(labels: Volume, series: Any, out_path: str | Path,
     segments consecutively; label values absent from the voxels are left out), named
     and coloured from ``segments`` (``{"value", "name", "color" 0..1}``).
     """
+    from oneshotsam.fileformats import atomic_write
+
+    seg = build_dicom_seg(labels, series, segments, description)
+    return atomic_write(out_path, lambda tmp: seg.save_as(tmp, enforce_file_format=True))
+
+
+def build_dicom_seg(labels: Volume, series: Any, segments: list[dict] | None = None,
+                    description: str = "OneShotSAM") -> Any:
+    """The highdicom Segmentation of :func:`write_dicom_seg`, in memory."""
     import highdicom as hd
     from highdicom.color import CIELabColor
     from pydicom.sr.codedict import codes
     from pydicom.uid import generate_uid
 
     from oneshotsam.dicom_rt import software_version
-    from oneshotsam.fileformats import atomic_write, segments_for
+    from oneshotsam.fileformats import segments_for
 
     check_on_series(labels, series)
     lab = np.asarray(labels.voxels)
@@ -122,10 +163,14 @@ def write_dicom_seg(labels: Volume, series: Any, out_path: str | Path,
             algorithm_identification=algo, display_color=CIELabColor.from_rgb(*rgb)))
         numbered[lab == s["value"]] = n
     sources = series.datasets(pixels=False)
+    measures = pixel_measures(series, sources)
+    for h in sources:  # in memory only: highdicom reads the first slice's SliceThickness
+        if _positive(h.get("SliceThickness")) is None:
+            h.SliceThickness = measures[0].SliceThickness
     seg = hd.seg.Segmentation(
         source_images=sources, pixel_array=numbered, segmentation_type="BINARY",
         segment_descriptions=descs, series_instance_uid=generate_uid(), series_number=902,
         sop_instance_uid=generate_uid(), instance_number=1, manufacturer="OneShotSAM",
         manufacturer_model_name="oneshotsam", software_versions=software_version(),
-        device_serial_number="0", series_description=description[:64])
-    return atomic_write(out_path, lambda tmp: seg.save_as(tmp, enforce_file_format=True))
+        device_serial_number="0", series_description=description[:64], pixel_measures=measures)
+    return seg

@@ -192,6 +192,10 @@ def scan_series(path: str | Path) -> DicomSeries:
     pos = pos[order]
     _check_positions(items, pos)
     d0 = items[0][1]
+    patients = sorted({str(d.get("PatientID", "") or "").strip() for _, d in items})
+    if len(patients) > 1:
+        raise OneShotError(f"the slices of the series in {folder} belong to {len(patients)} Patient IDs "
+                           f"({', '.join(map(repr, patients))}): a series is one patient's; export it again")
     identity = {k: str(d0.get(k, "") or "") for k in IDENTITY_KEYWORDS}
     return DicomSeries(
         folder=folder, files=tuple(str(f) for f, _ in items),

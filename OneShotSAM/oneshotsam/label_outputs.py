@@ -62,7 +62,36 @@ def check_formats(formats: Sequence[str], grids: Sequence[Volume] = (),
                 raise OneShotError(
                     f"--output-format {dicom[0]} needs a DICOM series target, but {name or g.name!r} is "
                     "not one: give the DICOM folder, or use nifti / seg-nrrd")
+            for f in dicom:
+                dry_run(f, g, name or g.name)
     return tuple(out)
+
+
+def dry_run(fmt: str, grid: Volume, name: str) -> None:
+    """Build (in memory, nothing written) a ``fmt`` object of one labelled voxel on
+    ``grid``'s series, so that whatever the writer needs from the series (Frame of
+    Reference, Pixel Spacing, slice thickness, ...) is refused before any work."""
+    import numpy as np
+
+    series = grid.meta["dicom_series"]
+    lab = np.zeros(tuple(int(n) for n in grid.shape_kji), np.uint8)
+    lab[(0,) * lab.ndim] = 1
+    vol = Volume(lab, grid.ijk_to_lps, "check")
+    try:
+        if fmt == "rtstruct":
+            from oneshotsam.dicom_rt import build_rtstruct
+
+            build_rtstruct(vol, series)
+        else:
+            from oneshotsam.dicom_seg import build_dicom_seg
+
+            build_dicom_seg(vol, series)
+    except OneShotError as exc:
+        raise OneShotError(f"--output-format {fmt} for {name!r}: {exc}") from None
+    except Exception as exc:  # the writers' libraries raise many kinds on odd series
+        raise OneShotError(f"--output-format {fmt} cannot be written on the series of {name!r} "
+                           f"({type(exc).__name__}: {str(exc)[:200]}): write nifti / seg-nrrd instead, "
+                           "or fix the series' export") from None
 
 
 def output_file_names(stem: str, formats: Sequence[str]) -> dict[str, str]:

@@ -153,7 +153,8 @@ def run_target(job: PatientJob, i: int, ref, ref_labels, progress=None) -> dict[
         report = write_outputs(res, staging, [staging / _output_name(v.visit, v.image)],
                                segments=ref_labels.meta.get("segments"),
                                extra_report={"command": "cohort", "argv": list(job.argv),
-                                             "cohort": cohort},
+                                             "cohort": cohort, "contours_outside_series":
+                                             ref_labels.meta.get("contours_outside_series", [])},
                                formats=formats, grids=[target])
         final = commit_outputs(staging, job.patient_dir, report)
         return record_from_report(v, final, "done")

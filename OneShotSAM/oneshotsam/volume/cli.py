@@ -32,6 +32,9 @@ def add_dicom_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--output-format", nargs="+", default=None, choices=OUTPUT_FORMATS, metavar="FMT",
                    help="label output formats, several allowed: " + ", ".join(OUTPUT_FORMATS) +
                         " (rtstruct and dicom-seg need DICOM series targets; see docs/dicom_rt.md)")
+    p.add_argument("--allow-other-patient", action="store_true",
+                   help="RESEARCH DATA ONLY: accept DICOM inputs whose PatientID / PatientName / "
+                        "PatientBirthDate differ (refused by default); recorded in the report")
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -93,8 +96,18 @@ def run(args: argparse.Namespace) -> int:
 
     cfg = config_from_args(args)
     check_output_dir(args.output_dir)
+    from oneshotsam.dicom_identity import check_same_patient
+
+    identity = check_same_patient([("reference series", args.reference_volume),
+                                   ("reference labels", args.reference_labels),
+                                   *[("target", t) for t in args.targets or []]],
+                                  getattr(args, "allow_other_patient", False))
     ref = read_volume(args.reference_volume)
     lab = read_label_volume(args.reference_labels, reference=ref, rois=args.roi)
+    from oneshotsam.dicom_rt import LOST_KEY, lost_contours_text
+
+    if lost_contours_text(lab.meta):
+        print(lost_contours_text(lab.meta), file=sys.stderr)
     targets = [read_volume(t) for t in (args.targets or [])]
     from oneshotsam.integrity import check_labels_fit
     from oneshotsam.volume.outputs import output_names
@@ -107,7 +120,9 @@ def run(args: argparse.Namespace) -> int:
     formats = check_formats(args.output_format, grids, inputs) if args.output_format else None
     res = propagate(ref, lab, targets, cfg, progress=ConsoleProgress(args.quiet))
     report = write_outputs(res, args.output_dir, inputs, segments=lab.meta.get("segments"),
-                           extra_report={"command": "propagate", "argv": sys.argv[1:]},
+                           extra_report={"command": "propagate", "argv": sys.argv[1:],
+                                         "patient_identity": identity,
+                                         LOST_KEY: lab.meta.get(LOST_KEY, [])},
                            formats=formats, grids=grids)
     for o in report["outputs"]:
         print(o["labels"])
