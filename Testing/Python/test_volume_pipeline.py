@@ -8,9 +8,8 @@ import pytest
 
 from oneshotsam.errors import OneShotError
 from oneshotsam.types import Volume
-from oneshotsam.volume.chain import plan_runs
+from oneshotsam.volume.gaps import fuse_labels, plan_gaps
 from oneshotsam.volume.pipeline import PropagationConfig, SliceEvent, propagate
-from oneshotsam.volume.slices import nearest_reference
 from oneshotsam.volume.stoprule import StopRule, decide_label
 from volume_synth import BrightMethod, affine, ellipsoid, sample
 
@@ -60,36 +59,50 @@ def test_chain_never_calls_method_beyond_a_stop() -> None:
     assert max(called) == extent.max() + 1 and min(called) == extent.min() - 1
 
 
-@pytest.mark.parametrize("seeds, n, positions, expect", [
-    # two seeds split the slices between them at the physical midpoint
-    ([2, 8], 11, np.arange(11) * 2.0, {(2, -1): [1, 0], (2, 1): [3, 4, 5], (8, -1): [7, 6], (8, 1): [9, 10]}),
-    # flipped storage (positions decrease with the index): same split, physical distances
-    ([2, 8], 11, -np.arange(11) * 2.0, {(2, -1): [1, 0], (2, 1): [3, 4, 5], (8, -1): [7, 6], (8, 1): [9, 10]}),
-    # non-uniform spacing: slice 5 is physically nearer seed 8
-    ([2, 8], 10, np.array([0, 1, 2, 3, 4, 9, 9.5, 10, 10.5, 11.0]),
-     {(2, -1): [1, 0], (2, 1): [3, 4], (8, -1): [7, 6, 5], (8, 1): [9]}),
+@pytest.mark.parametrize("anchors, n, first, last, expect", [
+    # one anchor: two outer gaps
+    ([4], 8, 0, None, [(None, 4, (0, 1, 2, 3)), (4, None, (5, 6, 7))]),
+    # two anchors: the slices between them form one inner gap; adjacent anchors none
+    ([2, 6, 7], 9, 0, None, [(None, 2, (0, 1)), (2, 6, (3, 4, 5)), (7, None, (8,))]),
+    # anchors at both ends of the volume: no outer gap
+    ([0, 3], 4, 0, None, [(0, 3, (1, 2))]),
+    # a follow-up's field of view (slices 1..5) bounds the outer gaps
+    ([3], 9, 1, 5, [(None, 3, (1, 2)), (3, None, (4, 5))]),
 ])
-def test_plan_runs_nearest_seed(seeds, n, positions, expect) -> None:
-    runs = {(r.seed, r.direction): r.indices for r in plan_runs(n, positions, seeds)}
-    assert runs == expect
+def test_plan_gaps(anchors, n, first, last, expect) -> None:
+    assert [(g.lo, g.hi, g.indices) for g in plan_gaps(n, anchors, first, last)] == expect
 
 
-@pytest.mark.parametrize("positions, refs, index, expect", [
-    (np.arange(10) * 3.0, [1, 7], 4, 1),           # tie -> lower index
-    (np.arange(10) * 3.0, [1, 7], 5, 7),
-    (np.array([0, 1, 2, 10, 11, 12.0]), [0, 5], 3, 5),  # physical, not index, distance
+@pytest.mark.parametrize("w_a, expect_rows", [
+    (1.0, (2, 7)),   # all weight on a: a's square (rows 2..6)
+    (0.0, (4, 9)),   # all weight on b: b's square (rows 4..8)
+    (0.5, (3, 8)),   # halfway: the square moved halfway
 ])
-def test_nearest_reference(positions, refs, index, expect) -> None:
-    assert nearest_reference(positions, refs, index) == expect
+def test_fuse_labels_interpolates_between_the_two_sides(w_a, expect_rows) -> None:
+    a = np.zeros((12, 12), np.uint8)
+    b = np.zeros_like(a)
+    a[2:7, 3:8] = 1
+    b[4:9, 3:8] = 1
+    rows = np.nonzero(fuse_labels(a, b, w_a).any(axis=1))[0]
+    assert (rows.min(), rows.max() + 1) == expect_rows
 
 
-def test_few_shot_each_slice_uses_nearest_annotation() -> None:
+def test_fuse_labels_one_side_empty_shrinks_towards_it() -> None:
+    a = np.zeros((21, 21), np.uint8)
+    a[5:16, 5:16] = 1
+    areas = [int(fuse_labels(a, np.zeros_like(a), w).sum()) for w in (1.0, 0.75, 0.5, 0.25, 0.0)]
+    assert areas[0] == 121 and areas[-1] == 0 and areas == sorted(areas, reverse=True)
+
+
+def test_few_shot_slices_between_annotations_use_both() -> None:
     vol, truth = _two_blobs()
     m = BrightMethod()
     res = propagate(vol, _annotate(vol, truth, [6, 11]), config=CFG, method=m)
     per = {p["slice"]: p for p in res.report["targets"][0]["per_slice"]}
-    assert per[7]["seed"] == 6 and per[8]["seed"] == 6   # 8 is nearer 6 (tie 8.5 -> lower)
-    assert per[9]["seed"] == 11 and per[10]["seed"] == 11 and per[12]["seed"] == 11
+    for k in (7, 8, 9, 10):  # walked from 6 and from 11, fused by distance
+        assert per[k]["source"] == [6, 11] and per[k]["disagreement"] == 0.0
+    assert per[12]["source"] == 11 and per[5]["source"] == 6
+    assert per[7]["weight_lo"] == 0.8 and per[10]["weight_lo"] == 0.2
     np.testing.assert_array_equal(np.asarray(res.label_volumes[0].voxels), truth)
 
 

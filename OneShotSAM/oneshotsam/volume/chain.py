@@ -1,11 +1,10 @@
 """Outward propagation from seed slices, with the absence rule.
 
-Seeds are slices whose labels are known (annotated, approved, or predicted
-across visits). Every other slice belongs to its PHYSICALLY nearest seed
-(``SliceGeometry.positions_mm``); the slices of one seed on one side form a
-run, walked outward one slice at a time (never leaping over a slice): slice
-``dst`` is predicted from its already finished neighbour ``src`` by a step
-function, then the absence rule (:mod:`oneshotsam.volume.stoprule`) removes
+Seeds are slices whose labels are known (annotated, approved, corrected, or
+predicted across visits). A run is a list of slices walked away from its seed one
+slice at a time (never leaping over a slice; :mod:`oneshotsam.volume.gaps` plans
+them): slice ``dst`` is predicted from its already finished neighbour ``src`` by a
+step function, then the absence rule (:mod:`oneshotsam.volume.stoprule`) removes
 labels that ended; a run stops when no label is left. Numpy only.
 """
 
@@ -45,38 +44,11 @@ class SliceOutcome:
 
 @dataclass
 class Run:
-    """Slices of one seed on one side, ordered outward (first = neighbour of the seed)."""
+    """Slices walked from ``seed`` in ``direction`` (first = the seed's neighbour)."""
 
     seed: int
     direction: int
     indices: list[int]
-
-
-def plan_runs(n_slices: int, positions_mm: np.ndarray, seeds: list[int]) -> list[Run]:
-    """Split non-seed slices into outward runs of their physically nearest seed.
-
-    Ties go to the lower seed index. Slices are contiguous in index order, so
-    each run is a contiguous block starting next to its seed.
-    """
-    seeds = sorted(set(int(s) for s in seeds))
-    pos = np.asarray(positions_mm, dtype=np.float64)
-    owner = {}
-    for k in range(n_slices):
-        if k in seeds:
-            continue
-        d = np.abs(pos[seeds] - pos[k])
-        owner[k] = seeds[int(np.argmin(d))]
-    runs = []
-    for s in seeds:
-        for direction in (-1, +1):
-            ix = []
-            k = s + direction
-            while 0 <= k < n_slices and owner.get(k) == s:
-                ix.append(k)
-                k += direction
-            if ix:
-                runs.append(Run(s, direction, ix))
-    return runs
 
 
 def walk_runs(

@@ -12,18 +12,20 @@ Numpy at import time.
 
 from __future__ import annotations
 
+import copy
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import numpy as np
 
 from oneshotsam.errors import OneShotError
 from oneshotsam.types import Volume
-from oneshotsam.volume.chain import SliceOutcome, plan_runs, walk_runs
+from oneshotsam.volume.chain import SliceOutcome, walk_runs
 from oneshotsam.volume.engines import SliceEngine, SliceStack
 from oneshotsam.volume.followup import (cross_seed, emit_target_events, fov_slices, review_followup,
                                         trim_contour_ends)
+from oneshotsam.volume.gaps import Gap, plan_gaps, walk_gap
 from oneshotsam.volume.stoprule import StopRule
 from oneshotsam.volume.types import PropagationConfig, SliceEvent, elapsed
 
@@ -60,6 +62,7 @@ class JobContext:
         on_slice: called per finished target slice, or None.
         label_meta: ``meta`` of the reference labels (segment names, colours).
         dense: the reference is a planning contour (:func:`followup.dense_followup`).
+        window_desc: the window's text (reports).
     """
 
     cfg: PropagationConfig
@@ -77,6 +80,7 @@ class JobContext:
     on_slice: Callable[[SliceEvent], None] | None = None
     label_meta: dict | None = None
     dense: bool = False
+    window_desc: str = ""
 
     @property
     def rule(self) -> StopRule:
@@ -135,94 +139,133 @@ def _prepare_followup(ctx: JobContext, ti: int, target: Volume, report: dict[str
     return align, proc_stack, in_fov, cancelled
 
 
-def _seed_outcomes(ctx: JobContext, followup: bool, seeds_idx: list[int],
-                   report: dict[str, Any]) -> tuple[dict[int, SliceOutcome], bool]:
-    """Seeds of the job: cross-visit predictions (follow-up) or the annotated and
-    fixed slices (within-volume); returns ``(outcomes, cancelled)``."""
-    from oneshotsam.geometry import get_slice
-
-    outcomes: dict[int, SliceOutcome] = {}
+def _cross_seeds(ctx: JobContext, state: "JobState") -> bool:
+    """A follow-up's anchors: its slices at the annotated positions predicted across
+    visits (planning contours: ends trimmed, review flags against the typical change);
+    returns cancelled."""
     rule = ctx.rule
-    for r in seeds_idx:
-        if followup:
-            o = cross_seed(ctx.engine, r, ctx.ref_labels_by_slice[r], rule,
-                           ctx.ref_stack.pixel_area_mm2)
-        else:
-            o = SliceOutcome(r, np.asarray(ctx.ref_labels_by_slice[r]), 1.0, False, "seed", None,
-                             {"kind": "annotated"})
-        outcomes[r] = o
-        if followup and not ctx.progress.tick(f"{report['name']}: slice {r} from reference slice {r}"):
-            return outcomes, True
-    if not followup:
-        for k in ctx.fixed:
-            outcomes[k] = SliceOutcome(k, np.asarray(get_slice(ctx.ref_lab, ctx.sg.array_axis, k)),
-                                       1.0, False, "seed", None, {"kind": "fixed"})
-    return outcomes, False
+    for r in state.seeds:
+        state.anchors[r] = cross_seed(state.engine, r, ctx.ref_labels_by_slice[r], rule,
+                                      ctx.ref_stack.pixel_area_mm2)
+        if not ctx.progress.tick(f"{state.report['name']}: slice {r} from reference slice {r}"):
+            return True
+    if ctx.dense:
+        trim_contour_ends(state.anchors, ctx.ref_labels_by_slice, ctx.cfg.contour_end_min_fit,
+                          ctx.cfg.contour_end_max_slices)
+        review_followup(state.anchors, ctx.ref_labels_by_slice, rule)
+    return False
 
 
-def _walk(ctx: JobContext, outcomes: dict[int, SliceOutcome], proc_stack: SliceStack,
-          in_fov: list[int], followup: bool, report: dict[str, Any]) -> bool:
-    """Propagate outward from the seeds (in place); returns cancelled."""
-    sg = ctx.sg
-    lo, hi = min(in_fov), max(in_fov)
-    runs = plan_runs(sg.n_slices, sg.positions_mm, sorted(outcomes))
-    for run in runs:
-        run.indices = [k for k in run.indices if lo <= k <= hi]
-    emit = None
-    if ctx.on_slice is not None and not followup:
-        def emit(o: SliceOutcome) -> None:
-            emit_within(o, ctx.on_slice, sg)
-    walked, cancelled = walk_runs(
-        runs, outcomes, ctx.engine.step, ctx.rule, ctx.ref_stack.pixel_area_mm2,
-        lambda m: ctx.progress.tick(f"{report['name']}: {m}"), proc_stack.plane, ctx.label_stats,
-        ctx.engine.begin_run, emit)
-    outcomes.update(walked)
-    return cancelled
+@dataclass
+class JobState:
+    """What one job built and keeps for an Update (all in the REFERENCE grid).
+
+    Attributes:
+        index: the job's target index (0 for a within-volume run).
+        target: the follow-up volume, None for the reference itself.
+        align: the alignment (identity within the volume).
+        proc_stack: the processed volume's windowed slices.
+        in_fov: processing slices inside the target's field of view.
+        seeds: processing slices with an annotated reference slice.
+        engine: the slice engine as trained for this job.
+        anchors: slices with known labels (annotated, approved, corrected, erased,
+            cross-visit seeds); ``outcomes``: every finished slice, anchors included.
+        report: the job's report.
+    """
+
+    index: int
+    target: Volume | None
+    align: Any
+    proc_stack: SliceStack
+    in_fov: list[int]
+    seeds: list[int]
+    engine: SliceEngine
+    anchors: dict[int, SliceOutcome] = field(default_factory=dict)
+    outcomes: dict[int, SliceOutcome] = field(default_factory=dict)
+    report: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def followup(self) -> bool:
+        return self.target is not None
 
 
-def run_job(ctx: JobContext, ti: int, target: Volume | None) -> tuple[Volume, dict[str, Any], bool]:
-    """Run job ``ti`` (``target`` None = the reference volume itself); returns
-    (label volume in the target's geometry, report, cancelled).
+def walk_gaps(ctx: JobContext, state: JobState, gaps: list[Gap]) -> bool:
+    """The shared core: predict every slice of ``gaps`` from their anchors
+    (:func:`oneshotsam.volume.gaps.walk_gap`) into ``state.outcomes``; within-volume
+    slices are emitted as they finish. Returns cancelled."""
+    from oneshotsam.volume.confidence import score_gap
 
-    For a planning contour (``ctx.dense``) and unless ``cfg.extend_beyond_contour``,
-    a follow-up is predicted on the contoured run of slices only (the contour
-    says the structure ends there)."""
-    from oneshotsam.geometry import resample_volume, same_grid
+    eng, name = state.engine, state.report["name"]
+
+    def walk(run, anchors):
+        return walk_runs([run], anchors, eng.step, ctx.rule, ctx.ref_stack.pixel_area_mm2,
+                         lambda m: ctx.progress.tick(f"{name}: {m}"), state.proc_stack.plane,
+                         ctx.label_stats, eng.begin_run, None)
+
+    for gap in gaps:
+        walked, cancelled = walk_gap(gap, state.anchors, walk, ctx.sg.positions_mm)
+        score_gap(gap, walked, state.anchors, ctx.sg.positions_mm, ctx.rule)
+        state.outcomes.update(walked)
+        if ctx.on_slice is not None and not state.followup:
+            for k in sorted(walked):
+                emit_within(walked[k], ctx.on_slice, ctx.sg)
+        if cancelled:
+            return True
+    return False
+
+
+def within_job(ctx: JobContext) -> tuple[Volume, dict[str, Any], bool, JobState]:
+    """Propagate through the reference volume itself from its annotated and approved
+    slices; returns (label volume, report, cancelled, state)."""
+    from oneshotsam.geometry import get_slice
     from oneshotsam.volume.align import identity_alignment
 
     t0 = time.perf_counter()
-    cfg, reference, sg = ctx.cfg, ctx.reference, ctx.sg
-    followup = target is not None
-    report: dict[str, Any] = {"index": ti, "name": (target.name if followup else reference.name)}
-    n = sg.n_slices
-    cancelled = False
-    if followup:
-        align, proc_stack, in_fov, cancelled = _prepare_followup(ctx, ti, target, report)
-    else:
-        align = identity_alignment("within-volume propagation")
-        proc_stack, in_fov = ctx.ref_stack, list(range(n))
-    seeds_idx = [r for r in ctx.ref_slices if r in in_fov]
-    report["skipped_outside_fov"] = [k for k in range(n) if k not in in_fov]
-    if not seeds_idx:
+    n = ctx.sg.n_slices
+    state = JobState(0, None, identity_alignment("within-volume propagation"), ctx.ref_stack,
+                     list(range(n)), list(ctx.ref_slices), ctx.engine,
+                     report={"index": 0, "name": ctx.reference.name, "skipped_outside_fov": []})
+    cancelled = _prepare_engine(ctx, state)
+    if not cancelled:
+        for r in ctx.ref_slices:
+            state.anchors[r] = SliceOutcome(r, np.asarray(ctx.ref_labels_by_slice[r]), 1.0, False,
+                                            "seed", None, {"kind": "annotated"})
+        for k in ctx.fixed:
+            state.anchors[k] = SliceOutcome(k, np.asarray(get_slice(ctx.ref_lab, ctx.sg.array_axis, k)),
+                                            1.0, False, "seed", None, {"kind": "fixed"})
+        state.outcomes.update(state.anchors)
+        cancelled = walk_gaps(ctx, state, plan_gaps(n, list(state.anchors)))
+        if ctx.on_slice is not None:
+            for k in sorted(state.anchors):
+                emit_within(state.anchors[k], ctx.on_slice, ctx.sg)
+    state.engine = copy.copy(ctx.engine)  # as trained for this job (the next job retrains)
+    return (*finish_job(ctx, state, cancelled, t0), state)
+
+
+def followup_job(ctx: JobContext, ti: int, target: Volume) -> tuple[Volume, dict[str, Any], bool,
+                                                                     JobState]:
+    """Propagate onto follow-up ``ti``: align, predict its slices at the annotated
+    positions across visits, then fill the gaps between them. For a planning contour
+    (``ctx.dense``) and unless ``cfg.extend_beyond_contour``, slices beyond the
+    contour stay empty (the contour says the structure ends there).
+    Returns (label volume in the target's grid, report, cancelled, state)."""
+    t0 = time.perf_counter()
+    report: dict[str, Any] = {"index": ti, "name": target.name}
+    align, proc_stack, in_fov, cancelled = _prepare_followup(ctx, ti, target, report)
+    seeds = [r for r in ctx.ref_slices if r in in_fov]
+    report["skipped_outside_fov"] = [k for k in range(ctx.sg.n_slices) if k not in in_fov]
+    if not seeds:
         raise OneShotError(
             f"no annotated slice of the reference lies inside the field of view of "
             f"{report['name']!r}: check that it is the same patient/region, or disable --no-align")
-    t_train = time.perf_counter()
+    state = JobState(ti, target, align, proc_stack, in_fov, seeds, ctx.engine, report=report)
     if not cancelled:
-        cancelled = not ctx.engine.prepare(ctx.ref_stack, proc_stack, seeds_idx,
-                                           ctx.ref_labels_by_slice, followup,
-                                           lambda m: ctx.progress.tick(m, 0))
-    report["seconds_prepare"] = elapsed(t_train)
-    outcomes: dict[int, SliceOutcome] = {}
+        cancelled = _prepare_engine(ctx, state)
     if not cancelled:
-        outcomes, cancelled = _seed_outcomes(ctx, followup, seeds_idx, report)
-    if not cancelled and followup and ctx.dense:
-        trim_contour_ends(outcomes, ctx.ref_labels_by_slice, cfg.contour_end_min_fit,
-                          cfg.contour_end_max_slices)
-        review_followup(outcomes, ctx.ref_labels_by_slice, ctx.rule)
-    contour_only = followup and ctx.dense and not cfg.extend_beyond_contour
-    if not cancelled and contour_only:
-        beyond = [k for k in in_fov if k not in outcomes
+        cancelled = _cross_seeds(ctx, state)
+        state.outcomes.update(state.anchors)
+    if not cancelled and ctx.dense and not ctx.cfg.extend_beyond_contour:
+        beyond = [k for k in in_fov if k not in state.anchors
                   and not min(ctx.ref_slices) <= k <= max(ctx.ref_slices)]
         report["beyond_contour"] = {
             "slices": beyond,
@@ -231,30 +274,52 @@ def run_job(ctx: JobContext, ti: int, target: Volume | None) -> tuple[Volume, di
         cancelled = not ctx.progress.tick(
             f"{report['name']}: {len(beyond)} slices beyond the contour left empty", len(beyond))
     elif not cancelled:
-        cancelled = _walk(ctx, outcomes, proc_stack, in_fov, followup, report)
-    lab_proc = np.zeros(ctx.ref_lab.shape, dtype=ctx.ref_lab.dtype)
-    from oneshotsam.geometry import set_slice
+        cancelled = walk_gaps(ctx, state, plan_gaps(ctx.sg.n_slices, list(state.anchors),
+                                                    min(in_fov), max(in_fov)))
+    state.engine = copy.copy(ctx.engine)  # as trained for this job (the next job retrains)
+    return (*finish_job(ctx, state, cancelled, t0), state)
 
-    for k, o in outcomes.items():
-        set_slice(lab_proc, sg.array_axis, k, o.labels)
+
+def _prepare_engine(ctx: JobContext, state: JobState) -> bool:
+    """Train the engine for this job; returns cancelled."""
+    t = time.perf_counter()
+    ok = ctx.engine.prepare(ctx.ref_stack, state.proc_stack, state.seeds, ctx.ref_labels_by_slice,
+                            state.followup, lambda m: ctx.progress.tick(m, 0))
+    state.report["seconds_prepare"] = elapsed(t)
+    return not ok
+
+
+def job_volume(ctx: JobContext, state: JobState) -> Volume:
+    """The job's label volume in the target's own geometry (the reference's without a target)."""
+    from oneshotsam.geometry import resample_volume, same_grid, set_slice
+
+    lab_proc = np.zeros(ctx.ref_lab.shape, dtype=ctx.ref_lab.dtype)
+    for k, o in state.outcomes.items():
+        set_slice(lab_proc, ctx.sg.array_axis, k, o.labels)
     meta = dict(ctx.label_meta or {})
-    if followup:
-        if same_grid(target, reference) and align.transform is None:
-            out = lab_proc
-        else:
-            lv = Volume(lab_proc, reference.ijk_to_lps, "labels")
-            out = np.asarray(resample_volume(lv, target, align.inverse(), "nearest", 0).voxels)
-        vol = Volume(out.astype(ctx.ref_lab.dtype, copy=False), target.ijk_to_lps, target.name, meta)
-        if ctx.on_slice is not None:
-            emit_target_events(ti, vol, target, reference, align, sg, outcomes, cfg.axis,
-                               ctx.on_slice)
+    if not state.followup:
+        return Volume(lab_proc, ctx.reference.ijk_to_lps, ctx.reference.name, meta)
+    target, align = state.target, state.align
+    if same_grid(target, ctx.reference) and align.transform is None:
+        out = lab_proc
     else:
-        vol = Volume(lab_proc, reference.ijk_to_lps, reference.name, meta)
-        if ctx.on_slice is not None:
-            for k in sorted(outcomes):
-                if outcomes[k].status == "seed":
-                    emit_within(outcomes[k], ctx.on_slice, sg)
-    report.update(outcome_summary(outcomes))
+        lv = Volume(lab_proc, ctx.reference.ijk_to_lps, "labels")
+        out = np.asarray(resample_volume(lv, target, align.inverse(), "nearest", 0).voxels)
+    return Volume(out.astype(ctx.ref_lab.dtype, copy=False), target.ijk_to_lps, target.name, meta)
+
+
+def finish_job(ctx: JobContext, state: JobState, cancelled: bool,
+               t0: float) -> tuple[Volume, dict[str, Any], bool]:
+    """Label volume, report (per-slice scores, review queue) and events of a finished job."""
+    from oneshotsam.volume.confidence import review_queue
+
+    vol = job_volume(ctx, state)
+    if state.followup and ctx.on_slice is not None:
+        emit_target_events(state.index, vol, state.target, ctx.reference, state.align, ctx.sg,
+                           state.outcomes, ctx.cfg.axis, ctx.on_slice)
+    report = state.report
+    report.update(outcome_summary(state.outcomes))
+    report["review_queue"] = review_queue(state.outcomes)
     report["seconds"] = elapsed(t0)
     report["cancelled"] = bool(cancelled)
     return vol, report, cancelled
@@ -266,4 +331,5 @@ def emit_within(o: SliceOutcome, on_slice: Callable[[SliceEvent], None], sg) -> 
                         bool(o.flagged), {"status": o.status, **o.info}))
 
 
-__all__ = ["JobContext", "JobProgress", "run_job", "windowed", "outcome_summary", "emit_within"]
+__all__ = ["JobContext", "JobProgress", "JobState", "within_job", "followup_job", "walk_gaps",
+           "finish_job", "job_volume", "windowed", "outcome_summary", "emit_within"]

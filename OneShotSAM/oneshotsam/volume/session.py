@@ -8,18 +8,26 @@
 
 ``labels`` is the whole label volume as the user now has it: the reference
 volume's labels (``target_index=None``) or, for a follow-up, that target's labels in
-its own grid. ``corrected_slices`` become references (for a follow-up: references of
-that visit), ``erased_slices`` were emptied by the user (the structure ends there on
-that side), ``approved_slices`` are kept as they are. The result's report carries
-per slice a ``confidence`` in [0, 1] (lower = more likely wrong), the ``flagged`` state,
-and ``report["review_queue"]``: slice indices, most likely wrong first.
+its own grid. ``corrected_slices`` become anchors (for a follow-up: anchors of that
+visit), ``erased_slices`` were emptied by the user (the structure ends there on that
+side: nothing is drawn beyond unless another annotation lies beyond),
+``approved_slices`` are kept exactly as they are and bound later Updates.
 
-Numpy at import time.
+What an Update recomputes (:mod:`oneshotsam.volume.gaps`): anchors split the slices
+into gaps; only the gaps bounded by a corrected or erased slice are walked again,
+with the engine trained by the first run (no retraining); every other slice keeps
+its labels voxel for voxel, and the corrected slices are kept exactly. The result's
+report lists ``update.recomputed_slices``; per slice ``confidence`` (its order ranks
+how likely the slice is wrong), ``flagged``, and ``review_queue``
+(:mod:`oneshotsam.volume.confidence`). Numpy at import time.
 """
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+import copy
+import dataclasses
+import time
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -27,24 +35,12 @@ from oneshotsam.errors import OneShotError
 from oneshotsam.methods.base import OneShotMethod
 from oneshotsam.progress import ProgressFn, no_progress
 from oneshotsam.types import Volume
-from oneshotsam.volume.types import PropagationConfig, PropagationResult, SliceEvent
-
-
-def review_queue(per_slice: list[dict]) -> list[int]:
-    """Slice indices to review, most likely wrong first: flagged slices first, then by
-    ascending confidence (ties: lower index); annotated / approved seeds are left out."""
-    rows = [r for r in per_slice if r.get("status") != "seed"]
-    rows.sort(key=lambda r: (not r.get("flagged", False), float(r.get("confidence", 1.0)),
-                             int(r["slice"])))
-    return [int(r["slice"]) for r in rows]
-
-
-def _with_queue(result: PropagationResult) -> PropagationResult:
-    for job in result.report.get("targets", []):
-        job["review_queue"] = review_queue(job.get("per_slice", []))
-    jobs = result.report.get("targets", [])
-    result.report["review_queue"] = jobs[0]["review_queue"] if jobs else []
-    return result
+from oneshotsam.volume.chain import SliceOutcome
+from oneshotsam.volume.confidence import review_queue
+from oneshotsam.volume.gaps import gaps_touching, plan_gaps
+from oneshotsam.volume.jobs import (JobContext, JobProgress, JobState, emit_within, finish_job,
+                                    walk_gaps)
+from oneshotsam.volume.types import PropagationConfig, PropagationResult, SliceEvent, elapsed
 
 
 class PropagationSession:
@@ -56,42 +52,222 @@ class PropagationSession:
         self.reference, self.config = reference, config
         self.targets, self.method = list(targets), method
         self.result: PropagationResult | None = None
-        self._ref_labels: Volume | None = None
+        self.ctx: JobContext | None = None
+        self.states: list[JobState] = []
 
     def run(self, reference_labels: Volume, progress: ProgressFn = no_progress,
             on_slice: Callable[[SliceEvent], None] | None = None) -> PropagationResult:
-        """The first propagation (same as :func:`oneshotsam.volume.pipeline.propagate`)."""
-        from oneshotsam.volume.run import run_propagation
+        """The first propagation (as :func:`oneshotsam.volume.pipeline.propagate`); keeps its state."""
+        from oneshotsam.volume.pipeline import run_jobs, run_report, start
 
-        self._ref_labels = reference_labels
-        self.result = _with_queue(run_propagation(self.reference, reference_labels, self.targets,
-                                                  self.config, progress, on_slice, self.method))
+        t0 = time.perf_counter()
+        ctx = start(self.reference, reference_labels, self.targets, self.config, progress,
+                    on_slice, self.method)
+        volumes, reports, cancelled, states = run_jobs(ctx, self.targets)
+        self.ctx, self.states = ctx, states
+        self.result = PropagationResult(volumes, run_report(ctx, reports, cancelled, t0), cancelled)
         return self.result
 
     def update(self, labels: Volume, corrected_slices: Sequence[int],
                erased_slices: Sequence[int] = (), approved_slices: Sequence[int] = (),
                target_index: int | None = None, progress: ProgressFn = no_progress,
                on_slice: Callable[[SliceEvent], None] | None = None) -> PropagationResult:
-        """Propagate again after corrections (see the module docstring)."""
-        import dataclasses
+        """Propagate again after corrections (see the module docstring).
 
-        from oneshotsam.volume.run import run_propagation
-
-        if self.result is None or self._ref_labels is None:
-            raise OneShotError("update needs a first run: call session.run(reference_labels) first")
-        if target_index is not None:
-            raise OneShotError("follow-up corrections are not supported by this session yet")
-        prev = self.result.report["reference"]
-        refs = set(prev["reference_slices"]) | {int(k) for k in corrected_slices}
-        fixed = (set(prev["fixed_slices"]) | {int(k) for k in erased_slices}
-                 | {int(k) for k in approved_slices}) - refs
-        cfg = dataclasses.replace(self.config, reference_slices=tuple(sorted(refs)),
-                                  fixed_slices=tuple(sorted(fixed)))
-        res = run_propagation(self.reference, labels, self.targets, cfg, progress, on_slice,
-                              self.method)
-        self.config, self._ref_labels = cfg, labels
-        self.result = _with_queue(res)
+        Raises:
+            OneShotError: no finished first run, labels on another grid, a slice index
+                outside the volume, or ``target_index`` not a target of this session.
+        """
+        t0 = time.perf_counter()
+        if self.result is None or self.ctx is None or self.result.cancelled:
+            raise OneShotError("Update needs a finished first run: call session.run(reference_labels)")
+        if target_index is None and self.targets:
+            raise OneShotError("this session propagates onto follow-ups: pass target_index (the "
+                               "follow-up whose slices were corrected), or start a new run to change "
+                               "the reference annotation")
+        ti = 0 if target_index is None else int(target_index)
+        if not 0 <= ti < len(self.states):
+            raise OneShotError(f"target_index {target_index} is not a follow-up of this session "
+                               f"(0..{len(self.states) - 1})")
+        state = self.states[ti]
+        grid = state.target if state.followup else self.reference
+        edits = _Edits.read(labels, grid, self.ctx.cfg.axis, corrected_slices, erased_slices,
+                            approved_slices)
+        proc = _to_processing(self.ctx, state, edits)
+        changed = _set_anchors(state, proc)
+        todo = gaps_touching(plan_gaps(self.ctx.sg.n_slices, list(state.anchors),
+                                       min(state.in_fov), max(state.in_fov)), changed)
+        recomputed = sorted(k for g in todo for k in g.indices)
+        steps = sum(len(g.indices) * (2 if g.lo is not None and g.hi is not None else 1) for g in todo)
+        ctx = dataclasses.replace(self.ctx, progress=JobProgress(progress, max(steps, 1)),
+                                  on_slice=on_slice if not state.followup else None)
+        cancelled = walk_gaps(ctx, state, todo)
+        state.outcomes.update({k: state.anchors[k] for k in proc})
+        if on_slice is not None and not state.followup:
+            for k in sorted(proc):
+                emit_within(state.anchors[k], on_slice, ctx.sg)
+        before = self.result.label_volumes[ti]
+        state.report = copy.deepcopy(state.report)  # the previous result keeps its report
+        vol, rep, _ = finish_job(dataclasses.replace(ctx, on_slice=None), state, cancelled, t0)
+        if state.followup:
+            vol = _compose_followup(ctx, state, before, vol, edits, set(recomputed) | set(proc))
+            if on_slice is not None:
+                _emit_followup(ctx, state, vol, set(recomputed) | set(proc), on_slice)
+        rep["update"] = {"corrected_slices": sorted(edits.corrected), "erased_slices": sorted(edits.erased),
+                         "approved_slices": sorted(edits.approved),
+                         "recomputed_slices": recomputed, "seconds": elapsed(t0)}
+        rep["anchors"] = {str(k): o.info.get("kind", "seed") for k, o in sorted(state.anchors.items())}
+        self.result = _replace_job(self.result, ti, vol, rep, cancelled)
         return self.result
+
+
+@dataclasses.dataclass
+class _Edits:
+    """The user's edits in the grid of the volume they were made on."""
+
+    labels: np.ndarray
+    array_axis: int
+    corrected: set[int]
+    erased: set[int]
+    approved: set[int]
+
+    @classmethod
+    def read(cls, labels: Volume, grid: Volume, axis: str, corrected: Sequence[int],
+             erased: Sequence[int], approved: Sequence[int]) -> "_Edits":
+        from oneshotsam.geometry import get_slice, slice_geometry
+        from oneshotsam.volume.slices import check_label_grid
+
+        lab = check_label_grid(grid, labels)
+        sg = slice_geometry(grid, axis)
+        sets = [{int(k) for k in s} for s in (corrected, erased, approved)]
+        for name, s in zip(("corrected", "erased", "approved"), sets):
+            bad = sorted(k for k in s if not 0 <= k < sg.n_slices)
+            if bad:
+                raise OneShotError(f"{name} slice(s) {bad} outside the volume (0..{sg.n_slices - 1} "
+                                   f"along {axis})")
+        corr, era, appr = sets
+        both = sorted((corr | appr) & era)
+        if both:
+            raise OneShotError(f"slice(s) {both} are both erased and corrected/approved: say which")
+        empty = {k for k in corr if not np.any(get_slice(lab, sg.array_axis, k))}
+        return cls(lab, sg.array_axis, corr - empty, era | empty, appr - corr)
+
+
+def _to_processing(ctx: JobContext, state: JobState, edits: _Edits) -> dict[int, SliceOutcome]:
+    """The edited slices as anchors of the processing grid: ``{slice: outcome}``."""
+    from oneshotsam.geometry import get_slice
+
+    kinds = {**{k: "approved" for k in edits.approved}, **{k: "corrected" for k in edits.corrected},
+             **{k: "erased" for k in edits.erased}}
+    if not state.followup:
+        return {k: SliceOutcome(k, np.asarray(get_slice(edits.labels, edits.array_axis, k)), 1.0,
+                                False, "seed", None, {"kind": kind}) for k, kind in kinds.items()}
+    from oneshotsam.geometry import resample_volume
+
+    tgt = state.target
+    lab = Volume(edits.labels, tgt.ijk_to_lps, "labels")
+    if state.align.transform is None and _same(tgt, ctx.reference):
+        proc_lab = edits.labels
+    else:
+        proc_lab = np.asarray(resample_volume(lab, ctx.reference, state.align.transform, "nearest",
+                                              0).voxels)
+    t_of_p = _target_slice_of(ctx, state)
+    out = {}
+    for k in state.in_fov:
+        kind = kinds.get(t_of_p[k])
+        if kind is not None:
+            out[k] = SliceOutcome(k, np.asarray(get_slice(proc_lab, ctx.sg.array_axis, k)), 1.0, False,
+                                  "seed", None, {"kind": kind, "target_slice": int(t_of_p[k])})
+    if not out:
+        raise OneShotError("none of the edited follow-up slices lies inside the processed field "
+                           "of view")
+    return out
+
+
+def _same(a: Volume, b: Volume) -> bool:
+    from oneshotsam.geometry import same_grid
+
+    return bool(same_grid(a, b))
+
+
+def _target_slice_of(ctx: JobContext, state: JobState) -> list[int]:
+    """For each processing slice, the follow-up's slice (its own slicing) at the same position."""
+    from oneshotsam.geometry import ijk_to_lps_points, lps_to_ijk_points, slice_geometry
+
+    tsg = slice_geometry(state.target, ctx.cfg.axis)
+    shape_ijk = np.array(ctx.reference.shape_kji[::-1], dtype=np.float64)
+    c = 2 - ctx.sg.array_axis
+    centres = np.tile((shape_ijk - 1) / 2.0, (ctx.sg.n_slices, 1))
+    centres[:, c] = np.arange(ctx.sg.n_slices)
+    pts = ijk_to_lps_points(ctx.reference, centres)
+    if state.align.transform is not None:
+        pts = np.array([state.align.transform.TransformPoint(tuple(float(x) for x in p)) for p in pts])
+    tk = lps_to_ijk_points(state.target, pts)[:, 2 - tsg.array_axis]
+    return [int(np.clip(np.rint(x), 0, tsg.n_slices - 1)) for x in tk]
+
+
+def _set_anchors(state: JobState, proc: dict[int, SliceOutcome]) -> set[int]:
+    """Make the edited slices anchors; returns the anchors whose labels changed
+    (their gaps are recomputed). Approving a slice changes nothing around it."""
+    changed = set()
+    for k, o in proc.items():
+        old = state.anchors.get(k) or state.outcomes.get(k)
+        same = old is not None and np.array_equal(np.asarray(old.labels), np.asarray(o.labels))
+        if o.info["kind"] == "approved" and old is not None and not same:
+            o.info["kind"] = "corrected"  # approved after an edit: a correction
+        if o.info["kind"] != "approved" and (k not in state.anchors or not same):
+            changed.add(k)
+        state.anchors[k] = o
+    return changed
+
+
+def _compose_followup(ctx: JobContext, state: JobState, before: Volume, after: Volume, edits: _Edits,
+                      touched: set[int]) -> Volume:
+    """The follow-up's labels: the previous ones, with the target slices that lie on a
+    recomputed processing slice taken from ``after`` and the edited slices exactly as drawn."""
+    from oneshotsam.geometry import get_slice, set_slice, slice_geometry
+
+    tsg = slice_geometry(state.target, ctx.cfg.axis)
+    proc_of_t = _processing_slice_of_target(ctx, state, tsg)
+    out = np.array(before.voxels, copy=True)
+    for s in range(tsg.n_slices):
+        if s in edits.corrected or s in edits.erased or s in edits.approved:
+            set_slice(out, tsg.array_axis, s, get_slice(edits.labels, tsg.array_axis, s))
+        elif proc_of_t[s] in touched:
+            set_slice(out, tsg.array_axis, s, get_slice(np.asarray(after.voxels), tsg.array_axis, s))
+    return Volume(out, before.ijk_to_lps, before.name, dict(before.meta))
+
+
+def _processing_slice_of_target(ctx: JobContext, state: JobState, tsg) -> list[int]:
+    from oneshotsam.geometry import ijk_to_lps_points, lps_to_ijk_points
+
+    shape_ijk = np.array(state.target.shape_kji[::-1], dtype=np.float64)
+    c = 2 - tsg.array_axis
+    centres = np.tile((shape_ijk - 1) / 2.0, (tsg.n_slices, 1))
+    centres[:, c] = np.arange(tsg.n_slices)
+    ref_pts = state.align.target_to_reference_points(ijk_to_lps_points(state.target, centres))
+    ref_k = lps_to_ijk_points(ctx.reference, ref_pts)[:, 2 - ctx.sg.array_axis]
+    return [int(np.clip(np.rint(x), 0, ctx.sg.n_slices - 1)) for x in ref_k]
+
+
+def _emit_followup(ctx: JobContext, state: JobState, vol: Volume, touched: set[int],
+                   on_slice: Callable[[SliceEvent], None]) -> None:
+    from oneshotsam.volume.followup import emit_target_events
+
+    emit_target_events(state.index, vol, state.target, ctx.reference, state.align, ctx.sg,
+                       {k: state.outcomes[k] for k in touched if k in state.outcomes}, ctx.cfg.axis,
+                       on_slice)
+
+
+def _replace_job(result: PropagationResult, ti: int, vol: Volume, rep: dict[str, Any],
+                 cancelled: bool) -> PropagationResult:
+    volumes = list(result.label_volumes)
+    volumes[ti] = vol
+    report = copy.deepcopy({k: v for k, v in result.report.items() if k != "targets"})
+    report["targets"] = [rep if i == ti else r for i, r in enumerate(result.report["targets"])]
+    report["review_queue"] = list(report["targets"][0]["review_queue"])
+    report["cancelled"] = bool(cancelled)
+    return PropagationResult(volumes, report, bool(cancelled))
 
 
 __all__ = ["PropagationSession", "review_queue"]

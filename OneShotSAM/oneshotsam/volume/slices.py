@@ -77,21 +77,6 @@ def resolve_reference_slices(labels_kji: np.ndarray, array_axis: int, axis_name:
     return out
 
 
-def nearest_reference(positions_mm: np.ndarray, ref_indices: Sequence[int], index: int) -> int:
-    """The reference slice physically nearest to slice ``index`` (ties: lower index).
-
-    ``positions_mm`` is ``SliceGeometry.positions_mm`` (signed position of every
-    slice plane along the slicing normal), so non-uniform or flipped slice
-    orders are handled physically, not by index difference.
-    """
-    refs = sorted(int(r) for r in ref_indices)
-    if not refs:
-        raise OneShotError("no reference slice to choose from")
-    pos = np.asarray(positions_mm, dtype=np.float64)
-    d = np.abs(pos[refs] - pos[int(index)])
-    return refs[int(np.argmin(d))]
-
-
 def slice_image(windowed_kji: np.ndarray, array_axis: int, index: int,
                 spacing_rc_mm: tuple[float, float], name: str) -> tuple[Image2D, tuple[int, int]]:
     """The windowed slice as an :class:`Image2D` with square pixels.

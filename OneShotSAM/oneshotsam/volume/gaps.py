@@ -1,0 +1,158 @@
+"""Propagation between anchors: the slices of a volume split into gaps.
+
+Anchors are slices whose labels are known: annotated, approved, corrected or erased
+(empty) by the user, or predicted across visits for a follow-up. Sorted anchors
+split the other slices into GAPS: the slices strictly between two consecutive
+anchors, plus the two outer gaps (first anchor -> start of the volume, last
+anchor -> end). A gap depends on its two bounding anchors only, so after a
+correction only the gaps touching a changed anchor are recomputed and every other
+slice stays as it was (:class:`oneshotsam.volume.session.PropagationSession`).
+
+* outer gap: walked outward from its anchor with the absence rule
+  (:func:`oneshotsam.volume.chain.walk_runs`); an empty anchor (erased) leaves it
+  empty: the structure ended there;
+* inner gap between two non-empty anchors: walked from BOTH ends and the two
+  predictions fused per slice by signed-distance interpolation weighted by the
+  physical distance to each anchor (:func:`fuse_labels`); their disagreement is
+  kept per slice (``info["disagreement"]`` = 1 - Dice) for the review queue;
+* inner gap with one empty anchor: walked from the non-empty one only (the
+  structure ends at the empty slice; nothing is drawn beyond it).
+Numpy (and scipy.ndimage, lazily) only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Mapping
+
+import numpy as np
+
+from oneshotsam.volume.chain import Run, SliceOutcome, walk_runs
+
+
+@dataclass(frozen=True)
+class Gap:
+    """Slices strictly between anchors ``lo`` and ``hi`` (None = the volume's end), ascending."""
+
+    lo: int | None
+    hi: int | None
+    indices: tuple[int, ...]
+
+
+def plan_gaps(n_slices: int, anchors: list[int], first: int = 0, last: int | None = None) -> list[Gap]:
+    """The gaps of ``anchors`` over slices ``first..last`` (inclusive; default the whole volume)."""
+    last = n_slices - 1 if last is None else last
+    a = sorted(set(int(k) for k in anchors))
+    out = []
+    bounds = [None, *a, None]
+    for lo, hi in zip(bounds[:-1], bounds[1:]):
+        start = first if lo is None else lo + 1
+        stop = last if hi is None else hi - 1
+        ix = tuple(range(max(start, first), min(stop, last) + 1))
+        if ix and not (lo is None and hi is None):
+            out.append(Gap(lo, hi, ix))
+    return out
+
+
+def gaps_touching(gaps: list[Gap], changed: set[int]) -> list[Gap]:
+    """The gaps bounded by an anchor of ``changed``."""
+    return [g for g in gaps if g.lo in changed or g.hi in changed]
+
+
+def _sdf(mask: np.ndarray) -> np.ndarray:
+    """Signed distance in pixels: negative inside ``mask``, positive outside."""
+    from scipy import ndimage as ndi
+
+    if not mask.any():
+        return np.full(mask.shape, np.inf)
+    inside = ndi.distance_transform_edt(mask)
+    outside = ndi.distance_transform_edt(~mask)
+    return outside - inside
+
+
+def fuse_labels(a: np.ndarray, b: np.ndarray, w_a: float) -> np.ndarray:
+    """Per label value, interpolate the signed distance maps of ``a`` and ``b``
+    (weight ``w_a`` on ``a``, ``1 - w_a`` on ``b``) and keep pixels inside. A label
+    present on one side only shrinks towards the other by its equivalent radius
+    (a structure that ends between the two). Overlaps go to the lower-valued label."""
+    out = np.zeros_like(a)
+    values = sorted({int(v) for v in np.unique(a) if v} | {int(v) for v in np.unique(b) if v})
+    for v in values:
+        ma, mb = a == v, b == v
+        if not ma.any() and not mb.any():
+            continue
+        sa, sb = _sdf(ma), _sdf(mb)
+        for s, m, other in ((sa, ma, mb), (sb, mb, ma)):
+            if not m.any():
+                radius = np.sqrt(other.sum() / np.pi)
+                s[...] = radius + (_sdf(other) if other.any() else 0)
+        fused = w_a * sa + (1.0 - w_a) * sb
+        out[(fused <= 0) & (out == 0)] = v
+    return out
+
+
+def dice(a: np.ndarray, b: np.ndarray) -> float:
+    """Dice of the non-zero pixels (label-wise mean over values present in either); 1 for two empties."""
+    values = {int(v) for v in np.unique(a) if v} | {int(v) for v in np.unique(b) if v}
+    if not values:
+        return 1.0
+    return float(np.mean([2.0 * ((a == v) & (b == v)).sum() / max(1, (a == v).sum() + (b == v).sum())
+                          for v in values]))
+
+
+#: ``walk(run) -> (outcomes, cancelled)``: :func:`walk_runs` with the job's engine bound
+WalkFn = Callable[[Run, Mapping[int, SliceOutcome]], tuple[dict[int, SliceOutcome], bool]]
+
+
+def walk_gap(gap: Gap, anchors: Mapping[int, SliceOutcome], walk: WalkFn,
+             positions_mm: np.ndarray) -> tuple[dict[int, SliceOutcome], bool]:
+    """Predict every slice of ``gap`` (see the module docstring); returns (outcomes, cancelled)."""
+    ix = list(gap.indices)
+    full = {k: bool(np.any(anchors[k].labels)) for k in (gap.lo, gap.hi) if k is not None}
+    if not any(full.values()):
+        ref = anchors[gap.lo if gap.lo is not None else gap.hi].labels
+        why = "the slice at its end was erased: the structure ends there"
+        return {k: SliceOutcome(k, np.zeros_like(ref), 0.0, False, "stopped",
+                                gap.lo if gap.lo is not None else gap.hi, {"reason": why})
+                for k in ix}, False
+    sides = []
+    if full.get(gap.lo):
+        sides.append(Run(gap.lo, +1, ix))
+    if full.get(gap.hi):
+        sides.append(Run(gap.hi, -1, ix[::-1]))
+    walked = []
+    for run in sides:
+        out, cancelled = walk(run, anchors)
+        if cancelled:
+            return out, True
+        walked.append(out)
+    if len(walked) == 1:
+        one = walked[0]
+        for k in ix:  # slices after an erased end: the walk towards it stops there
+            one.setdefault(k, SliceOutcome(k, np.zeros_like(anchors[sides[0].seed].labels), 0.0,
+                                           False, "stopped", sides[0].seed, {"reason": "ended"}))
+        return one, False
+    return _fused(gap, walked[0], walked[1], positions_mm), False
+
+
+def _fused(gap: Gap, up: dict[int, SliceOutcome], down: dict[int, SliceOutcome],
+           positions_mm: np.ndarray) -> dict[int, SliceOutcome]:
+    pos = np.asarray(positions_mm, dtype=np.float64)
+    out = {}
+    for k in gap.indices:
+        a, b = up[k], down[k]
+        d_lo, d_hi = abs(pos[k] - pos[gap.lo]), abs(pos[gap.hi] - pos[k])
+        w_lo = d_hi / max(d_lo + d_hi, 1e-9)
+        labels = fuse_labels(np.asarray(a.labels), np.asarray(b.labels), w_lo)
+        agree = dice(np.asarray(a.labels), np.asarray(b.labels))
+        info = {"source": [int(gap.lo), int(gap.hi)], "weight_lo": round(float(w_lo), 4),
+                "disagreement": round(1.0 - agree, 4),
+                "from_lo": a.info, "from_hi": b.info}
+        conf = w_lo * a.confidence + (1.0 - w_lo) * b.confidence
+        status = "predicted" if labels.any() else "stopped"
+        out[k] = SliceOutcome(k, labels, float(conf), bool(a.flagged or b.flagged), status,
+                              int(gap.lo if w_lo >= 0.5 else gap.hi), info)
+    return out
+
+
+__all__ = ["Gap", "plan_gaps", "gaps_touching", "fuse_labels", "dice", "walk_gap"]
