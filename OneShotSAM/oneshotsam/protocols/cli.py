@@ -12,6 +12,7 @@ Importing this module costs argparse and the settings layer only.
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from pathlib import Path
 
@@ -29,6 +30,8 @@ PROTOCOLS = {
                      "elastix 3D", "oneshotsam.protocols.acdc:run_acdc_volumes"),
     "la": ("LA: one annotated slice (largest area) -> the volume with propagate, 3D Dice",
            "oneshotsam.protocols.la:run_la"),
+    "corrections": ("correction loop (docs/corrections.md)",
+                    "oneshotsam.protocols.corrections_cli:run"),
 }
 
 
@@ -55,6 +58,9 @@ def _common(p: argparse.ArgumentParser, peer: bool = True) -> None:
 def add_parsers(bsub: argparse._SubParsersAction) -> None:
     """Register the protocol subcommands on ``oneshotsam benchmark``."""
     for name, (text, _) in PROTOCOLS.items():
+        if name == "corrections":  # its own options: oneshotsam.protocols.corrections_cli
+            importlib.import_module("oneshotsam.protocols.corrections_cli").add_parser(bsub)
+            continue
         p = bsub.add_parser(name, help=text, description=text + ". See docs/benchmarks.md.")
         _common(p, peer=name != "la")
         if name.startswith("jsrt"):
@@ -130,6 +136,8 @@ def run(args: argparse.Namespace) -> int:
     from oneshotsam.protocols.runner import Runner
     from oneshotsam.writer import jsonable, write_json_atomic
 
+    if args.benchmark_name == "corrections":
+        return importlib.import_module("oneshotsam.protocols.corrections_cli").run(args)
     opts = options_from_args(args)
     opts.checkpoint = check_model_args(args.method, args.backend, args.checkpoint)
     dataset_dir(opts.data, {"jsrt": "jsrt", "acdc": "acdc", "la": "la"}[
