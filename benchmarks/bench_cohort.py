@@ -23,8 +23,21 @@ from pathlib import Path
 
 
 def _uptime() -> str:
-    with open("/proc/loadavg") as f:
+    with open("/proc/loadavg", encoding="utf-8") as f:
         return " ".join(f.read().split()[:3])
+
+
+def _machine() -> str:
+    """CPU model, usable cores and memory of this machine (for the figures' context)."""
+    model = "unknown CPU"
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            model = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), model)
+        with open("/proc/meminfo", encoding="utf-8") as f:
+            mem = int(next(ln.split()[1] for ln in f if ln.startswith("MemTotal"))) / 2 ** 20
+    except (OSError, StopIteration, ValueError):
+        mem = float("nan")
+    return f"{model}, {len(os.sched_getaffinity(0))} usable cores, {mem:.0f} GiB"
 
 
 def write_manifest(data: Path, n: int, work: Path) -> tuple[Path, list[str]]:
@@ -68,7 +81,8 @@ def main() -> int:
     work = Path(a.workdir)
     manifest, pids = write_manifest(Path(a.data).resolve(), a.patients, work)  # the manifest lives in WORK
     cli = [sys.executable, "-m", "oneshotsam.cli"]
-    res: dict = {"patients": pids, "runs": [], "cpus": os.cpu_count()}
+    res: dict = {"patients": pids, "runs": [], "cpus": os.cpu_count(), "machine": _machine()}
+    print(f"machine: {res['machine']}", flush=True)
     for w in a.workers:
         out = work / f"out-w{w}"
         if out.exists():
@@ -81,10 +95,14 @@ def main() -> int:
         row = {"workers": w, "seconds": round(sec, 1), "targets": n, "rc": rc,
                "targets_per_min": round(60 * n / sec, 2), "load_before": l0, "load_after": l1,
                "target_seconds": [t["seconds"] for t in summ["targets"]],
+               "target_cpu_seconds": [t["cpu_seconds"] for t in summ["targets"]],
                "dice": {t["patient"]: t["mean_dice"] for t in summ["targets"]}}
         res["runs"].append(row)
+        cpu = sorted(c for c in row["target_cpu_seconds"] if c is not None)
         print(f"workers {w}: {sec:.1f} s for {n} targets = {row['targets_per_min']} targets/min "
-              f"(load {l0} -> {l1}); rc {rc}", flush=True)
+              f"(load {l0} -> {l1}); rc {rc}; CPU-s per target "
+              + (f"median {cpu[len(cpu) // 2]:.1f}, range {cpu[0]:.1f}-{cpu[-1]:.1f}" if cpu else "none"),
+              flush=True)
     last = work / f"out-w{a.workers[-1]}"
     before = _files(last)
     sec, l0, l1, rc = _run(cli + ["cohort", str(manifest), "--output-dir", str(last), "--workers",

@@ -146,7 +146,6 @@ def run(args: argparse.Namespace) -> int:
     """``oneshotsam cohort``; 0 when every target is done, 2 when some failed, 130 on Ctrl-C."""
     from oneshotsam.cohort import execute
     from oneshotsam.cohort.manifest import read_manifest
-    from oneshotsam.cohort.summary import counts, write_summary
     from oneshotsam.errors import OneShotError
     from oneshotsam.volume.cli import config_from_args
 
@@ -167,7 +166,36 @@ def run(args: argparse.Namespace) -> int:
                                   device=args.device)
     _check_dicom_outputs(patients, args.output_format)
     identity = _check_patient_identity(patients, getattr(args, "allow_other_patient", False))
-    jobs, records = execute.plan(patients, cfg, args.output_dir, sys.argv[1:],
+    from oneshotsam.cohort import raylink
+    from oneshotsam.cohort.lock import OutputLock
+    from oneshotsam.cohort.preflight import check_ground_truth_grids
+
+    check_ground_truth_grids(patients)
+    out = Path(args.output_dir).expanduser().resolve()  # this machine's view, for every worker
+    if cfg.checkpoint and Path(cfg.checkpoint).expanduser().exists():
+        cfg = dataclasses.replace(cfg, checkpoint=str(Path(cfg.checkpoint).expanduser().resolve()))
+    with raylink.auth_mode_kept():
+        if args.address and not _ray_connected():
+            raylink.prepare_join(args.address)  # reachable, token: before anything is written
+        with OutputLock(out, sys.argv[1:]):
+            return _run_locked(args, patients, cfg, out, identity, (workers, how), t0)
+
+
+def _ray_connected() -> bool:
+    """Whether this process already holds a Ray connection (then that one is used)."""
+    ray = sys.modules.get("ray")
+    return bool(ray is not None and getattr(ray, "is_initialized", lambda: False)())
+
+
+def _run_locked(args: argparse.Namespace, patients: Any, cfg: Any, out: Path, identity: dict[str, Any],
+                workers_how: tuple[int, str], t0: float) -> int:
+    """Plan, run and summarise, holding the output folder's lock."""
+    from oneshotsam.cohort import execute
+    from oneshotsam.cohort.preflight import check_listed_files
+    from oneshotsam.cohort.summary import counts, write_summary
+
+    workers, how = workers_how
+    jobs, records = execute.plan(patients, cfg, out, sys.argv[1:],
                                  {"rois": args.roi, "output_formats": args.output_format})
     in_process = args.address is None and workers == 1
     mode = ("in-process" if in_process else
@@ -179,7 +207,7 @@ def run(args: argparse.Namespace) -> int:
               + (f" ({how})" if jobs and not in_process and not args.address else ""),
               file=sys.stderr, flush=True)
     prog = _Progress(records, len(patients), len(patients) - len(jobs), args.quiet)
-    run_info = {"manifest": str(args.manifest), "output_dir": str(args.output_dir),
+    run_info = {"manifest": str(Path(args.manifest).resolve()), "output_dir": str(out),
                 "settings": execute.settings_of(cfg), "mode": mode, "workers": workers,
                 "address": args.address, "max_retries": args.max_retries, "argv": sys.argv[1:],
                 "patient_identity": identity}
@@ -196,8 +224,9 @@ def run(args: argparse.Namespace) -> int:
         prog.close()
         execute.reconcile(jobs, records)
         rows = list(records.values())
+        check_listed_files(rows)  # every file the summary names exists here
         run_info.update(seconds=round(time.perf_counter() - t0, 2), interrupted=interrupted)
-        p_csv, p_json = write_summary(args.output_dir, rows, run_info)
+        p_csv, p_json = write_summary(out, rows, run_info)
     c = counts(rows)
     if not args.quiet or interrupted:
         print(", ".join(f"{n} {s}" for s, n in sorted(c.items())) + f" in {run_info['seconds']:.1f} s",

@@ -56,7 +56,7 @@ def default_workers() -> tuple[int, str]:
         cpus = os.cpu_count() or 1
     mem_gib = None
     try:
-        with open("/proc/meminfo") as f:
+        with open("/proc/meminfo", encoding="utf-8") as f:
             for line in f:
                 if line.startswith("MemAvailable:"):
                     mem_gib = int(line.split()[1]) / 2 ** 20
@@ -83,7 +83,7 @@ def plan(patients: Sequence[PatientPlan], config: Any, output_dir: str | Path,
 
     ``labels_io``: ``{"rois": [...] | None, "output_formats": [...] | None}`` (DICOM RT
     input and output; part of every target's key)."""
-    out = Path(output_dir)
+    out = Path(output_dir).expanduser().resolve()  # absolute on this machine, for every worker
     cache = DigestCache(out / ".cohort-digests.json")
     io = {k: (tuple(v) if v else None) for k, v in (labels_io or {}).items()}
     settings = {**settings_of(config), **{k: v for k, v in io.items() if v}}
@@ -158,35 +158,47 @@ def _import_ray():
 
 
 def start_ray(opts: RayOptions) -> tuple[Any, bool]:
-    """(ray module, whether this call started Ray). An already initialised Ray is used as is."""
+    """(ray module, whether this call started Ray).
+
+    Without ``opts.address``: a private local cluster (``address="local"``), never one that
+    ``RAY_ADDRESS`` or ``/tmp/ray/ray_current_cluster`` names. With it: exactly that cluster
+    (token authentication handled by :func:`.raylink.prepare_join`). A Ray already
+    initialised in this process is used as is; with ``opts.address`` it must be that cluster."""
+    from oneshotsam.cohort import raylink
+
     ray = _import_ray()
     if ray.is_initialized():
+        if opts.address and not raylink.same_cluster(ray, opts.address):
+            raise OneShotError(
+                f"this process is already connected to the Ray cluster at "
+                f"{ray.get_runtime_context().gcs_address}, not to --address {opts.address}: "
+                "call ray.shutdown() first, or leave out --address to use the connected one")
         return ray, False
     kw: dict[str, Any] = {"logging_level": "WARNING", "log_to_driver": True}
+    if opts.address:
+        raylink.prepare_join(opts.address)
+        try:
+            ray.init(address=opts.address, **kw)
+        except Exception as exc:  # Ray raises several kinds here
+            raise OneShotError(
+                f"could not join the Ray cluster at {opts.address}: {str(exc).strip()[:300]} (check "
+                f"that its head runs: `ray status --address {opts.address}` there; this machine needs "
+                "the same Ray and Python versions as the cluster)") from None
+        return ray, True
     try:
         for attempt in range(3):  # a loaded machine can miss Ray's fixed 30 s node start-up wait
             try:
-                _init(ray, opts, kw)
+                raylink.init_local(ray, int(opts.workers or 1), kw)
                 break
             except Exception as exc:
-                if opts.address or attempt == 2 or "timed out during startup" not in str(exc):
+                if attempt == 2 or "timed out during startup" not in str(exc):
                     raise
                 ray.shutdown()
     except Exception as exc:  # Ray raises several kinds here
-        where = f"join the Ray cluster at {opts.address}" if opts.address else "start a local Ray"
-        raise OneShotError(f"could not {where}: {str(exc).strip()[:300]} (rerun; on an overloaded "
-                           "machine use fewer --workers, or --workers 1 to run without Ray)") from None
+        raise OneShotError(f"could not start a local Ray: {str(exc).strip()[:300]} (rerun; on an "
+                           "overloaded machine use fewer --workers, or --workers 1 to run without "
+                           "Ray)") from None
     return ray, True
-
-
-def _init(ray, opts: RayOptions, kw: dict[str, Any]) -> None:
-    if opts.address:
-        ray.init(address=opts.address, **kw)
-    else:
-        # worker_niceness 0: workers run at this command's priority (Ray's default, +15,
-        # starves them on a shared machine; run the command under `nice` to be polite)
-        ray.init(num_cpus=int(opts.workers or 1), include_dashboard=False,
-                 _system_config={"worker_niceness": 0}, **kw)
 
 
 def _crash_text(exc: BaseException, retries: int) -> str:

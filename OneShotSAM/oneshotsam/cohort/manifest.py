@@ -26,6 +26,9 @@ OPTIONAL_COLUMNS = ("ground_truth",)
 #: patient and visit names become folder and file names: letters, digits, ``._-`` and
 #: spaces, not starting with a dot.
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9_\-][A-Za-z0-9_.\- ]*$")
+#: files of the cohort folder itself: no patient folder may take their names (compared
+#: ignoring case, as a case-insensitive file system would)
+RESERVED_PATIENT_NAMES = ("summary.csv", "summary.json")
 
 
 @dataclass(frozen=True)
@@ -86,6 +89,9 @@ def _row_errors(v: Visit, base: Path) -> list[str]:
             errs.append(f"row {v.row}: empty {what}")
         elif not _SAFE_NAME.match(name):
             errs.append(f"row {v.row}: {what} {name!r} cannot be a file name (use letters, digits, . _ -)")
+        elif what == "patient" and name.lower() in RESERVED_PATIENT_NAMES:
+            errs.append(f"row {v.row}: patient {name!r} would collide with the cohort's own "
+                        f"OUT/{name.lower()}; rename the patient")
     if not v.image:
         errs.append(f"row {v.row}: empty image")
     for what, p in (("image", v.image), ("labels", v.labels), ("ground_truth", v.ground_truth)):
@@ -146,4 +152,5 @@ def read_manifest(path: str | Path) -> list[PatientPlan]:
     return plans
 
 
-__all__ = ["Visit", "PatientPlan", "read_manifest", "REQUIRED_COLUMNS", "OPTIONAL_COLUMNS"]
+__all__ = ["Visit", "PatientPlan", "read_manifest", "REQUIRED_COLUMNS", "OPTIONAL_COLUMNS",
+           "RESERVED_PATIENT_NAMES"]

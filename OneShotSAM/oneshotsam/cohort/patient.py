@@ -75,7 +75,7 @@ def record_from_report(v: Visit, report: dict[str, Any], status: str) -> dict[st
                        segmentation=out.get("segmentation")
                        or (out.get("files") or {}).get("seg-nrrd", ""),
                        report=c.get("report_path", ""),
-                       pid=c.get("pid"))
+                       pid=c.get("pid"), host=c.get("host"))
 
 
 def _scores(result, gt_path: str | None, label_values: list[int]) -> tuple[dict[str, float], float | None]:

@@ -48,7 +48,7 @@ class DigestCache:
     def __init__(self, path: Path) -> None:
         self.path = path
         try:
-            self.known: dict[str, str] = dict(json.loads(path.read_text()))
+            self.known: dict[str, str] = dict(json.loads(path.read_text(encoding="utf-8")))
         except (OSError, ValueError, TypeError):
             self.known = {}
         self.dirty = False
@@ -92,15 +92,33 @@ def load_complete(patient_dir: Path, visit: str, key: str) -> dict[str, Any] | N
     """The target's report when it is complete for ``key`` (see module doc), else None."""
     p = report_path(patient_dir, visit)
     try:
-        rep = json.loads(p.read_text())
+        rep = json.loads(p.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    if rep.get("cohort", {}).get("key") != key:
+    if not isinstance(rep, dict) or (rep.get("cohort") or {}).get("key") != key:
         return None
-    outs = rep.get("outputs") or []
-    if not outs or not all(Path(q).is_file() for o in outs for q in _output_files(o)):
+    outs = [_rebased(o, patient_dir) for o in rep.get("outputs") or []]
+    if not outs or not all(q and Path(q).is_file() for o in outs for q in _output_files(o)):
         return None
+    rep["outputs"] = outs
+    rep["cohort"] = dict(rep["cohort"], report_path=str(p))
     return rep
+
+
+def _rebased(o: dict[str, Any], patient_dir: Path) -> dict[str, Any]:
+    """One ``outputs`` entry with its files named in ``patient_dir`` (where
+    :func:`commit_outputs` puts them): neither the folder the command runs from nor a
+    moved output folder matters."""
+    def here(q: Any) -> str:
+        return str(patient_dir / Path(str(q)).name) if q else ""
+
+    moved = dict(o)
+    for k in ("labels", "segmentation"):
+        if k in o:
+            moved[k] = here(o[k])
+    if o.get("files"):
+        moved["files"] = {f: here(q) for f, q in dict(o["files"]).items()}
+    return moved
 
 
 def _output_files(o: dict[str, Any]) -> list[str]:
@@ -132,7 +150,7 @@ def write_text_atomic(path: Path, text: str) -> Path:
     """Write ``text`` to a temporary name beside ``path``, then rename it into place."""
     from oneshotsam.fileformats import atomic_write
 
-    return atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+    return atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
 
 
 def write_json_atomic(path: Path, data: Any) -> Path:
