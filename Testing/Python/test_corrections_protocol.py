@@ -237,3 +237,23 @@ def test_a_correction_beyond_the_gap_recovers_the_second_ball(order):
     assert out["dice"][1] > 0.95 > out["dice"][0] and out["noc90"] == 1 and out["reached90"]
     assert out["not_kept"] == 0 and out["erased"][0] is False and len(out["dice"]) == 3
     assert len(out["update_wall"]) == len(out["erased"]) == sum(k is not None for k in out["slices"])
+
+
+def test_one_case_through_both_orders_the_peer_and_the_printed_tables():
+    from oneshotsam.protocols.corrections import run_case
+    from oneshotsam.protocols.corrections_report import bars, format_corrections, summarise
+
+    case = _gap_case()
+    cfg = PropagationConfig(method="bright-test", propagation="chain", window="0,1")
+    row = run_case(case, cfg, "rerun", 2, method=BrightMethod())
+    assert row["extent"] == [4, 19] and row["annotated_slice"] == 8
+    assert row["beyond"]["slices"] == 0 and row["orders"]["oracle"]["slices"][0] == 18
+    # the peer: slice 8 alone, then the two ends 4 and 19, then 4, 12 and 19
+    assert row["peer"]["slices"] == [[8], [4, 19], [4, 12, 19]]
+    assert row["peer"]["dice"][0] == pytest.approx(2 * 113 / (113 + int(case.truth.sum())))
+    summary = summarise([row], 2)
+    assert summary["la"]["cases"] == 1 and summary["la"]["queue"]["not_kept"] == 0
+    text = format_corrections({"rows": [row], "summary": summary, "steps": 2, "update_engine": "rerun"})
+    assert "two" in text and "Fill between slices" in text
+    figures = {b[0]: b for b in bars(summary, 2)}
+    assert figures["LA queue order, mean Dice after 4 corrections >= 0.9"][2] == "-"  # K = 2 only

@@ -217,11 +217,12 @@ def peer_curve(case: Case, n_max: int, values, names) -> dict[str, Any]:
     return {"slices": slices, "dice": dices}
 
 
-def run_case(case: Case, r: Runner, engine: str, steps: int) -> dict[str, Any]:
-    """Step 0, both orders, the peer and the review scores of one case."""
-    cfg = r.volume_config()
+def run_case(case: Case, cfg, engine: str, steps: int, method=None) -> dict[str, Any]:
+    """Step 0, both orders, the peer and the review scores of one case (``cfg``: the
+    :class:`~oneshotsam.volume.types.PropagationConfig`; ``method``: a ready 2D method or
+    None for the configured one)."""
     targets = [case.target] if case.target is not None else []
-    make = lambda: open_session(engine, case.reference, cfg, targets)  # noqa: E731
+    make = lambda: open_session(engine, case.reference, cfg, targets, method)  # noqa: E731
     session = make()
     with Clock() as c0:
         res0 = session.run(case.start)
@@ -260,8 +261,10 @@ def row_start(case: Case) -> int:
     return loop.extent(np.asarray(case.start.voxels), case.axis)[0]
 
 
-def run_corrections(r: Runner, echo: Callable[[str], None] = print) -> dict[str, Any]:
-    """The ``corrections`` protocol (module docstring); prints the tables, returns the results."""
+def run_corrections(r: Runner, echo: Callable[[str], None] = print,
+                    on_row: Callable[[list[dict[str, Any]]], None] | None = None) -> dict[str, Any]:
+    """The ``corrections`` protocol (module docstring); prints the tables, returns the
+    results. ``on_row(rows)`` is called after each case (partial results)."""
     from oneshotsam.protocols.corrections_report import format_corrections, summarise
     from oneshotsam.protocols.runner import environment
 
@@ -280,7 +283,9 @@ def run_corrections(r: Runner, echo: Callable[[str], None] = print) -> dict[str,
     rows = []
     for i, (kind, name, split, paths) in enumerate(plan):
         r.say(f"{kind} {name}: step 0 and {o.steps} corrections x {len(ORDERS)} orders", i, len(plan))
-        rows.append(run_case(load_case(kind, name, split, paths), r, engine, o.steps))
+        rows.append(run_case(load_case(kind, name, split, paths), r.volume_config(), engine, o.steps))
+        if on_row is not None:
+            on_row(rows)
     result = {"protocol": "corrections", "update_engine": engine, "steps": o.steps, "split": o.split,
               "rows": rows, "summary": summarise(rows, o.steps), "settings": r.settings(),
               "environment": environment()}

@@ -101,11 +101,18 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     torch.set_num_threads(opts.threads)
-    result = run_corrections(Runner(opts), lambda s: print(s, flush=True))
+    partial = Path(str(args.json) + ".partial") if args.json else None
+
+    def keep(rows):  # the cases done so far, in case the run is stopped
+        write_json_atomic(jsonable({"protocol": "corrections", "partial": True, "rows": rows}), partial)
+
+    result = run_corrections(Runner(opts), lambda s: print(s, flush=True),
+                             keep if partial is not None else None)
     result["argv"] = list(sys.argv[1:])
     result["threads"] = opts.threads
     if args.json:
         write_json_atomic(jsonable(result), Path(args.json))
+        partial.unlink(missing_ok=True)
     return 0
 
 
