@@ -271,8 +271,9 @@ class RunController:
     def save(self, output_dir: Path, stem: str | None = None) -> list[Path]:
         """Write every output segmentation of the last run (UI thread).
 
-        ``<stem>.seg.nrrd`` and ``<stem>.nii.gz`` per output segmentation (stem:
-        the volume's name) and ``report.json``; returns the written paths.
+        ``<stem>_oneshotsam.seg.nrrd`` and ``<stem>_oneshotsam.nii.gz`` per output
+        segmentation (stem: the volume's name; :func:`oneshotsam.writer.output_stem`) and
+        ``report.json``, never over a file the app loaded; returns the written paths.
         """
         if self.status.running:
             raise OneShotError("wait for the run to finish (or Cancel) before saving")
@@ -286,12 +287,15 @@ class RunController:
         if record and record.get("mode") != "self":
             items = [(self.scene.GetNodeByID(o["segmentation"]), self.scene.GetNodeByID(o["volume"]),
                       list(o["segment_ids"])) for o in record["outputs"]] + items
+        from oneshotsam.writer import check_not_inputs, output_stem
+
+        items = [(s, v, ids, output_stem(_safe_stem(stem if (stem and s is seg) else v.GetName())))
+                 for s, v, ids in items if s is not None and v is not None and ids]
+        check_not_inputs([output_dir / f"{n}{suf}" for *_, n in items for suf in (".seg.nrrd", ".nii.gz")]
+                         + [output_dir / "report.json"], _files_loaded(self.scene))
         output_dir.mkdir(parents=True, exist_ok=True)
         written: list[Path] = []
-        for seg_node, vol_node, ids in items:
-            if seg_node is None or vol_node is None or not ids:
-                continue
-            name = _safe_stem(stem if (stem and seg_node is seg) else vol_node.GetName())
+        for seg_node, vol_node, ids, name in items:
             written += write_segmentation(seg_node, vol_node, ids, output_dir, name)
         report = {"run_record": record, "settings": _settings_dict(node),
                   "engine": self.last_outcome.report if self.last_outcome else None,
@@ -332,6 +336,15 @@ def _settings_dict(node: Any) -> dict[str, Any]:
     return {k: (list(v) if isinstance(v, tuple) else v) for k, v in s.__dict__.items()}
 
 
+def _files_loaded(scene: Any) -> list[str]:
+    """Every file the scene's storage nodes read (Save never writes over one)."""
+    out = []
+    for n in range(scene.GetNumberOfNodesByClass("vtkMRMLStorageNode")):
+        st = scene.GetNthNodeByClass(n, "vtkMRMLStorageNode")
+        out += [st.GetFileName() or ""] + [st.GetNthFileName(k) for k in range(st.GetNumberOfFileNames())]
+    return [f for f in out if f]
+
+
 def _safe_stem(name: str) -> str:
     from oneshotsam.medio import path_stem
 
@@ -344,7 +357,7 @@ def _atomic_write_text(path: Path, text: str) -> Path:
     """``text`` to a temporary name beside ``path``, then renamed (the engine's writer)."""
     from oneshotsam.fileformats import atomic_write
 
-    return atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+    return atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
 
 
 def write_segmentation(seg_node: Any, volume_node: Any, segment_ids: list[str], output_dir: Path,

@@ -197,7 +197,7 @@ def run_benchmark(dataset: str, method_name: str, data_root: str | Path, *,
     if out_dir is not None:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        (out / f"{ds}_{method_name}.json").write_text(json.dumps(summary, indent=1))
+        (out / f"{ds}_{method_name}.json").write_text(json.dumps(summary, indent=1), encoding="utf-8")
     return summary
 
 

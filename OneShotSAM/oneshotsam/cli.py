@@ -210,11 +210,34 @@ def _error_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
+#: options whose value may start with "-": a window below zero, ``--window -160,240``
+SIGNED_VALUE_OPTIONS = ("--window",)
+
+
+def join_signed_values(argv: Sequence[str]) -> list[str]:
+    """``--window -160,240`` -> ``--window=-160,240`` (argparse would read ``-160,240`` as an
+    unknown option); every option of :data:`SIGNED_VALUE_OPTIONS`, any subcommand."""
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        a = str(argv[i])
+        if a == "--":
+            return out + [str(x) for x in argv[i:]]
+        nxt = str(argv[i + 1]) if i + 1 < len(argv) else ""
+        if a in SIGNED_VALUE_OPTIONS and len(nxt) > 1 and nxt[0] == "-" and (nxt[1].isdigit() or nxt[1] == "."):
+            out.append(f"{a}={nxt}")
+            i += 2
+            continue
+        out.append(a)
+        i += 1
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``oneshotsam`` console script; returns the exit status."""
     from oneshotsam.errors import OneShotError
     parser = build_parser()
-    args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
+    args = parser.parse_args(join_signed_values(list(sys.argv[1:] if argv is None else argv)))
     debug = bool(getattr(args, "debug", False))
     try:
         return int(_handler(args)(args) or 0)

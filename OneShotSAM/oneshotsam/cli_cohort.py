@@ -25,8 +25,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "cohort", help="propagate every patient of a manifest (resumable; Ray for parallel runs)",
         description="Each manifest row is a visit (columns patient,visit,image,labels"
                     "[,ground_truth]); the row with labels is the patient's reference, the others "
-                    "its targets in file order. Writes OUT/<patient>/<visit>.nii.gz (target's "
-                    "format family), .seg.nrrd and .report.json per target, and OUT/summary.csv "
+                    "its targets in file order. Writes OUT/<patient>/<visit>_oneshotsam.nii.gz "
+                    "(target's format family), .seg.nrrd and <visit>.report.json per target, and "
+                    "OUT/summary.csv "
                     "and summary.json. A rerun skips targets whose inputs and settings are "
                     "unchanged. See docs/cohort.md.")
     p.add_argument("manifest", metavar="MANIFEST.csv")
@@ -172,6 +173,7 @@ def run(args: argparse.Namespace) -> int:
 
     check_ground_truth_grids(patients)
     out = Path(args.output_dir).expanduser().resolve()  # this machine's view, for every worker
+    _check_no_input_replaced(patients, out, args.output_format, args.manifest)
     if cfg.checkpoint and Path(cfg.checkpoint).expanduser().exists():
         cfg = dataclasses.replace(cfg, checkpoint=str(Path(cfg.checkpoint).expanduser().resolve()))
     with raylink.auth_mode_kept():
@@ -179,6 +181,24 @@ def run(args: argparse.Namespace) -> int:
             raylink.prepare_join(args.address)  # reachable, token: before anything is written
         with OutputLock(out, sys.argv[1:]):
             return _run_locked(args, patients, cfg, out, identity, (workers, how), t0)
+
+
+def _check_no_input_replaced(patients: Any, out: Path, formats: Any, manifest: str) -> None:
+    """Refuse, before anything runs, a cohort whose outputs (labels, reports, summaries)
+    would replace a manifest input or the manifest (:func:`oneshotsam.writer.check_not_inputs`)."""
+    from oneshotsam.cohort.patient import _output_name
+    from oneshotsam.cohort.state import report_path
+    from oneshotsam.volume.outputs import planned_files
+    from oneshotsam.writer import check_not_inputs
+
+    outputs, inputs = [out / "summary.csv", out / "summary.json"], [manifest]
+    for p in patients:
+        inputs += [v for v in (p.reference.image, p.reference.labels) if v]
+        for t in p.targets:
+            inputs += [v for v in (t.image, t.ground_truth) if v]
+            outputs += planned_files(out / p.patient, [_output_name(t.visit, t.image)], formats)[:-1]
+            outputs.append(report_path(out / p.patient, t.visit))
+    check_not_inputs(outputs, inputs)
 
 
 def _ray_connected() -> bool:

@@ -11,9 +11,10 @@ Order of work (so that nothing is written half-way):
    each file into ``--output-dir`` (``os.replace``, atomic per file). Any error
    or Ctrl-C before step 4 ends leaves ``--output-dir`` untouched.
 
-Outputs: ``<target stem><format-family suffix>`` per target (PNG for PNG/JPG
-inputs, else the input's format, with its geometry; volumes written back as
-volumes) with the reference's label values, and ``report.json``.
+Outputs: ``<target stem>_oneshotsam<format-family suffix>`` per target (PNG for
+PNG/JPG inputs, else the input's format, with its geometry; volumes written back
+as volumes) with the reference's label values, and ``report.json``; never over a
+file the run read (checked before the work).
 """
 
 from __future__ import annotations
@@ -32,7 +33,8 @@ from oneshotsam.errors import OneShotError
 from oneshotsam.methods.base import RunResult
 from oneshotsam.progress import ConsoleProgress
 from oneshotsam.settings import check_device, check_method_overrides, parse_overrides
-from oneshotsam.writer import check_output_dir, jsonable, staged_output, write_json_atomic
+from oneshotsam.writer import (check_not_inputs, check_output_dir, jsonable, staged_output,
+                               write_json_atomic)
 
 __all__ = ["run", "parse_overrides", "check_model_args", "jsonable", "write_json_atomic",
            "write_outputs"]
@@ -166,6 +168,20 @@ def write_outputs(sources: list[Source], run: RunResult, ref: Reference, tmp: Pa
     return entries
 
 
+def planned_files(out: Path, sources: list[Source], formats: tuple[str, ...] | None,
+                  json_path: str | None) -> list[Path]:
+    """Every file :func:`run` will write (label files, ``report.json``, ``--json``)."""
+    from oneshotsam.label_outputs import output_file_names
+    from oneshotsam.medio import split_suffix
+
+    files = [out / REPORT_NAME] + ([Path(json_path)] if json_path else [])
+    for src in sources:
+        names = (output_file_names(split_suffix(src.output_name)[0], formats).values()
+                 if formats and src.kind == "volume" else [src.output_name])
+        files += [out / n for n in names]
+    return files
+
+
 # ----------------------------------------------------------------------------- command
 def run(args: argparse.Namespace) -> int:
     """Run ``oneshotsam segment`` (see the module docstring); returns the exit status."""
@@ -215,6 +231,8 @@ def run(args: argparse.Namespace) -> int:
         check_labels_fit(ref.values, src.output_name)
     if REPORT_NAME in names:
         raise OneShotError(f"a target would be written as {REPORT_NAME}: rename it")
+    check_not_inputs(planned_files(out, sources, formats or None, args.json),
+                     [Path(args.reference_image), Path(args.reference_mask), *target_paths])
     if ref.lost_contours:
         from oneshotsam.dicom_rt import lost_contours_text
 

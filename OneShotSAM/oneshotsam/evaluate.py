@@ -11,8 +11,12 @@ Conventions:
   over classes, then over images). Per-label means average over cases.
 * Files are paired by stem (``a.nii.gz`` with ``a.png``...); when a stem has
   no exact partner, one trailing tag among ``_label(s)``, ``_mask``, ``_seg``,
-  ``_gt``, ``_image``, ``_img``, ``_pred`` is ignored on both sides
-  (``patient001_ED_label.nii.gz`` pairs with ``patient001_ED.nii.gz``).
+  ``_gt``, ``_image``, ``_img``, ``_pred``, ``_oneshotsam`` is ignored on both sides
+  (``patient001_ED_label.nii.gz`` pairs with ``patient001_ED.nii.gz``, the output
+  ``case01_oneshotsam.png`` with ``case01.png``).
+* Predictions and ground truths must be label maps: a file with more distinct values
+  than a mask may hold (:data:`oneshotsam.cli_inputs.MAX_LABELS`, the rule of the
+  reference mask) or with non-integer values is an image given by mistake and refused.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ import numpy as np
 from oneshotsam import medio
 from oneshotsam.errors import OneShotError
 
-_TAG = re.compile(r"(_labels?|_mask|_seg|_gt|_image|_img|_pred)$", re.IGNORECASE)
+_TAG = re.compile(r"(_labels?|_mask|_seg|_gt|_image|_img|_pred|_oneshotsam)$", re.IGNORECASE)
 
 
 def _counts(pred: np.ndarray, gt: np.ndarray, value: int) -> tuple[int, int, int]:
@@ -167,8 +171,25 @@ def pair_by_stem(pred_paths: Sequence[Path], gt_paths: Sequence[Path]
     return sorted(pairs, key=lambda t: medio.path_stem(t[0])), preds, gts
 
 
-def _read_labels(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
-    """Label array and its ijk->LPS affine (None for 2D files)."""
+def check_label_map(a: np.ndarray, path: Path, role: str) -> np.ndarray:
+    """``a`` when it is a label map (integer values, at most ``MAX_LABELS`` classes);
+    refuses a grey image given as ``role`` ("prediction", "ground truth")."""
+    from oneshotsam.cli_inputs import MAX_LABELS
+
+    if not (np.issubdtype(a.dtype, np.integer) or a.dtype == bool):
+        if not np.all(np.isfinite(a)) or not np.array_equal(a, np.round(a)):
+            raise OneShotError(f"the {role} {path} holds non-integer values: it is an image, not a "
+                               "label map (0 = background, 1..N = classes)")
+    n = np.unique(a).size
+    if n > MAX_LABELS + 1:
+        raise OneShotError(f"the {role} {path} holds {n} distinct values: that looks like an image, "
+                           f"not a label map (0 = background, 1..N = classes); give the label files "
+                           f"(e.g. the *_oneshotsam.* outputs of segment / propagate)")
+    return a
+
+
+def _read_labels(path: Path, role: str = "prediction") -> tuple[np.ndarray, np.ndarray | None]:
+    """Label array and its ijk->LPS affine (None for 2D files); refuses images (:func:`check_label_map`)."""
     if medio.split_suffix(path)[1] in medio.IMAGE2D_SUFFIXES:
         raw = medio.read_label_image2d(path)  # palette PNG -> its indices
         a = np.asarray(raw.array)
@@ -176,9 +197,9 @@ def _read_labels(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
             if not (np.array_equal(a[..., 0], a[..., 1]) and np.array_equal(a[..., 0], a[..., 2])):
                 raise OneShotError(f"{path} is a colour image, not a label map: save labels as a grey PNG")
             a = a[..., 0]
-        return a, None
+        return check_label_map(a, path, role), None
     vol = medio.read_label_volume(path)
-    return np.asarray(vol.voxels), np.asarray(vol.ijk_to_lps)
+    return check_label_map(np.asarray(vol.voxels), path, role), np.asarray(vol.ijk_to_lps)
 
 
 def evaluate_pairs(pred_paths: str | Path | Sequence[str | Path], gt_paths: str | Path | Sequence[str | Path],
@@ -197,7 +218,7 @@ def evaluate_pairs(pred_paths: str | Path | Sequence[str | Path], gt_paths: str 
         raise OneShotError(
             f"no prediction pairs with a ground-truth file by name ({len(preds)} predictions, "
             f"{len(gts)} ground truths): name each prediction after its ground-truth file stem")
-    loaded = [(pp, gp, *_read_labels(pp), *_read_labels(gp)) for pp, gp in pairs]
+    loaded = [(pp, gp, *_read_labels(pp), *_read_labels(gp, "ground truth")) for pp, gp in pairs]
     if labels is None:
         values: set[int] = set()
         for *_, g, _ga in loaded:
@@ -240,6 +261,6 @@ def to_json(table: EvalTable, path: str | Path | None = None) -> str:
         out = Path(path)
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = out.with_name(f".{out.name}.tmp")
-        tmp.write_text(text)
+        tmp.write_text(text, encoding="utf-8")
         tmp.replace(out)
     return text

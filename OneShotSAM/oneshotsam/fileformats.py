@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import os
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 IMAGE2D_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 VOLUME_SUFFIXES = (".nii.gz", ".nii", ".seg.nrrd", ".nrrd", ".nhdr", ".mha", ".mhd", ".dcm")
@@ -52,6 +53,28 @@ def atomic_write(out_path: str | Path, write: Callable[[str], None]) -> Path:
     return out
 
 
+
+
+#: the locale categories :func:`keep_locale` saves and restores
+_LOCALE_CATEGORIES = ("LC_CTYPE", "LC_NUMERIC", "LC_TIME", "LC_COLLATE", "LC_MONETARY", "LC_MESSAGES")
+
+
+@contextmanager
+def keep_locale() -> Iterator[None]:
+    """The process locale as it was after the block: SimpleITK's DICOM writer (GDCM) leaves
+    it at ``C``, after which every ``open()`` without ``encoding=`` reads ASCII only."""
+    import locale
+
+    saved = [(c, locale.setlocale(c)) for c in (getattr(locale, n) for n in _LOCALE_CATEGORIES
+                                                if hasattr(locale, n))]
+    try:
+        yield
+    finally:
+        for cat, value in saved:
+            try:
+                locale.setlocale(cat, value)
+            except locale.Error:  # cannot happen for a value read back from setlocale
+                pass
 
 
 def segments_for(values: list[int], meta_segments: list[dict] | None = None) -> list[dict]:

@@ -21,7 +21,8 @@ from oneshotsam import geometry
 from oneshotsam.errors import OneShotError
 from oneshotsam.types import Volume
 from oneshotsam.fileformats import (IMAGE2D_SUFFIXES, LABEL_WRITE_SUFFIXES, VOLUME_SUFFIXES,
-                                    SEGMENT_PALETTE, atomic_write, path_stem, segments_for, split_suffix)
+                                    SEGMENT_PALETTE, atomic_write, keep_locale, path_stem, segments_for,
+                                    split_suffix)
 
 _FORMATS_TEXT = "PNG, JPG, BMP, TIFF, NIfTI (.nii/.nii.gz), NRRD (.nrrd/.seg.nrrd), MHA/MHD, DICOM"
 _FAMILY = {".png": ".png", ".jpg": ".png", ".jpeg": ".png", ".bmp": ".png", ".tif": ".png",
@@ -30,14 +31,15 @@ _FAMILY = {".png": ".png", ".jpg": ".png", ".jpeg": ".png", ".bmp": ".png", ".ti
 
 
 def output_name_for(input_path: str | Path) -> str:
-    """Output file name for a prediction on ``input_path``: its stem plus the
-    suffix of its format family (``.png`` for PNG/JPG/BMP/TIFF, ``.nii.gz`` for
-    NIfTI and DICOM, ``.nrrd``, ``.seg.nrrd``, ``.mha``)."""
+    """Output file name for a prediction on ``input_path``: its stem,
+    ``_oneshotsam`` (:func:`oneshotsam.writer.output_stem`, so never the input's own
+    name) and the suffix of its format family (``.png`` for PNG/JPG/BMP/TIFF,
+    ``.nii.gz`` for NIfTI and DICOM, ``.nrrd``, ``.seg.nrrd``, ``.mha``)."""
+    from oneshotsam.writer import output_stem
+
     p = Path(input_path)
-    if p.is_dir():
-        return p.name + ".nii.gz"
-    stem, suf = split_suffix(p)
-    return stem + _FAMILY.get(suf, ".nii.gz")
+    suf = ".nii.gz" if p.is_dir() else _FAMILY.get(split_suffix(p)[1], ".nii.gz")
+    return output_stem(p) + suf
 
 
 def supported_files(folder: str | Path, kinds: str = "all") -> list[Path]:
@@ -364,7 +366,41 @@ def write_label_image_like(labels2d: np.ndarray, like: RawImage2D, out_path: str
         img.SetOrigin(meta["origin"])
         img.SetSpacing(meta["spacing"])
         img.SetDirection(meta["direction"])
-    return atomic_write(out_path, lambda tmp: sitk.WriteImage(img, tmp, True))
+    return atomic_write(out_path, lambda tmp: _sitk_write(img, tmp))
+
+
+def _sitk_write(img: Any, path: str) -> None:
+    """``SimpleITK.WriteImage`` (compressed), the process locale kept (:func:`keep_locale`)."""
+    import SimpleITK as sitk
+
+    with keep_locale():
+        sitk.WriteImage(img, path, True)
+
+
+def write_dicom_series(vol: Volume, folder: str | Path, tags: dict[str, str]) -> list[Path]:
+    """One DICOM file per ``k`` slice of ``vol`` (``slice000.dcm``...; test data, examples),
+    each with ``tags`` (``{"gggg|eeee": text}``: modality, UIDs...) and its own position,
+    orientation and instance number; SOP instance UIDs ``<0020|000e>.2.<k>``. The process
+    locale is kept (GDCM's writer would leave it at ``C``)."""
+    import SimpleITK as sitk
+
+    img, out = geometry.volume_to_sitk(vol), Path(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    d, files = img.GetDirection(), []
+    writer = sitk.ImageFileWriter()
+    writer.KeepOriginalImageUIDOn()
+    for k in range(img.GetSize()[2]):
+        sl = img[:, :, k]
+        per = {"0020|0013": str(k + 1), "0008|0018": f"{tags.get('0020|000e', '1.2.3')}.2.{k}",
+               "0020|0037": "\\".join(str(v) for v in (d[0], d[3], d[6], d[1], d[4], d[7])),
+               "0020|0032": "\\".join(str(v) for v in img.TransformIndexToPhysicalPoint((0, 0, k)))}
+        for key, val in {**tags, **per}.items():
+            sl.SetMetaData(key, val)
+        files.append(out / f"slice{k:03d}.dcm")
+        writer.SetFileName(str(files[-1]))
+        with keep_locale():
+            writer.Execute(sl)
+    return files
 
 
 def write_label_volume(vol: Volume, out_path: str | Path) -> Path:
@@ -380,10 +416,8 @@ def write_label_volume(vol: Volume, out_path: str | Path) -> Path:
     lab = _as_labels(vol.voxels, f"label volume {vol.name!r}")
     if suf == ".seg.nrrd":
         return atomic_write(out_path, lambda tmp: _write_seg_nrrd(lab, vol, tmp))
-    import SimpleITK as sitk
-
     img = geometry.volume_to_sitk(Volume(lab, vol.ijk_to_lps))
-    return atomic_write(out_path, lambda tmp: sitk.WriteImage(img, tmp, True))
+    return atomic_write(out_path, lambda tmp: _sitk_write(img, tmp))
 
 
 def _write_seg_nrrd(lab: np.ndarray, vol: Volume, tmp: str) -> None:

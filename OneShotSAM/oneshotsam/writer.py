@@ -8,6 +8,12 @@ as it was. :func:`check_output_dir` refuses an output folder that cannot be
 written before any work starts; :func:`write_json_atomic` writes one JSON file
 (temp then rename); :func:`jsonable` makes reports JSON-safe.
 
+Output names: every label output is named ``<input stem>_oneshotsam<suffix>``
+(:func:`output_stem`, the one naming rule of every front end), so that no output
+is named like the file it was computed from; :func:`check_not_inputs` refuses,
+before any work, an output that would still land on a file the run read (paths
+resolved: symlinks, ``..``, hard links).
+
 Standard library and numpy only.
 """
 
@@ -20,7 +26,7 @@ import tempfile
 from contextlib import contextmanager
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 import numpy as np
 
@@ -64,6 +70,68 @@ def check_output_dir(out: Path, option: str = "--output-dir") -> None:
     anc = existing_ancestor(out)
     if not os.access(anc, os.W_OK):
         raise OneShotError(f"cannot write into {anc}: choose another {option}")
+
+
+#: what every label output's stem ends with (``fu.nii.gz`` -> ``fu_oneshotsam.nii.gz``)
+OUTPUT_TAG = "_oneshotsam"
+
+
+def output_stem(input_path: str | Path) -> str:
+    """The stem of the outputs computed from ``input_path`` (a file, a DICOM folder or a
+    bare name): its stem without the (double) suffix, plus :data:`OUTPUT_TAG`."""
+    from oneshotsam.fileformats import path_stem
+
+    p = Path(input_path)
+    return (p.name if p.is_dir() else path_stem(p)) + OUTPUT_TAG
+
+
+def _inode(path: str | Path) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:  # not there (yet)
+        return None
+    return st.st_dev, st.st_ino
+
+
+def check_not_inputs(outputs: Iterable[str | Path], inputs: Iterable[str | Path],
+                     option: str = "--output-dir") -> None:
+    """Refuse when an output path would replace a file the run reads.
+
+    An output replaces an input when both resolve to one real path (symlinks, ``..``)
+    or, where the output exists already, to one file (a hard link). A folder input (a
+    DICOM series) stands for every file in it. Cost: one ``realpath`` per path; the
+    files of a folder input are listed only when an output lies in that folder or an
+    existing output has several links.
+
+    Args:
+        outputs: every path the run will write (files, not folders).
+        inputs: every file or folder the run reads.
+        option: the option that chose the output folder, for the message.
+
+    Raises:
+        OneShotError: naming the output and the input, before anything is written.
+    """
+    outs = [Path(o) for o in outputs]
+    out_real = {os.path.realpath(o): o for o in outs}
+    out_dirs = {os.path.realpath(o.parent) for o in outs}
+    linked = {_inode(o) for o in outs if o.exists() and os.stat(o).st_nlink > 1} - {None}
+    read: dict[str, Path] = {}
+    for q in inputs:
+        p = Path(q)
+        if p.is_dir():
+            if linked or os.path.realpath(p) in out_dirs:
+                read.update((os.path.realpath(c), c) for c in p.iterdir() if c.is_file())
+        else:
+            read[os.path.realpath(p)] = p
+    hits = [(out_real[r], i) for r, i in read.items() if r in out_real]
+    if linked and not hits:
+        hits = [(o, i) for i in read.values() if _inode(i) in linked
+                for o in outs if _inode(o) == _inode(i)]
+    if hits:
+        o, i = hits[0]
+        raise OneShotError(
+            f"the output {o} would replace the input {i}: a run never writes over a file it "
+            f"read; choose another {option} (or rename the input)")
 
 
 def write_json_atomic(data: Any, path: Path) -> None:
@@ -117,4 +185,4 @@ def staged_output(out: str | Path, prefix: str = ".oneshotsam-") -> Iterator[Pat
 
 
 __all__ = ["jsonable", "check_output_dir", "write_json_atomic", "move_into", "staged_output",
-           "existing_ancestor"]
+           "existing_ancestor", "OUTPUT_TAG", "output_stem", "check_not_inputs"]

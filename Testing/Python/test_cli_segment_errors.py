@@ -174,7 +174,7 @@ CASES: list[tuple[str, Callable[[dict], dict], str]] = [
     ("bad_override", _bad_override, "KEY=VALUE"),
     ("volume_several_annotated_slices", _volume_many_slices, "--reference-slice"),
     ("output_dir_is_a_file", _output_is_file, "not a folder"),
-    ("duplicate_output_names", _duplicate_names, "would both be written as t1.png"),
+    ("duplicate_output_names", _duplicate_names, "would both be written as t1_oneshotsam.png"),
     ("rgb_target_grey_reference", _rgb_target_for_grey_reference, "the reference is grey"),
 ]
 

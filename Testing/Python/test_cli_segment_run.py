@@ -55,10 +55,11 @@ def test_medpersam_warp_on_the_example(tmp_path: Path, capsys) -> None:
                            "--json", str(tmp_path / "copy.json")))
     assert rc == 0, capsys.readouterr().err
     names = sorted(p.name for p in out.iterdir())
-    assert names == ["case01.png", "case02.png", "case03.png", "case04.png", "keep.txt", "report.json"]
+    assert names == ["case01_oneshotsam.png", "case02_oneshotsam.png", "case03_oneshotsam.png",
+                     "case04_oneshotsam.png", "keep.txt", "report.json"]
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".oneshotsam")]
     for case in ("case01", "case02", "case03", "case04"):
-        pred = read(out / f"{case}.png")
+        pred = read(out / f"{case}_oneshotsam.png")
         gt = read(EXAMPLE / "ground_truth" / f"{case}.png")
         assert pred.shape == gt.shape == (128, 128) and pred.dtype == np.uint8
         assert set(np.unique(pred)) <= {0, 1, 2}
@@ -70,7 +71,7 @@ def test_medpersam_warp_on_the_example(tmp_path: Path, capsys) -> None:
     assert report["overrides"]["resolution"] == 32
     assert report["config"]["warp"]["resolution"] == 32
     assert report["run"]["preset"] == "paper" and "chosen_settings" not in report["run"]
-    assert [t["output"] for t in report["targets"]] == [f"case0{i}.png" for i in range(1, 5)]
+    assert [t["output"] for t in report["targets"]] == [f"case0{i}_oneshotsam.png" for i in range(1, 5)]
     first = report["targets"][0]["images"][0]
     assert 0.0 <= first["confidence"] <= 1.0 and "similarity" in first["report"]
     assert report["targets"][0]["window"] == {"low": 0.0, "high": 255.0, "source": "8-bit"}
@@ -101,9 +102,9 @@ def test_p2sam_with_a_tiny_checkpoint(tmp_path: Path, capsys) -> None:
                            "--checkpoint", str(ckpt), "--device", "cpu",
                            "--set", "n_pos=[1, 2]", "--set", "n_neg=[1]", targets=targets))
     assert rc == 0, capsys.readouterr().err
-    assert sorted(p.name for p in out.iterdir()) == ["case01.png", "case02.png", "report.json"]
+    assert sorted(p.name for p in out.iterdir()) == ["case01_oneshotsam.png", "case02_oneshotsam.png", "report.json"]
     for case in ("case01", "case02"):
-        pred = read(out / f"{case}.png")
+        pred = read(out / f"{case}_oneshotsam.png")
         assert pred.shape == (128, 128) and set(np.unique(pred)) <= {0, 1, 2}
     report = json.loads((out / "report.json").read_text())
     assert report["backend"] == "sam-tiny-test" and report["checkpoint"] == str(ckpt)
@@ -144,8 +145,8 @@ def test_volume_reference_slice_and_volume_target(tmp_path: Path, capsys) -> Non
             "--targets", str(tmp_path / "visit2.nrrd"), "--output-dir", str(out), "--quiet"]
     rc = main(argv)
     assert rc == 0, capsys.readouterr().err
-    assert sorted(p.name for p in out.iterdir()) == ["report.json", "visit2.nrrd"]
-    res = SimpleITK.ReadImage(str(out / "visit2.nrrd"))
+    assert sorted(p.name for p in out.iterdir()) == ["report.json", "visit2_oneshotsam.nrrd"]
+    res = SimpleITK.ReadImage(str(out / "visit2_oneshotsam.nrrd"))
     assert res.GetSize() == (i, j, k)
     assert np.allclose(res.GetSpacing(), (0.8, 0.6, 3.0))
     assert np.allclose(res.GetOrigin(), (10.0, -5.0, 7.0))
@@ -178,7 +179,7 @@ def test_volume_target_slices_only(tmp_path: Path, capsys) -> None:
                "--targets", str(tmp_path / "es.nii.gz"), "--target-slices", "2",
                "--output-dir", str(out), "--quiet"])
     assert rc == 0, capsys.readouterr().err
-    arr = read(out / "es.nii.gz")
+    arr = read(out / "es_oneshotsam.nii.gz")
     assert arr.shape == (k, j, i)
     assert np.count_nonzero(arr[[0, 1, 3]]) == 0 and np.count_nonzero(arr[2]) > 0
     report = json.loads((out / "report.json").read_text())

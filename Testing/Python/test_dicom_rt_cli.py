@@ -62,15 +62,15 @@ def test_propagate_rtstruct_to_followup_matches_nifti(planning):
                                     *TINY_DENSE])
     assert rc == 0
     assert sorted(p.name for p in out.iterdir()) == [
-        "followup.nii.gz", "followup.rtstruct.dcm", "followup.seg.dcm", "report.json"]
+        "followup_oneshotsam.nii.gz", "followup_oneshotsam.rtstruct.dcm", "followup_oneshotsam.seg.dcm", "report.json"]
     fu = medio.read_volume(planning["root"] / "followup")
-    nifti = np.asarray(medio.read_label_volume(out / "followup.nii.gz").voxels)
+    nifti = np.asarray(medio.read_label_volume(out / "followup_oneshotsam.nii.gz").voxels)
     for fmt in ("rtstruct", "seg"):
         back = medio.read_label_volume(out / f"followup.{fmt}.dcm", reference=fu)
         assert [s["name"] for s in back.meta["segments"]] == NAMES
         assert np.array_equal(np.asarray(back.voxels), nifti)  # voxel-exact
         assert dciodvfy_errors(out / f"followup.{fmt}.dcm") == []
-    ds = pydicom.dcmread(out / "followup.rtstruct.dcm")
+    ds = pydicom.dcmread(out / "followup_oneshotsam.rtstruct.dcm")
     fr = ds.ReferencedFrameOfReferenceSequence[0]
     assert fr.FrameOfReferenceUID == planning["fu"]["frame"] and ds.StudyInstanceUID == planning["fu"]["study"]
     refs = fr.RTReferencedStudySequence[0].RTReferencedSeriesSequence[0]
@@ -80,7 +80,7 @@ def test_propagate_rtstruct_to_followup_matches_nifti(planning):
     assert (ds.PatientID, str(ds.PatientName)) == ("RT1", "RT^PATIENT")
     # the propagated labels land on the moved anatomy (a tiny untrained warp: loose bound)
     report = json.loads((out / "report.json").read_text())
-    assert report["outputs"][0]["files"]["rtstruct"].endswith("followup.rtstruct.dcm")
+    assert report["outputs"][0]["files"]["rtstruct"].endswith("followup_oneshotsam.rtstruct.dcm")
     assert dice(nifti == 1, planning["fmasks"]["Body Ring"]) > 0.5
 
 
@@ -153,12 +153,12 @@ def test_segment_with_an_rtstruct_reference_writes_rtstruct(planning):
                "--preset", "paper", "--set", "resolution=32", "--set", "epochs=1", "--set", "batch_size=2",
                "--set", "max_steps=2", "--set", 'net={"enc_channels": 4, "dec_channels": 4, "n_levels": 2}'])
     assert rc == 0
-    assert sorted(p.name for p in out.iterdir()) == ["followup.nii.gz", "followup.rtstruct.dcm", "report.json"]
+    assert sorted(p.name for p in out.iterdir()) == ["followup_oneshotsam.nii.gz", "followup_oneshotsam.rtstruct.dcm", "report.json"]
     fu = medio.read_volume(r / "followup")
-    back = medio.read_label_volume(out / "followup.rtstruct.dcm", reference=fu)
+    back = medio.read_label_volume(out / "followup_oneshotsam.rtstruct.dcm", reference=fu)
     assert [s["name"] for s in back.meta["segments"]] == ["Liver"]
-    assert np.array_equal(np.asarray(back.voxels), np.asarray(medio.read_label_volume(out / "followup.nii.gz").voxels))
-    assert dciodvfy_errors(out / "followup.rtstruct.dcm") == []
+    assert np.array_equal(np.asarray(back.voxels), np.asarray(medio.read_label_volume(out / "followup_oneshotsam.nii.gz").voxels))
+    assert dciodvfy_errors(out / "followup_oneshotsam.rtstruct.dcm") == []
 
 
 def test_cohort_takes_dicom_folders_and_rtstruct(planning):
@@ -175,15 +175,15 @@ def test_cohort_takes_dicom_folders_and_rtstruct(planning):
             "--output-format", "nifti", "rtstruct", *TINY_DENSE]
     assert main(args) == 0
     names = sorted(p.name for p in (out / "RT1").iterdir())
-    assert names == ["followup.nii.gz", "followup.report.json", "followup.rtstruct.dcm"]
+    assert names == ["followup_oneshotsam.nii.gz", "followup.report.json", "followup_oneshotsam.rtstruct.dcm"]
     fu = medio.read_volume(r / "followup")
-    nifti = np.asarray(medio.read_label_volume(out / "RT1" / "followup.nii.gz").voxels)
-    back = medio.read_label_volume(out / "RT1" / "followup.rtstruct.dcm", reference=fu)
+    nifti = np.asarray(medio.read_label_volume(out / "RT1" / "followup_oneshotsam.nii.gz").voxels)
+    back = medio.read_label_volume(out / "RT1" / "followup_oneshotsam.rtstruct.dcm", reference=fu)
     assert [s["name"] for s in back.meta["segments"]] == NAMES
     assert np.array_equal(np.asarray(back.voxels), nifti)
-    assert dciodvfy_errors(out / "RT1" / "followup.rtstruct.dcm") == []
+    assert dciodvfy_errors(out / "RT1" / "followup_oneshotsam.rtstruct.dcm") == []
     assert _propagate(planning, r / "single", ["--roi", *NAMES, *TINY_DENSE]) == 0
-    single = np.asarray(medio.read_label_volume(r / "single" / "followup.nii.gz").voxels)
+    single = np.asarray(medio.read_label_volume(r / "single" / "followup_oneshotsam.nii.gz").voxels)
     assert np.array_equal(single, nifti)  # the same engine path as propagate
     mtimes = {p.name: p.stat().st_mtime_ns for p in (out / "RT1").iterdir()}
     assert main(args) == 0  # rerun: up to date, nothing rewritten

@@ -31,14 +31,14 @@ def write_sitk(arr: np.ndarray, path: Path, spacing=None, origin=None, direction
 
 
 @pytest.mark.parametrize("path, stem, suffix, out", [
-    ("a/case1.nii.gz", "case1", ".nii.gz", "case1.nii.gz"),
-    ("case1.NII", "case1", ".nii", "case1.nii.gz"),
-    ("x/seg.seg.nrrd", "seg", ".seg.nrrd", "seg.seg.nrrd"),
-    ("img.nrrd", "img", ".nrrd", "img.nrrd"),
-    ("photo.JPG", "photo", ".jpg", "photo.png"),
-    ("s.tif", "s", ".tif", "s.png"),
-    ("scan.mhd", "scan", ".mhd", "scan.mha"),
-    ("im.1.png", "im.1", ".png", "im.1.png"),
+    ("a/case1.nii.gz", "case1", ".nii.gz", "case1_oneshotsam.nii.gz"),
+    ("case1.NII", "case1", ".nii", "case1_oneshotsam.nii.gz"),
+    ("x/seg.seg.nrrd", "seg", ".seg.nrrd", "seg_oneshotsam.seg.nrrd"),
+    ("img.nrrd", "img", ".nrrd", "img_oneshotsam.nrrd"),
+    ("photo.JPG", "photo", ".jpg", "photo_oneshotsam.png"),
+    ("s.tif", "s", ".tif", "s_oneshotsam.png"),
+    ("scan.mhd", "scan", ".mhd", "scan_oneshotsam.mha"),
+    ("im.1.png", "im.1", ".png", "im.1_oneshotsam.png"),
 ])
 def test_suffixes_and_output_names(path, stem, suffix, out):
     assert medio.split_suffix(path) == (stem, suffix)
@@ -48,7 +48,7 @@ def test_suffixes_and_output_names(path, stem, suffix, out):
 def test_output_name_for_a_dicom_folder(tmp_path):
     d = tmp_path / "CT_series"
     d.mkdir()
-    assert medio.output_name_for(d) == "CT_series.nii.gz"
+    assert medio.output_name_for(d) == "CT_series_oneshotsam.nii.gz"
 
 
 GREY8 = (np.arange(12, dtype=np.uint8).reshape(3, 4) * 20)
@@ -136,7 +136,7 @@ def test_write_png_labels_like_input(tmp_path, src, max_label, out_dtype):
     labels = np.zeros((6, 5), np.int64)
     labels[1:3, 2:4] = max_label
     out = medio.write_label_image_like(labels, raw, tmp_path / medio.output_name_for(p))
-    assert out.name == "a.png"
+    assert out.name == "a_oneshotsam.png"
     back = sitk.GetArrayFromImage(sitk.ReadImage(str(out)))
     assert back.dtype == out_dtype and np.array_equal(back, labels)
     assert [f.name for f in tmp_path.iterdir() if f.name.startswith(".")] == []  # no temp left
@@ -224,28 +224,12 @@ def test_read_volume_rejects_2d_and_non_integer_labels(tmp_path):
 
 
 def write_dicom_series(arr_kji: np.ndarray, folder: Path, spacing, origin, direction) -> list[Path]:
-    """Write one DICOM file per slice with the tags a series reader needs."""
-    folder.mkdir()
-    vol = sitk.GetImageFromArray(arr_kji)
-    vol.SetSpacing(spacing), vol.SetOrigin(origin), vol.SetDirection(direction)
-    writer = sitk.ImageFileWriter()
-    writer.KeepOriginalImageUIDOn()
+    """One DICOM file per slice with the tags a series reader needs (:func:`medio.write_dicom_series`)."""
     series_uid = "1.2.826.0.1.3680043.2.1125.1." + str(int(time.time()))
-    d = direction
-    files = []
-    for k in range(arr_kji.shape[0]):
-        sl = vol[:, :, k]
-        tags = {"0008|0060": "CT", "0020|000e": series_uid, "0020|000d": series_uid + ".1",
-                "0008|0018": f"{series_uid}.2.{k}", "0020|0013": str(k + 1),
-                "0020|0037": "\\".join(str(v) for v in (d[0], d[3], d[6], d[1], d[4], d[7])),
-                "0020|0032": "\\".join(str(v) for v in vol.TransformIndexToPhysicalPoint((0, 0, k))),
-                "0018|0050": str(spacing[2]), "0028|1053": "1", "0028|1052": "0"}
-        for key, val in tags.items():
-            sl.SetMetaData(key, val)
-        files.append(folder / f"slice{k:03d}.dcm")
-        writer.SetFileName(str(files[-1]))
-        writer.Execute(sl)
-    return files
+    vol = Volume(arr_kji, g.affine_from_sitk(origin, spacing, direction))
+    return medio.write_dicom_series(vol, folder, {
+        "0008|0060": "CT", "0020|000e": series_uid, "0020|000d": series_uid + ".1",
+        "0018|0050": str(spacing[2]), "0028|1053": "1", "0028|1052": "0"})
 
 
 @pytest.mark.parametrize("direction", [(1.0, 0, 0, 0, 1.0, 0, 0, 0, 1.0), tuple(OBLIQUE_DIR.ravel())],

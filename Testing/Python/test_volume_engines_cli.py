@@ -104,10 +104,10 @@ def test_cli_propagate_writes_outputs_in_target_geometry(tmp_path: Path) -> None
             "--targets", str(tgt_p), "--output-dir", str(out), "--window", "0,1", "--no-align",
             "--device", "cpu", "--quiet"] + sum((["--set", f"{k}={v}"] for k, v in TINY_WARP), [])
     assert main(args) == 0
-    assert sorted(p.name for p in out.iterdir()) == ["report.json", "visit2.nrrd", "visit2.seg.nrrd"]
-    back = read_label_volume(out / "visit2.nrrd")
+    assert sorted(p.name for p in out.iterdir()) == ["report.json", "visit2_oneshotsam.nrrd", "visit2_oneshotsam.seg.nrrd"]
+    back = read_label_volume(out / "visit2_oneshotsam.nrrd")
     assert back.shape_kji == tgt.shape_kji and np.allclose(back.ijk_to_lps, tgt.ijk_to_lps, atol=1e-4)
-    seg = read_label_volume(out / "visit2.seg.nrrd")
+    seg = read_label_volume(out / "visit2_oneshotsam.seg.nrrd")
     assert [s["name"] for s in seg.meta["segments"]] == ["ball"]
     report = json.loads((out / "report.json").read_text())
     assert report["cancelled"] is False and report["config"]["align"] is False
@@ -127,7 +127,7 @@ def test_cli_propagate_without_targets_named_after_reference(tmp_path: Path) -> 
             "--output-dir", str(out), "--window", "0,1", "--device", "cpu", "--quiet"] + sum(
         (["--set", f"{k}={v}"] for k, v in TINY_WARP), [])
     assert main(args) == 0
-    assert sorted(p.name for p in out.iterdir()) == ["report.json", "scan.nii.gz", "scan.seg.nrrd"]
+    assert sorted(p.name for p in out.iterdir()) == ["report.json", "scan_oneshotsam.nii.gz", "scan_oneshotsam.seg.nrrd"]
 
 
 def test_cli_2d_image_where_volume_needed(tmp_path: Path, capsys) -> None:

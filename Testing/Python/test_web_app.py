@@ -303,8 +303,8 @@ def test_clinician_loop_in_browser(web, browser):
     # --- Save: .seg.nrrd and NIfTI equal the engine's own result; download link works
     _save(page, 1)
     out = web["out"]
-    seg = read_label_volume(out / "synth.seg.nrrd")
-    nii = read_label_volume(out / "synth.nii.gz")
+    seg = read_label_volume(out / "synth_oneshotsam.seg.nrrd")
+    nii = read_label_volume(out / "synth_oneshotsam.nii.gz")
     report = json.loads((out / "report.json").read_text())
     refs = report["run_record"]["reference_slices"]
     assert set(rows) | set(refs) <= set(range(SHAPE_KJI[0])) and not set(rows) & set(refs)
@@ -313,8 +313,8 @@ def test_clinician_loop_in_browser(web, browser):
     engine = _engine_labels(web["volume"], seg_lab, report)
     np.testing.assert_array_equal(seg_lab, engine)
     assert seg.meta["segments"][0]["name"] == "Structure"
-    r = page.request.get(web["url"].split("?")[0] + "download/synth.seg.nrrd")
-    assert r.status == 200 and r.body() == (out / "synth.seg.nrrd").read_bytes()
+    r = page.request.get(web["url"].split("?")[0] + "download/synth_oneshotsam.seg.nrrd")
+    assert r.status == 200 and r.body() == (out / "synth_oneshotsam.seg.nrrd").read_bytes()
     shown = report["shown_latency_s"]
     print(f"slice shown after the engine reported it: n={len(shown)} max={max(shown):.3f} s "
           f"median={statistics.median(shown):.3f} s")
@@ -332,7 +332,7 @@ def test_clinician_loop_in_browser(web, browser):
     for dy in (0.33, 0.37):  # a band above the blob, inside the image (square, centred)
         _stroke(page, cx - ax["w"] * 0.3, cy - ax["w"] * dy, cx + ax["w"] * 0.3, cy - ax["w"] * dy)
     _save(page, 2)
-    corrected = np.asarray(read_label_volume(out / "synth.seg.nrrd").voxels)
+    corrected = np.asarray(read_label_volume(out / "synth_oneshotsam.seg.nrrd").voxels)
     changed = [k for k in range(SHAPE_KJI[0]) if not np.array_equal(corrected[k], seg_lab[k])]
     assert changed == [target], f"the brush changed slices {changed}, not slice {target}"
     page.click("#osam-update")
@@ -343,7 +343,7 @@ def test_clinician_loop_in_browser(web, browser):
     assert target not in rows2, "the corrected slice was rewritten"
     assert set(rows2) == set(rows) - {target}, (rows, rows2)
     _save(page, 3)
-    updated = np.asarray(read_label_volume(out / "synth.seg.nrrd").voxels)
+    updated = np.asarray(read_label_volume(out / "synth_oneshotsam.seg.nrrd").voxels)
     np.testing.assert_array_equal(updated[target], corrected[target])
     np.testing.assert_array_equal(updated[refs], corrected[refs])
     page.close()

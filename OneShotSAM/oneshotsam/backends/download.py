@@ -143,9 +143,8 @@ def _transfer(url: str, part: Path, progress: ProgressFn, timeout_s: float) -> N
         remaining = int(length) if length and length.isdigit() else None
         total = offset + remaining if remaining is not None else 0
         done = offset
-        mode = "ab" if offset else "wb"
         try:
-            with open(part, mode) as out:
+            with open(part, "ab" if offset else "wb") as out:
                 while True:
                     block = response.read(CHUNK_BYTES)
                     if not block:

@@ -44,8 +44,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         description="Propagate labels drawn on one or several slices of a reference volume "
                     "through that volume (no --targets) or onto follow-up volumes of the same "
                     "patient (aligned by 3D registration, slices paired by physical position). "
-                    "Writes <stem>.nii.gz (format family of the input), <stem>.seg.nrrd and "
-                    "report.json into --output-dir.")
+                    "Writes <stem>_oneshotsam.nii.gz (format family of the input), "
+                    "<stem>_oneshotsam.seg.nrrd and report.json into --output-dir; never over an "
+                    "input.")
     p.add_argument("--reference-volume", required=True, metavar="REF",
                    help="annotated volume (NIfTI, NRRD, MHA or a DICOM folder)")
     p.add_argument("--reference-labels", required=True, metavar="LAB",
@@ -96,6 +97,13 @@ def run(args: argparse.Namespace) -> int:
 
     cfg = config_from_args(args)
     check_output_dir(args.output_dir)
+    from oneshotsam.volume.outputs import planned_files
+    from oneshotsam.writer import check_not_inputs
+
+    inputs = list(args.targets) if args.targets else [args.reference_volume]
+    formats = list(dict.fromkeys(args.output_format)) if args.output_format else None
+    check_not_inputs(planned_files(args.output_dir, inputs, formats),
+                     [args.reference_volume, args.reference_labels, *(args.targets or [])])
     from oneshotsam.dicom_identity import check_same_patient
 
     identity = check_same_patient([("reference series", args.reference_volume),
@@ -115,7 +123,6 @@ def run(args: argparse.Namespace) -> int:
     values = [int(v) for v in np.unique(np.asarray(lab.voxels)) if v]
     for name, _ in output_names(list(args.targets) if args.targets else [args.reference_volume]):
         check_labels_fit(values, name)
-    inputs = list(args.targets) if args.targets else [args.reference_volume]
     grids = targets or [ref]
     formats = check_formats(args.output_format, grids, inputs) if args.output_format else None
     res = propagate(ref, lab, targets, cfg, progress=ConsoleProgress(args.quiet))
@@ -158,6 +165,6 @@ def run_benchmark(args: argparse.Namespace) -> int:
     results = run_datasets(args.dataset, args.data, cfg, limit=args.limit, start=args.start,
                            output_dir=args.output_dir)
     if args.json:
-        with open(args.json, "w") as f:
+        with open(args.json, "w", encoding="utf-8") as f:
             json.dump(results, f, indent=1)
     return 0

@@ -1,10 +1,12 @@
 """Write a propagation's outputs into a folder.
 
 For every label volume (one per target; the reference's own when there are
-no targets): ``<stem><family suffix>`` (``output_name_for`` of the input:
-``.nii.gz`` for NIfTI/DICOM, ``.nrrd``, ``.mha``) in the volume's own
-geometry, and ``<stem>.seg.nrrd`` with segment names and colours from the
-reference labels (``Volume.meta["segments"]``); plus ``report.json``. Files are
+no targets): ``<stem>_oneshotsam<family suffix>`` (``output_name_for`` of the
+input: ``.nii.gz`` for NIfTI/DICOM, ``.nrrd``, ``.mha``) in the volume's own
+geometry, and ``<stem>_oneshotsam.seg.nrrd`` with segment names and colours from
+the reference labels (``Volume.meta["segments"]``); plus ``report.json``.
+:func:`planned_files` lists them all before the run, for
+:func:`oneshotsam.writer.check_not_inputs`. Files are
 written through :func:`oneshotsam.writer.staged_output`: all of them appear in
 the folder at the end, or none. Numpy / stdlib at import time.
 """
@@ -40,6 +42,22 @@ def output_names(input_paths: Sequence[str | Path]) -> list[tuple[str, str]]:
     return out
 
 
+def planned_files(output_dir: str | Path, input_paths: Sequence[str | Path],
+                  formats: Sequence[str] | None = None) -> list[Path]:
+    """Every file :func:`write_outputs` will write for these inputs (``report.json`` too)."""
+    from oneshotsam.label_outputs import output_file_names
+    from oneshotsam.medio import split_suffix
+
+    out = Path(output_dir)
+    files = []
+    for lab_name, seg_name in output_names(input_paths):
+        if formats:
+            files += [out / n for n in output_file_names(split_suffix(seg_name)[0], formats).values()]
+        else:
+            files += [out / lab_name, out / seg_name]
+    return files + [out / "report.json"]
+
+
 def write_outputs(result: PropagationResult, output_dir: str | Path,
                   input_paths: Sequence[str | Path], segments: list[dict] | None = None,
                   extra_report: dict[str, Any] | None = None, formats: Sequence[str] | None = None,
@@ -61,9 +79,12 @@ def write_outputs(result: PropagationResult, output_dir: str | Path,
     """
     from oneshotsam.medio import write_label_volume
 
+    from oneshotsam.writer import check_not_inputs
+
     out_dir = Path(output_dir)
     if len(input_paths) < len(result.label_volumes):
         raise OneShotError("write_outputs needs one input path per label volume")
+    check_not_inputs(planned_files(out_dir, input_paths, formats), input_paths)
     written = []
     with staged_output(out_dir, prefix=".oneshotsam-propagate-") as tmp:
         for n, (vol, (lab_name, seg_name)) in enumerate(zip(result.label_volumes,
