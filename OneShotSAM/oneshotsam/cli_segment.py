@@ -143,6 +143,9 @@ def write_outputs(sources: list[Source], run: RunResult, ref: Reference, tmp: Pa
         if src.kind == "image":
             lab = _check_result_labels(results[0].labels, src.images[0].shape_hw, name)
             medio.write_label_image_like(lab.astype(dtype), src.raw, tmp / name)
+            if name.lower().endswith(".png"):  # values 1, 2, ... look black: a colour overlay beside
+                from oneshotsam.preview import preview_name, write_preview
+                write_preview(src.images[0].pixels, lab, tmp / preview_name(name))
         else:
             assert src.volume is not None and src.array_axis is not None
             vox = np.zeros(src.volume.shape_kji, dtype=dtype)
@@ -178,6 +181,9 @@ def planned_files(out: Path, sources: list[Source], formats: tuple[str, ...] | N
     for src in sources:
         names = (output_file_names(split_suffix(src.output_name)[0], formats).values()
                  if formats and src.kind == "volume" else [src.output_name])
+        if src.kind == "image" and src.output_name.lower().endswith(".png"):
+            from oneshotsam.preview import preview_name
+            names = [*names, preview_name(src.output_name)]
         files += [out / n for n in names]
     return files
 

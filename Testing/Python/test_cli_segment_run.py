@@ -55,8 +55,8 @@ def test_medpersam_warp_on_the_example(tmp_path: Path, capsys) -> None:
                            "--json", str(tmp_path / "copy.json")))
     assert rc == 0, capsys.readouterr().err
     names = sorted(p.name for p in out.iterdir())
-    assert names == ["case01_oneshotsam.png", "case02_oneshotsam.png", "case03_oneshotsam.png",
-                     "case04_oneshotsam.png", "keep.txt", "report.json"]
+    assert names == sorted([f"case0{i}_oneshotsam{s}.png" for i in range(1, 5) for s in ("", "_preview")]
+                           + ["keep.txt", "report.json"])
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".oneshotsam")]
     for case in ("case01", "case02", "case03", "case04"):
         pred = read(out / f"{case}_oneshotsam.png")
@@ -102,7 +102,9 @@ def test_p2sam_with_a_tiny_checkpoint(tmp_path: Path, capsys) -> None:
                            "--checkpoint", str(ckpt), "--device", "cpu",
                            "--set", "n_pos=[1, 2]", "--set", "n_neg=[1]", targets=targets))
     assert rc == 0, capsys.readouterr().err
-    assert sorted(p.name for p in out.iterdir()) == ["case01_oneshotsam.png", "case02_oneshotsam.png", "report.json"]
+    assert sorted(p.name for p in out.iterdir()) == ["case01_oneshotsam.png", "case01_oneshotsam_preview.png",
+                                                     "case02_oneshotsam.png", "case02_oneshotsam_preview.png",
+                                                     "report.json"]
     for case in ("case01", "case02"):
         pred = read(out / f"{case}_oneshotsam.png")
         assert pred.shape == (128, 128) and set(np.unique(pred)) <= {0, 1, 2}
