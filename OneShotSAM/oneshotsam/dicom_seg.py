@@ -32,6 +32,55 @@ def _rgb01(seg_item: Any) -> list[float] | None:
     return [float(c) / 255.0 for c in rgb]
 
 
+def _referenced(seg: Any) -> tuple[set[str], set[str]]:
+    """(Series Instance UIDs, SOP Instance UIDs) the SEG says it was derived from."""
+    series, sops = set(), set()
+    for it in seg.get("ReferencedSeriesSequence", []):
+        series.add(str(it.get("SeriesInstanceUID", "")))
+        sops |= {str(r.ReferencedSOPInstanceUID) for r in it.get("ReferencedInstanceSequence", [])
+                 if "ReferencedSOPInstanceUID" in r}
+    return series - {""}, sops
+
+
+def check_derived_from(seg: Any, series: Any, path: Path) -> None:
+    """Refuse a SEG derived from another series than ``series`` (none of its slices)."""
+    ref_series, ref_sops = _referenced(seg)
+    if not ref_sops or ref_sops & set(series.sop_instance_uids):
+        return
+    shown = ", ".join(sorted(ref_series)) or "unknown"
+    raise OneShotError(
+        f"{path} was derived from another series ({shown}, {len(ref_sops)} slices), not from the series "
+        f"in {series.folder} ({series.series_instance_uid}): a DICOM SEG can only be read onto the "
+        "series it was derived from; give that series as the reference image")
+
+
+def frames_outside(seg: Any, volume: Volume, names: dict[int, str]) -> list[dict]:
+    """Per segment in ``names`` (``{number: name}``), the positions (mm along the slice
+    normal) of its frames on slices the series does not have (e.g. missing end slices)."""
+    series = series_of(volume)
+    have = set(series.sop_instance_uids)
+    a = np.asarray(volume.ijk_to_lps, dtype=np.float64)
+    normal = np.cross(a[:3, 0], a[:3, 1])
+    normal /= np.linalg.norm(normal)
+    lost: dict[int, set[float]] = {}
+    shared = (seg.get("SharedFunctionalGroupsSequence") or [None])[0]
+    segs = seg.get("SegmentSequence", [])
+    only = int(segs[0].SegmentNumber) if len(segs) == 1 else None
+    for fg in seg.get("PerFrameFunctionalGroupsSequence", []):
+        try:
+            src = str(fg.DerivationImageSequence[0].SourceImageSequence[0].ReferencedSOPInstanceUID)
+            ident = (fg.get("SegmentIdentificationSequence")
+                     or (shared.get("SegmentIdentificationSequence") if shared is not None else None))
+            number = int(ident[0].ReferencedSegmentNumber) if ident else only
+            pos = np.asarray(fg.PlanePositionSequence[0].ImagePositionPatient, dtype=np.float64)
+        except (AttributeError, IndexError, KeyError, TypeError, ValueError):
+            continue  # frames without these references cannot be placed: not counted
+        if src not in have and number in names:
+            lost.setdefault(number, set()).add(round(float(pos @ normal), 3))
+    return [{"roi": names[n], "roi_number": n, "slices_mm": sorted(v), "frames": len(v)}
+            for n, v in sorted(lost.items())]
+
+
 def read_dicom_seg(path: str | Path, volume: Volume, segments: Sequence[str] | None = None) -> Volume:
     """The segments of a DICOM SEG as a label volume on ``volume``'s grid.
 
@@ -56,10 +105,12 @@ def read_dicom_seg(path: str | Path, volume: Volume, segments: Sequence[str] | N
     except Exception as exc:  # highdicom / pydicom raise many kinds
         raise OneShotError(f"cannot read the DICOM SEG {p}: {exc}") from None
     check_frame_of_reference(str(seg.get("FrameOfReferenceUID", "")), volume, str(p))
+    check_derived_from(seg, series, p)
     items = list(seg.SegmentSequence)
     names = [str(it.get("SegmentLabel", f"Segment_{it.SegmentNumber}")) for it in items]
     picked = [items[i] for i in select_rois(names, segments, str(p))]
     numbers = [int(it.SegmentNumber) for it in picked]
+    lost = frames_outside(seg, volume, {n: names[items.index(it)] for n, it in zip(numbers, picked)})
     try:
         arr = seg.get_pixels_by_source_instance(
             source_sop_instance_uids=list(series.sop_instance_uids), segment_numbers=numbers,
@@ -77,13 +128,16 @@ def read_dicom_seg(path: str | Path, volume: Volume, segments: Sequence[str] | N
             empty.append(str(it.get("SegmentLabel", n)))
         out[m] = n
         metas.append({"value": n, "name": names[items.index(it)], "color": _rgb01(it),
-                      "terminology": None, "id": f"Segment_{it.SegmentNumber}"})
+                      "terminology": None, "id": f"Segment_{it.SegmentNumber}",
+                      "roi_number": int(it.SegmentNumber)})
     if empty:
         raise OneShotError(f"segment(s) {', '.join(map(repr, empty))} of {p} are empty on the series: "
                            f"choose others with --roi NAME ... (segments: {', '.join(map(repr, names))})")
-    from oneshotsam.dicom_rt import fill_colours
+    from oneshotsam.dicom_rt import LOST_KEY, fill_colours
 
     meta = {"path": str(p), "suffix": "dicom-seg", "segments": fill_colours(metas)}
+    if lost:
+        meta[LOST_KEY] = lost
     return Volume(voxels=out, ijk_to_lps=volume.ijk_to_lps, name=p.stem, meta=meta)
 
 
