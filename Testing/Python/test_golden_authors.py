@@ -21,6 +21,7 @@ from oneshotsam.backends.factory import create_backend  # noqa: E402
 from oneshotsam.methods.features import (  # noqa: E402
     grid_mapping, lowres_to_grid, reference_cells, similarity_maps)
 from oneshotsam.methods.p2sam import P2SAM, P2SAMConfig  # noqa: E402
+from oneshotsam.methods.persam import target_guided_attention  # noqa: E402
 from oneshotsam.types import Image2D  # noqa: E402
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -117,14 +118,23 @@ def test_p2sam_medical_matches_the_authors(tiny, name):
 
 
 def test_persam_decoder_matches_the_authors(tiny):
-    for c in _load("persam_decoder.json"):
+    """Step 1 of PerSAM: the guidance map built the authors' way (similarity at
+    image resolution, standardised there, resized to the grid, sigmoid) and the
+    decode with it; the fixture came from their own lines and predictor. The
+    square case differs from standardising on the grid too (order of
+    standardising and resizing), the non-square ones more."""
+    cases = _load("persam_decoder.json")
+    assert {tuple(c["image_hw"]) for c in cases} == {(128, 128), (96, 128), (128, 80)}
+    for c in cases:
         hw = tuple(c["image_hw"])
         emb = tiny.embed(textured(hw, c["seed"], [tuple(c["blob"])]))
         f = tiny.feature_map(emb)
         rc = np.asarray(c["prototype_cells_rc"])
         proto = f[:, rc[:, 0], rc[:, 1]].mean(axis=1)
         sim = similarity_maps(f, proto)[0]
+        attn = target_guided_attention(tiny, sim, grid_mapping(tiny, hw, tiny.valid_grid_hw(emb)))
+        assert np.abs(attn - np.asarray(c["attn_sim"])).max() < 2e-6, hw
         d = tiny.decode(emb, np.asarray(c["points_xy"]), np.asarray(c["point_labels"]),
-                        multimask=False, token_prototype=proto, attn_sim=sim)
-        assert np.abs(d.low_res_logits[0] - np.asarray(c["low_res_logits"])).max() < 5e-5
-        assert float(d.scores[0]) == pytest.approx(c["score"], abs=1e-5)
+                        multimask=False, token_prototype=proto, attn_sim=attn)
+        assert np.abs(d.low_res_logits[0] - np.asarray(c["low_res_logits"])).max() < 5e-5, hw
+        assert float(d.scores[0]) == pytest.approx(c["score"], abs=1e-5), hw

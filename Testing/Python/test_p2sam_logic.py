@@ -143,7 +143,8 @@ def test_bad_target_and_config():
         P2SAM.from_preset("default", backend=None)
 
 
-@pytest.mark.parametrize("preset", ["default", "cvc", "lung4d", "perseg", "paper-cosine"])
+@pytest.mark.parametrize("preset", ["default", "cvc", "cvc-table10", "lung4d", "perseg",
+                                    "paper-cosine"])
 def test_every_preset_runs(preset):
     be = CellBackend()
     m = P2SAM.from_preset(preset, backend=be)

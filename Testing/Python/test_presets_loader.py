@@ -11,7 +11,8 @@ from oneshotsam.presets import (
 # (method, preset, key, expected) — values read off P2SAM Appendix C Tables 9/10
 PRESET_CASES = [
     ("p2sam", "cvc", "n_pos", [1, 2, 3, 4, 5]),
-    ("p2sam", "cvc", "n_neg", [1, 2, 3]),
+    ("p2sam", "cvc", "n_neg", [1]),  # the authors' README command; Table 10: cvc-table10
+    ("p2sam", "cvc-table10", "n_neg", [1, 2, 3]),
     ("p2sam", "lung4d", "n_pos", [1, 2]),
     ("p2sam", "lung4d", "n_neg", [45]),
     ("p2sam", "lung4d", "window", "p2sam-lung4d"),

@@ -118,11 +118,13 @@ class TorchSegmenter(abc.ABC):
                attn_sim: np.ndarray | None = None) -> Decoded:
         """Predict masks from prompts in the image frame (see ``base.py``).
 
-        ``attn_sim``: optional ``(G, G)`` similarity map in the grid frame for
-        PerSAM's target-guided attention; the backend standardises it
-        (z-score), applies a sigmoid and adds it to the softmaxed
-        token-to-image attention of every two-way block, then re-softmaxes
-        (PerSAM's code). Works for SAM 1 and SAM 2 decoders.
+        ``attn_sim``: optional ``(G, G)`` term in the grid frame for PerSAM's
+        target-guided attention, added as given to the softmaxed token-to-image
+        attention of every two-way block, then re-softmaxed (PerSAM's code).
+        The methods build it from a similarity map the authors' way
+        (``oneshotsam.methods.persam.target_guided_attention``: standardised
+        at image resolution, resized to the grid, sigmoid). Works for SAM 1
+        and SAM 2 decoders.
         """
         self._check_emb(emb)
         xy = lab = None
@@ -209,9 +211,7 @@ class TorchSegmenter(abc.ABC):
             proto = torch.as_tensor(p, dtype=torch.float, device=self.device).view(1, 1, -1)
         if attn_sim is not None:
             g = self.grid_size
-            s = _check_array(attn_sim, (g, g), "attn_sim").astype(np.float64)
-            s = (s - s.mean()) / max(float(s.std(ddof=1)), 1e-12)
-            s = 1.0 / (1.0 + np.exp(-s))
+            s = _check_array(attn_sim, (g, g), "attn_sim")
             sim = torch.as_tensor(s, dtype=torch.float, device=self.device).view(1, 1, 1, g * g)
         return proto, sim
 

@@ -54,7 +54,7 @@ from oneshotsam.methods.features import (
     mean_prototype, part_prototypes, reference_cells, similarity_maps)
 from oneshotsam.methods.persam import (
     ClassOutcome, EncodedImage, ImageEncoder, _accepts, assemble_result, labels_dtype,
-    prompts_report)
+    prompts_report, step2_empty, target_guided_attention)
 from oneshotsam.backends.base import Decoded
 from oneshotsam.methods.retrieval import COSTS, DEFAULT_MAX_POINTS, DEFAULT_NUM_ITERMAX, retrieve
 from oneshotsam.types import Image2D
@@ -251,7 +251,8 @@ class P2SAM:
 
     def _three_step(self, enc: EncodedImage, pts: np.ndarray, lab: np.ndarray,
                     guide: dict[str, np.ndarray] | None = None):
-        """The authors' three decoding steps; returns ``(Decoded of the kept mask, box)``.
+        """The authors' three decoding steps; returns ``(Decoded of the kept mask,
+        box of the step-2 mask or None, step-1 score)``.
 
         Medical mode (``guide`` None, their ``p2sam_medical``): points, single
         mask -> points + logits, single mask -> points + box + logits, single
@@ -263,6 +264,7 @@ class P2SAM:
         """
         multi = guide is not None
         dec = self.backend.decode(enc.emb, pts, lab, multimask=False, **(guide or {}))
+        step1 = float(dec.scores[0])
         dec = self.backend.decode(enc.emb, pts, lab, mask_logits=dec.low_res_logits[0],
                                   multimask=multi)
         best = int(np.argmax(dec.scores)) if multi else 0
@@ -271,7 +273,7 @@ class P2SAM:
             dec = self.backend.decode(enc.emb, pts, lab, box_xyxy=box,
                                       mask_logits=dec.low_res_logits[best], multimask=multi)
             best = int(np.argmax(dec.scores)) if multi else 0
-        return _keep(dec, best), box
+        return _keep(dec, best), box, step1
 
     def _three_step_batched(self, enc: EncodedImage, prompts: list[tuple[np.ndarray, np.ndarray]]):
         """The same three steps for all prompt sets at once, through an optional
@@ -285,6 +287,7 @@ class P2SAM:
             pts[i, : len(lab)], labs[i, : len(lab)] = p, lab
         batch = self.backend.decode_batch
         decs = batch(enc.emb, pts, labs, multimask=False)
+        step1 = [float(d.scores[0]) for d in decs]
         decs = batch(enc.emb, pts, labs, mask_logits=np.stack([d.low_res_logits[0] for d in decs]),
                      multimask=False)
         boxes = [box_of_mask(d.masks[0]) for d in decs]
@@ -295,7 +298,7 @@ class P2SAM:
                           multimask=False)
             for i, d in zip(idx, third):
                 decs[i] = d
-        return list(zip(decs, boxes))
+        return list(zip(decs, boxes, step1))
 
     def _decode_all(self, enc: EncodedImage, prompts: list[tuple[np.ndarray, np.ndarray]],
                     guides: list[dict[str, np.ndarray] | None]):
@@ -307,13 +310,15 @@ class P2SAM:
     def _guide(self, enc: EncodedImage, prior: _ClassPrior, maps: np.ndarray):
         """Natural mode's step-1 extras (their ``p2sam_perseg``): the unnormalised
         mean reference foreground feature as token prototype, and the mean part
-        similarity map for target-guided attention (the backend standardises it
-        and applies the sigmoid). None in medical mode."""
+        similarity map for target-guided attention, built as PerSAM's code does
+        (:func:`~oneshotsam.methods.persam.target_guided_attention`). None in
+        medical mode."""
         if self.config.mode != "natural":
             return None
         guide = {"token_prototype": prior.prototype}
         if self.attention_supported:
-            guide["attn_sim"] = maps.mean(axis=0)
+            guide["attn_sim"] = target_guided_attention(self.backend, maps.mean(axis=0),
+                                                        enc.mapping)
         return guide
 
     def _segment_class(self, enc: EncodedImage, prior: _ClassPrior,
@@ -342,25 +347,30 @@ class P2SAM:
         outs = self._decode_all(enc, prompts, guides)
         decoded, feats, keys, cand_rep = [], [], [], []
         for (n, m), j in zip(cfg.candidates, which):
-            (pts, lab), (dec, box) = prompts[j], outs[j]
+            (pts, lab), (dec, box, step1) = prompts[j], outs[j]
             grid_fg = lowres_to_grid(dec.low_res_logits[0], g) > 0  # authors: bilinear, > 0
             decoded.append((pts, lab, box, dec))
             feats.append(masked_features(enc.feature_map, grid_fg))
             keys.append(np.packbits(grid_fg).tobytes())
             cand_rep.append({"n_pos": n, "n_neg": m, "score": float(dec.scores[0]),
+                             "step1_score": step1,
                              "area_px": int(np.count_nonzero(dec.masks[0])),
-                             "grid_cells": int(grid_fg.sum())})
+                             "grid_cells": int(grid_fg.sum()), "step2_empty": box is None})
         timings["decode"] += time.perf_counter() - t0
         res = retrieve(prior.fg_features, feats, cost=cfg.cost, max_points=cfg.max_ot_points,
                        num_itermax=cfg.ot_num_itermax, keys=keys)
         timings["retrieval"] += res.seconds
         for c, cost in zip(cand_rep, res.costs):
             c["cost"] = float(cost) if np.isfinite(cost) else None
-        rep: dict[str, Any] = {"candidates": cand_rep, "cost": cfg.cost}
+        n_empty2 = sum(c["step2_empty"] for c in cand_rep)
+        rep: dict[str, Any] = {"candidates": cand_rep, "cost": cfg.cost,
+                               "step2_empty_candidates": n_empty2}
         if res.best is None:  # every candidate empty: the structure is absent
             pts, lab, box, dec = decoded[0]
             rep.update({"chosen": None, "absent": True, "score": float(dec.scores[0]),
                         "prompts": prompts_report(pts, lab, box), "area_px": 0})
+            if n_empty2:
+                rep.update(step2_empty(prior.value))
             hw = enc.mapping.image_hw
             return ClassOutcome(np.zeros(hw, bool), dec.low_res_logits[0], 0.0, rep)
         pts, lab, box, dec = decoded[res.best]
@@ -369,4 +379,6 @@ class P2SAM:
                                "n_neg": cand_rep[res.best]["n_neg"]},
                     "absent": False, "score": float(dec.scores[0]),
                     "prompts": prompts_report(pts, lab, box), "area_px": int(mask.sum())})
+        if cand_rep[res.best]["step2_empty"]:
+            rep.update(step2_empty(prior.value))
         return ClassOutcome(mask, dec.low_res_logits[0], float(dec.scores[0]), rep)

@@ -41,7 +41,7 @@ from oneshotsam.methods.features import (
 from oneshotsam.types import Image2D
 
 __all__ = ["PerSAMConfig", "PerSAM", "EncodedImage", "ImageEncoder", "ClassOutcome",
-           "assemble_result", "labels_dtype"]
+           "assemble_result", "labels_dtype", "target_guided_attention", "resize_bilinear"]
 
 
 @dataclass(frozen=True)
@@ -138,6 +138,10 @@ def assemble_result(outcomes: dict[int, ClassOutcome], enc: EncodedImage, dtype:
     absent = sorted(v for v in outcomes if v not in present)
     conf = float(np.mean([class_conf[v] for v in present])) if present else 0.0
     report["classes"] = {str(v): o.report for v, o in outcomes.items()}
+    review = [o.report["review"] for o in outcomes.values() if o.report.get("review")]
+    if review:  # reasons for a reviewer; the volume path flags the slice with them
+        report.setdefault("review", []).extend(review)
+        report.setdefault("messages", []).extend(review)
     if absent:
         report.setdefault("messages", []).append(
             f"label(s) {absent} judged absent from {report.get('target', 'the target')}: "
@@ -146,10 +150,64 @@ def assemble_result(outcomes: dict[int, ClassOutcome], enc: EncodedImage, dtype:
                         report=report, absent=absent)
 
 
+def step2_empty(value: int) -> dict[str, Any]:
+    """Report fields of a cascade whose step-2 mask was empty: step 3 (the box
+    prompt) cannot run, the label comes out empty (absent), and the target is
+    put on the review queue (``TargetResult.report["review"]``): the authors'
+    code crashes here, so there is no published answer to fall back on."""
+    return {"step2_empty": True,
+            "review": f"label {value}: the step-2 mask was empty, so step 3 (box prompt) "
+                      "was skipped and the label is reported absent: check this target"}
+
+
 def prompts_report(points_xy: np.ndarray, point_labels: np.ndarray, box) -> dict[str, Any]:
     return {"points_xy": np.round(np.asarray(points_xy, dtype=float), 2).tolist(),
             "point_labels": np.asarray(point_labels).astype(int).tolist(),
             "box_xyxy": None if box is None else np.asarray(box, dtype=float).tolist()}
+
+
+def resize_bilinear(img: np.ndarray, out_hw: tuple[int, int]) -> np.ndarray:
+    """``(H, W)`` -> ``out_hw`` float64, torch's ``F.interpolate(mode="bilinear")``
+    with ``size=`` given (half-pixel centres, ``align_corners=False``, no
+    antialias: a downscale samples, it does not average)."""
+    a = np.asarray(img, dtype=np.float64)
+
+    def axis(n_in: int, n_out: int):
+        src = np.maximum((np.arange(n_out) + 0.5) * (n_in / n_out) - 0.5, 0.0)
+        i0 = np.minimum(np.floor(src).astype(np.int64), n_in - 1)
+        i1 = np.minimum(i0 + 1, n_in - 1)
+        return i0, i1, src - i0
+
+    r0, r1, fr = axis(a.shape[0], int(out_hw[0]))
+    c0, c1, fc = axis(a.shape[1], int(out_hw[1]))
+    rows = a[r0] * (1.0 - fr)[:, None] + a[r1] * fr[:, None]
+    return np.ascontiguousarray(rows[:, c0] * (1.0 - fc)[None] + rows[:, c1] * fc[None])
+
+
+def target_guided_attention(backend, similarity: np.ndarray, mapping: GridMapping
+                            ) -> np.ndarray:
+    """PerSAM's target-guided attention term ``(G, G)`` float32 in (0, 1), the
+    ``attn_sim`` a backend adds to the softmaxed token-to-image attention.
+
+    As their code (``persam.py``; P2SAM's ``p2sam_perseg`` alike): the ``(G, G)``
+    cosine similarity is brought to the image as for point picking
+    (``backend.similarity_to_image``: x4 bilinear, SAM's post-processing),
+    standardised THERE (``(s - mean) / std``, unbiased std, over the ``H x W``
+    image), resized bilinearly from ``(H, W)`` straight to ``G x G`` and passed
+    through a sigmoid. On a non-square SAM 1 input this stretches the image over
+    the whole grid, padding included (the authors' behaviour, kept: the
+    alternative of standardising on the grid could not be measured better
+    without weights). A backend without ``similarity_to_image`` gets the same
+    steps on the grid map itself.
+    """
+    sim = np.asarray(similarity, dtype=np.float32)
+    g = int(sim.shape[-1])
+    up = getattr(backend, "similarity_to_image", None)
+    img = (np.asarray(up(sim[None], mapping.image_hw), dtype=np.float64)[0] if up is not None
+           else sim.astype(np.float64))
+    z = (img - img.mean()) / max(float(img.std(ddof=1)), 1e-12)
+    z = resize_bilinear(z, (g, g)) if z.shape != (g, g) else z
+    return (1.0 / (1.0 + np.exp(-z))).astype(np.float32)
 
 
 def _accepts(fn, name: str) -> bool:
@@ -234,22 +292,24 @@ class PerSAM:
         if self.config.semantic_prompting:
             kw["token_prototype"] = prior.prototype
         if use_attn:
-            kw["attn_sim"] = sim
+            kw["attn_sim"] = target_guided_attention(self.backend, sim, enc.mapping)
         dec = self.backend.decode(enc.emb, pts, lab, multimask=False, **kw)
-        best, box, steps = 0, None, 1
+        best, box, scores = 0, None, [[float(v) for v in dec.scores]]
         if self.config.cascade:
             dec = self.backend.decode(enc.emb, pts, lab, mask_logits=dec.low_res_logits[0],
                                       multimask=True)
             best = int(np.argmax(dec.scores))
-            steps = 2
+            scores.append([float(v) for v in dec.scores])
             box = box_of_mask(dec.masks[best])
             if box is not None:
                 dec = self.backend.decode(enc.emb, pts, lab, box_xyxy=box,
                                           mask_logits=dec.low_res_logits[best], multimask=True)
                 best = int(np.argmax(dec.scores))
-                steps = 3
+                scores.append([float(v) for v in dec.scores])
         mask = np.asarray(dec.masks[best], dtype=bool)
-        rep = {"prompts": prompts_report(pts, lab, box), "steps": steps,
-               "score": float(dec.scores[best]), "area_px": int(mask.sum()),
-               "absent": not bool(mask.any())}
+        rep = {"prompts": prompts_report(pts, lab, box), "steps": len(scores),
+               "step_scores": scores, "score": float(dec.scores[best]),
+               "area_px": int(mask.sum()), "absent": not bool(mask.any())}
+        if self.config.cascade and box is None:
+            rep.update(step2_empty(prior.value))
         return ClassOutcome(mask, dec.low_res_logits[best], float(dec.scores[best]), rep)
