@@ -170,6 +170,26 @@ def _check_positions(items: list[tuple[Path, Any]], pos: np.ndarray) -> None:
             + "): export the complete series")
 
 
+def series_stem(path: str | Path) -> str | None:
+    """An output stem for a DICOM image slice file that stands for its series (``<folder
+    name>_series<SeriesNumber>``, or the last digits of the Series Instance UID without a
+    number), so outputs are named after the series, not after one slice; None for
+    anything else (a folder, NIfTI, an RTSTRUCT...)."""
+    import re
+
+    from oneshotsam.fileformats import split_suffix
+
+    p = Path(path)
+    if not p.is_file() or split_suffix(p)[1] not in (".dcm", ".ima", ""):
+        return None
+    ds = _read_header(p)
+    if ds is None or not is_image_header(ds):
+        return None
+    number = str(ds.get("SeriesNumber", "") or "").strip()
+    tag = f"series{number}" if number else "series" + str(ds.SeriesInstanceUID).replace(".", "")[-8:]
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", f"{p.resolve().parent.name}_{tag}")
+
+
 def scan_series(path: str | Path) -> DicomSeries:
     """Find, validate and order the DICOM image series at ``path``.
 

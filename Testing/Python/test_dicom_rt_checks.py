@@ -168,3 +168,14 @@ def test_propagate_refuses_roi_twice(planning, capsys):
     out = planning["root"] / "never"
     assert _propagate(planning, out, ["--roi", "Liver", "Liver", *TINY_DENSE]) == 2
     assert "'Liver' more than once" in capsys.readouterr().err and not out.exists()
+
+
+def test_a_slice_file_target_names_the_outputs_after_its_series(planning):
+    one = sorted((planning["root"] / "followup").iterdir())[3]  # any slice of the series
+    out = planning["root"] / "out"
+    r = planning["root"]
+    assert main(["propagate", "--reference-volume", str(r / "plan"), "--reference-labels", str(planning["rs"]),
+                 "--roi", "Liver", "--targets", str(one), "--output-dir", str(out), "--window=-1000,500",
+                 "--device", "cpu", "--quiet", "--output-format", "rtstruct", "nifti", *TINY_DENSE]) == 0
+    assert sorted(p.name for p in out.iterdir()) == [  # write_ct_series: Series Number 2
+        "followup_series2_oneshotsam.nii.gz", "followup_series2_oneshotsam.rtstruct.dcm", "report.json"]
