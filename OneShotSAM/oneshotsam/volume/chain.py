@@ -111,7 +111,7 @@ def walk_runs(
                 if d.present:
                     labels[m] = v
             confidence = float(res.confidence)
-            flagged, why = review_flag(rule, confidence, decisions)
+            flagged, why = review_flag(rule, confidence, decisions, res.report.get("review", ()))
             info = {"source": int(src), "seed": int(run.seed),
                     "labels": {str(d.value): {"present": d.present, "area_mm2": round(d.area_mm2, 2),
                                               "confidence": round(d.confidence, 4),

@@ -63,7 +63,8 @@ def cross_seed(engine, r: int, ref_labels: np.ndarray, rule: StopRule,
         decisions.append(d)
         if d.present:
             labels[m] = v
-    flagged, why = review_flag(rule, float(res.confidence), decisions)
+    flagged, why = review_flag(rule, float(res.confidence), decisions,
+                               res.report.get("review", ()))
     fit = {int(v): float(f) for v, f in res.label_fit.items()}
     info: dict[str, Any] = {"kind": "cross-visit", "reference_slice": int(r),
                             "labels": {str(d.value): {"present": d.present,

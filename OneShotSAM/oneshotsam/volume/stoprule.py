@@ -24,13 +24,15 @@ collapsing prediction stops the label. Follow-ups of a planning contour have
 the mirror rule, :func:`contour_end_trims`: a structure that got shorter
 is trimmed from its contour's ends inward where the method's label fit says
 the target shows something else. Review flags mark low confidence,
-large area changes and the last slice before a stop.
+large area changes, the last slice before a stop and what the method itself
+asks a reviewer to check.
 Numpy only.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 
@@ -100,8 +102,15 @@ def decide_label(rule: StopRule, value: int, pred_mask: np.ndarray, src_mask: np
                          reason)
 
 
-def review_flag(rule: StopRule, confidence: float, decisions: list[LabelDecision]) -> tuple[bool, str]:
-    """Should a reviewer check this slice first? Returns (flag, why)."""
+def review_flag(rule: StopRule, confidence: float, decisions: list[LabelDecision],
+                reasons: Sequence[str] = ()) -> tuple[bool, str]:
+    """Should a reviewer check this slice first? Returns (flag, why).
+
+    ``reasons``: what the method itself asks a reviewer to check
+    (``TargetResult.report["review"]``, e.g. a PerSAM / P2SAM cascade whose
+    step-2 mask was empty); any reason flags the slice."""
+    if reasons:
+        return True, "; ".join(str(r) for r in reasons)
     if confidence < rule.review_confidence:
         return True, f"confidence {confidence:.2f} < {rule.review_confidence}"
     for d in decisions:
