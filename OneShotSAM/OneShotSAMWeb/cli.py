@@ -35,8 +35,23 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
     p.add_argument("--port", type=int, default=8080, help="port (default 8080; 0 = a free port)")
     p.add_argument("--output-dir", default="oneshotsam-web-output",
                    help="where Save writes .seg.nrrd, .nii.gz and report.json")
+    p.add_argument("--allow-other-patient", action="store_true",
+                   help="RESEARCH DATA ONLY: open DICOM volumes whose PatientID / PatientName / "
+                        "PatientBirthDate differ (refused by default)")
     add_model_options(p, method_required=False)
     p.set_defaults(command="web")
+
+
+def check_web_patients(volumes: list[str], allow_other_patient: bool = False) -> dict:
+    """The DICOM volumes given on the command line are one patient's (the first is the
+    reference): refused otherwise, unless ``allow_other_patient`` (then a warning)."""
+    from oneshotsam.dicom_identity import check_same_patient
+
+    rec = check_same_patient([("reference volume" if i == 0 else "follow-up volume", v)
+                              for i, v in enumerate(volumes)], allow_other_patient)
+    if rec["mismatches"]:
+        print("WARNING (--allow-other-patient): " + "; ".join(rec["mismatches"]), file=sys.stderr)
+    return rec
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -70,6 +85,7 @@ def run(args: argparse.Namespace) -> int:
     for v in args.volumes:
         if not Path(v).exists():
             raise OneShotError(f"volume not found: {v}")
+    check_web_patients(list(args.volumes), getattr(args, "allow_other_patient", False))
     os.environ.setdefault("VTK_DEFAULT_OPENGL_WINDOW", "vtkEGLRenderWindow")
     preload_engine()
     # The engine thread runs Python-heavy tiny-tensor loops; VTK's wrappers release the

@@ -134,3 +134,21 @@ def test_nifti_inputs_carry_no_identity(tmp_path):
         e = tmp_path / "e"
         write_ct_series(e, np.zeros((2, 4, 5), np.int16), np.eye(4), patient_id="B")
         check_same_patient([("reference series", d), ("NIfTI", a), ("target", e)])
+
+
+def test_browser_app_refuses_volumes_of_two_patients(tmp_path, capsys):
+    import sys as _sys
+    from pathlib import Path as _Path
+
+    _sys.path.insert(0, str(_Path(__file__).resolve().parents[2] / "OneShotSAM"))
+    try:
+        from OneShotSAMWeb.cli import check_web_patients
+    finally:
+        _sys.path.pop(0)
+    write_ct_series(tmp_path / "a", np.zeros((2, 4, 5), np.int16), np.eye(4), patient_id="A")
+    write_ct_series(tmp_path / "b", np.zeros((2, 4, 5), np.int16), np.eye(4), patient_id="B")
+    with pytest.raises(OneShotError, match="follow-up volume .* is not the patient of the reference volume"):
+        check_web_patients([str(tmp_path / "a"), str(tmp_path / "b")])
+    rec = check_web_patients([str(tmp_path / "a"), str(tmp_path / "b")], allow_other_patient=True)
+    assert rec["allow_other_patient"] and "WARNING (--allow-other-patient)" in capsys.readouterr().err
+    assert check_web_patients([str(tmp_path / "a"), str(tmp_path / "a")])["mismatches"] == []
