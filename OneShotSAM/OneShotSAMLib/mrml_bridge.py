@@ -107,6 +107,7 @@ def labels_from_segments(segmentation_node: Any, segment_ids: Sequence[str],
     logic = slicer.vtkSlicerSegmentationsModuleLogic
     scene = volume_node.GetScene()
     for value, seg_id in enumerate(segment_ids, start=1):
+        colors_before = _node_ids(scene, "vtkMRMLColorNode")
         tmp = scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "__oneshotsam_tmp__")
         try:
             if not logic.ExportSegmentsToLabelmapNode(segmentation_node, [seg_id], tmp, volume_node):
@@ -118,12 +119,27 @@ def labels_from_segments(segmentation_node: Any, segment_ids: Sequence[str],
                                    f"({arr.shape} vs {shape})")
             out[arr > 0] = value
         finally:
-            disp = tmp.GetDisplayNode()
-            if disp is not None and disp.GetColorNode() is not None \
-                    and disp.GetColorNode().GetName().startswith("__oneshotsam_tmp__"):
-                scene.RemoveNode(disp.GetColorNode())
-            scene.RemoveNode(tmp)
+            _remove_with_helpers(scene, tmp, colors_before)
     return out
+
+
+def _node_ids(scene: Any, class_name: str) -> set[str]:
+    return {scene.GetNthNodeByClass(n, class_name).GetID()
+            for n in range(scene.GetNumberOfNodesByClass(class_name))}
+
+
+def _remove_with_helpers(scene: Any, node: Any, colors_before: set[str]) -> None:
+    """Remove a temporary labelmap node with the display / storage nodes the export
+    gave it and the colour table it created (one named after the segmentation), so
+    that nothing of it is left in the scene (the Data module would list it)."""
+    helpers = [node.GetNthDisplayNode(n) for n in range(node.GetNumberOfDisplayNodes())]
+    helpers += [node.GetNthStorageNode(n) for n in range(node.GetNumberOfStorageNodes())]
+    created = [d.GetColorNode() for d in helpers if hasattr(d, "GetColorNode") and d.GetColorNode() is not None
+               and d.GetColorNode().GetID() not in colors_before]
+    scene.RemoveNode(node)
+    for h in helpers + created:
+        if h is not None and h.GetScene() is scene:
+            scene.RemoveNode(h)
 
 
 def slice_extent(shape_kji: Sequence[int], array_axis: int, slice_index: int) -> tuple[int, ...]:
