@@ -28,18 +28,17 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--steps", type=int, default=300)
     ap.add_argument("--every", type=int, default=25)
-    ap.add_argument("--preset", default=None)
+    ap.add_argument("--preset", default="cpu")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=JSON")
     args = ap.parse_args()
 
     from oneshotsam.benchmark2d import _img, _read_png, _scores
     from oneshotsam.methods.medpersam.warp_adapt import ConvergenceRule
-    from oneshotsam.methods.medpersam.warp_method import load_medpersam_preset
+    from oneshotsam.methods.medpersam.warp_method import resolve_warp_settings
     from oneshotsam.methods.medpersam.warp_train import WarpConfig, WarpSession
 
-    name, d = load_medpersam_preset(args.preset)
-    d.update({k: json.loads(v) for k, v in (s.split("=", 1) for s in args.set)})
-    cfg = WarpConfig.from_dict(d)
+    user = {k: json.loads(v) for k, v in (s.split("=", 1) for s in args.set)}
+    cfg = WarpConfig.from_dict(resolve_warp_settings(args.preset, user=user).values)
     ref, rl = _img(_read_png(EX / "reference.png"), "ref"), _read_png(EX / "reference_mask.png")
     tp = sorted((EX / "targets").glob("*.png"))
     targets = [_img(_read_png(p), p.stem) for p in tp]

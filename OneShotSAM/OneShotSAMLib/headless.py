@@ -33,15 +33,6 @@ class HeadlessSlicer:
     logics: dict[str, Any]
 
 
-def in_slicer_app() -> bool:
-    """True inside the Slicer application (``slicer.app`` exists)."""
-    try:
-        import slicer
-    except ImportError:
-        return False
-    return getattr(slicer, "app", None) is not None
-
-
 def bootstrap() -> HeadlessSlicer:
     """Create (once) a scene with the module logics the OneShotSAM Logic uses."""
     global _STATE

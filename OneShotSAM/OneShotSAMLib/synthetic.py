@@ -8,7 +8,7 @@ direction) so LPS/RAS and oblique handling can be tested.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any, Sequence
 
 import numpy as np
@@ -73,25 +73,55 @@ def add_volume(scene: Any, voxels_kji: np.ndarray, name: str, spacing: Sequence[
     return node
 
 
-def make_case(scene: Any, shape_kji: Sequence[int] = (12, 40, 48), annotated: Sequence[int] = (6,),
-              array_axis: int = 0, spacing: Sequence[float] = (1.0, 1.0, 2.0),
-              origin: Sequence[float] = (0, 0, 0), directions: np.ndarray | None = None,
-              seed: int = 0, name: str = "OneShotSAM synthetic", truth_kji: np.ndarray | None = None,
-              segment_name: str = "Blob", color: Sequence[float] = (0.9, 0.3, 0.2)) -> SyntheticCase:
-    """Volume + segmentation with the truth written on ``annotated`` slices only."""
+@dataclass(frozen=True)
+class CaseSpec:
+    """What :func:`make_case` builds.
+
+    Attributes:
+        shape_kji: ``(k, j, i)`` voxels.
+        annotated: slice indices (along ``array_axis``) written into the segment.
+        array_axis: array axis the annotated slices are taken along.
+        spacing: ``(i, j, k)`` mm; origin: RAS mm; directions: ``(3, 3)`` IJK->RAS
+            direction matrix (identity when None).
+        seed: seed of the image noise.
+        name: volume node name (the segmentation is "<name> segmentation").
+        truth_kji: the ground truth; None = an ellipsoid filling 70 % of each axis.
+        segment_name, color: of the one segment.
+    """
+
+    shape_kji: Sequence[int] = (12, 40, 48)
+    annotated: Sequence[int] = (6,)
+    array_axis: int = 0
+    spacing: Sequence[float] = (1.0, 1.0, 2.0)
+    origin: Sequence[float] = (0, 0, 0)
+    directions: np.ndarray | None = field(default=None, compare=False)
+    seed: int = 0
+    name: str = "OneShotSAM synthetic"
+    truth_kji: np.ndarray | None = field(default=None, compare=False)
+    segment_name: str = "Blob"
+    color: Sequence[float] = (0.9, 0.3, 0.2)
+
+
+def make_case(scene: Any, spec: CaseSpec | None = None, **changes: Any) -> SyntheticCase:
+    """Volume + segmentation with the truth written on the annotated slices only.
+
+    ``spec`` (default :class:`CaseSpec`) with ``changes`` (its field names, e.g.
+    ``annotated=(2, 9)``) replacing fields."""
     from OneShotSAMLib.mrml_bridge import SliceWriter
     from oneshotsam.geometry import get_slice
 
-    shape = tuple(int(s) for s in shape_kji)
+    s = replace(spec or CaseSpec(), **changes)
+    annotated, array_axis, name, truth_kji = s.annotated, s.array_axis, s.name, s.truth_kji
+    shape = tuple(int(n) for n in s.shape_kji)
     if truth_kji is None:
         center = [(n - 1) / 2.0 for n in shape]
         radii = [max(n * 0.35, 1.5) for n in shape]
         truth_kji = ellipsoid(shape, center, radii)
-    vol = add_volume(scene, blob_voxels(truth_kji, seed), name, spacing, origin, directions)
+    vol = add_volume(scene, blob_voxels(truth_kji, s.seed), name, s.spacing, s.origin, s.directions)
     seg = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", f"{name} segmentation")
     seg.CreateDefaultDisplayNodes()
     seg.SetReferenceImageGeometryParameterFromVolumeNode(vol)
-    sid = seg.GetSegmentation().AddEmptySegment("", segment_name, list(color))
+    sid = seg.GetSegmentation().AddEmptySegment("", s.segment_name, list(s.color))
     writer = SliceWriter(seg, vol)
     for k in annotated:
         writer.write(sid, array_axis, int(k), get_slice(truth_kji, array_axis, int(k)))

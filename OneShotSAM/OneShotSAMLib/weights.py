@@ -86,7 +86,8 @@ def resolve_checkpoint(method: str, backend: str | None, checkpoint: str | None,
     """The weights file a run of ``method`` uses (None: the method needs none).
 
     ``checkpoint`` (the module's "Weights file") wins; otherwise the downloaded
-    official file of ``backend`` (:func:`find`).
+    official file of ``backend`` (:func:`find`): the engine's one resolver,
+    :func:`oneshotsam.backends.factory.resolve_checkpoint`, in the module's words.
 
     Raises:
         OneShotError: no model chosen, the chosen file is missing, or nothing was
@@ -99,18 +100,17 @@ def resolve_checkpoint(method: str, backend: str | None, checkpoint: str | None,
     if not backend:
         raise OneShotError(f"method '{method}' needs a SAM model: choose one under 'Model' "
                            "(or the method 'Med-PerSAM (warp only)', which needs no weights)")
-    if checkpoint:
-        p = Path(checkpoint).expanduser()
-        if not p.is_file():
-            raise OneShotError(f"weights file not found: {p}; choose an existing file under "
-                               "'Weights file' or press 'Download official weights...'")
-        return str(p)
-    found = find(backend, folder)
-    if found is None:
-        where = weights_dir()
-        raise OneShotError(f"no weights for the model {backend} yet: press 'Download official "
-                           f"weights...' (saved in {where}) or choose a file under 'Weights file'")
-    return str(found)
+    from oneshotsam.backends.factory import resolve_checkpoint
+
+    def missing(path: Path | None) -> str:
+        if path is not None:
+            return (f"weights file not found: {path}; choose an existing file under "
+                    "'Weights file' or press 'Download official weights...'")
+        return (f"no weights for the model {backend} yet: press 'Download official "
+                f"weights...' (saved in {weights_dir()}) or choose a file under 'Weights file'")
+
+    return str(resolve_checkpoint(backend, checkpoint or None, (folder or weights_dir(),),
+                                  missing=missing))
 
 
 def download(backend: str, progress: ProgressFn = no_progress, folder: Path | None = None) -> Path:
@@ -118,19 +118,3 @@ def download(backend: str, progress: ProgressFn = no_progress, folder: Path | No
     from oneshotsam.backends.download import download as engine_download
 
     return engine_download(backend, dest_dir=folder or weights_dir(), progress=progress)
-
-
-def accept_local_file(path: str, backend: str) -> Path:
-    """Validate a user-chosen checkpoint file (exists; official SHA-256 when it is the official file)."""
-    from oneshotsam.backends.checkpoints import REGISTRY
-    from oneshotsam.backends.download import file_sha256
-
-    p = Path(path).expanduser()
-    if not p.is_file():
-        raise OneShotError(f"checkpoint file not found: {p}")
-    info = REGISTRY.get(backend)
-    if info is not None and info.sha256 and p.name == info.filename:
-        if file_sha256(p) != info.sha256:
-            raise OneShotError(f"{p} has the official file name of {backend} but not its SHA-256: "
-                               "the file is corrupted or incomplete; download it again")
-    return p

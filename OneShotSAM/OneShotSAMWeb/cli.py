@@ -20,8 +20,9 @@ DESCRIPTION = (
     "is sent anywhere else; input files are never modified; Save writes into --output-dir.")
 
 
-def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
-    """Register ``web`` on the ``oneshotsam`` command line."""
+def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    """Register ``web`` on the ``oneshotsam`` command line (entry point
+    ``oneshotsam.commands: web`` in pyproject.toml)."""
     from oneshotsam.cli import add_model_options
 
     p = sub.add_parser("web", parents=[common], help="the annotate-propagate-review loop in a browser",
@@ -39,7 +40,7 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
                    help="RESEARCH DATA ONLY: open DICOM volumes whose PatientID / PatientName / "
                         "PatientBirthDate differ (refused by default)")
     add_model_options(p, method_required=False)
-    p.set_defaults(command="web")
+    p.set_defaults(command="web", handler=run)
 
 
 def check_web_patients(volumes: list[str], allow_other_patient: bool = False) -> dict:

@@ -11,6 +11,12 @@ that ``import oneshotsam.cli`` costs argparse only):
 * ``propagate`` one annotated slice -> whole volume and follow-up visits: :mod:`oneshotsam.volume.cli`
 * ``cohort``    every patient of a manifest, resumable, on Ray: :mod:`oneshotsam.cli_cohort`
 
+Front ends add their own subcommands (the browser app adds ``web``): each names a
+registration function ``register(sub, common)`` under the entry-point group
+:data:`COMMAND_GROUP` in its package metadata (``pyproject.toml``). The function adds
+a subparser and sets its ``handler`` default to the function that runs it. The
+engine imports no front end; it only calls what the installed metadata names.
+
 Errors a user can fix (:class:`~oneshotsam.errors.OneShotError`, missing
 or unreadable files) print one line ``error: ...`` on stderr and exit with
 status 2; ``--debug`` shows the traceback instead. Ctrl-C exits with 130.
@@ -27,6 +33,8 @@ EXIT_OK = 0
 EXIT_ERROR = 2
 EXIT_BUG = 1
 EXIT_INTERRUPTED = 130
+#: entry-point group of the subcommands that front ends register (``register(sub, common)``)
+COMMAND_GROUP = "oneshotsam.commands"
 
 def _common() -> argparse.ArgumentParser:
     """Options every subcommand accepts (``default=SUPPRESS`` keeps the top-level value)."""
@@ -67,12 +75,13 @@ def _add_segment(sub: argparse._SubParsersAction, common: argparse.ArgumentParse
                    help="folder for the label images and report.json (created; written only "
                         "when every input is valid and the run finishes)")
     add_model_options(p)
+    from oneshotsam.settings import WINDOW_SPECS
+
     p.add_argument("--window", default=None, metavar="SPEC",
-                   help="intensity window: a CT preset (lung, mediastinum, abdomen, brain, "
-                        "p2sam-lung4d), 'percentile[:LO,HI]' (MR), 'LOW,HIGH' (explicit) or "
-                        "'auto'. Required for anything but 8-bit images. Explicit and CT "
-                        "windows apply to every image; 'auto'/'percentile' are computed per "
-                        "2D image and once per volume")
+                   help=f"intensity window: {WINDOW_SPECS}. Explicit and CT windows apply to "
+                        "every image; 'auto'/'percentile' are computed per 2D image and once "
+                        "per volume (default: none: 8-bit images are used as they are and any "
+                        "other image is refused until a window is given)")
     p.add_argument("--reference-slice", type=int, default=None, metavar="K",
                    help="for a 3D reference: index of the annotated slice along --axis "
                         "(default: the only annotated slice)")
@@ -173,11 +182,23 @@ def build_parser() -> argparse.ArgumentParser:
     importlib.import_module("oneshotsam.volume.cli").add_parser(sub)
     importlib.import_module("oneshotsam.cli_cohort").add_parser(sub)
     _add_common_to_new(sub, common)
-    importlib.import_module("OneShotSAMWeb.cli").add_parser(sub, common)  # browser front end
+    for register in registered_commands():
+        register(sub, common)
     return parser
 
 
+def registered_commands() -> list[Callable[..., None]]:
+    """The registration functions of the installed front ends (entry-point group
+    :data:`COMMAND_GROUP`), in name order. Loading one imports its module only."""
+    from importlib.metadata import entry_points
+
+    return [ep.load() for ep in sorted(entry_points(group=COMMAND_GROUP), key=lambda e: e.name)]
+
+
 def _handler(args: argparse.Namespace) -> Callable[[argparse.Namespace], int]:
+    registered = getattr(args, "handler", None)
+    if registered is not None:  # a front end's subcommand
+        return registered
     if args.command == "segment":
         return importlib.import_module("oneshotsam.cli_segment").run
     if args.command == "evaluate":
@@ -195,8 +216,6 @@ def _handler(args: argparse.Namespace) -> Callable[[argparse.Namespace], int]:
         return importlib.import_module("oneshotsam.volume.cli").run
     if args.command == "cohort":
         return importlib.import_module("oneshotsam.cli_cohort").run
-    if args.command == "web":
-        return importlib.import_module("OneShotSAMWeb.cli").run
     raise SystemExit(f"unknown command {args.command!r}")  # argparse prevents this
 
 

@@ -57,18 +57,11 @@ def check_model_args(method: str, backend: str | None, checkpoint: str | None) -
         return None
     if backend is None:
         raise OneShotError(missing_backend_message(method))
-    from oneshotsam.backends import checkpoints
-    if checkpoint is None:
-        cached = checkpoints.default_checkpoint_path(backend)
-        if cached is not None and cached.is_file():
-            return str(cached)
-        if cached is None:
-            raise OneShotError(missing_backend_message(method))
-        raise OneShotError(checkpoints.missing_message(backend))
-    path = Path(checkpoint)
-    if not path.is_file():
-        raise OneShotError(checkpoints.missing_message(backend, path))
-    return str(path)
+    from oneshotsam.backends.checkpoints import REGISTRY
+    from oneshotsam.backends.factory import canonical_name, resolve_checkpoint
+    if checkpoint is None and canonical_name(backend) not in REGISTRY:
+        raise OneShotError(missing_backend_message(method))
+    return str(resolve_checkpoint(backend, checkpoint))
 
 
 def versions() -> dict[str, str]:
@@ -90,17 +83,12 @@ def method_config(method: Any) -> Any:
     return None
 
 
-def resolved_preset(method: str) -> str | None:
-    """The preset a method uses when none is given (``presets.default_preset``);
-    ``"auto"`` for ``medpersam-warp``, which chooses per run from the situation
-    (recorded in the report's ``run.chosen_settings``)."""
-    if method == "medpersam-warp":
-        return "auto"
-    try:
-        from oneshotsam.presets import default_preset
-        return default_preset(method)
-    except (ImportError, OneShotError):
-        return None
+def resolved_settings(method: Any) -> dict[str, Any] | None:
+    """The method's merged settings and where each came from
+    (:class:`oneshotsam.presets.ResolvedSettings`, after the run: a method that
+    chooses from the situation records that call's choice); None when it has none."""
+    settings = getattr(method, "settings", None)
+    return settings.report() if settings is not None else None
 
 
 # ----------------------------------------------------------------------------- outputs
@@ -192,7 +180,7 @@ def planned_files(out: Path, sources: list[Source], formats: tuple[str, ...] | N
 def run(args: argparse.Namespace) -> int:
     """Run ``oneshotsam segment`` (see the module docstring); returns the exit status."""
     t0 = time.perf_counter()
-    from oneshotsam.methods.registry import build_method, method_info
+    from oneshotsam.methods.registry import build_method, default_preset, method_info
     info = method_info(args.method)
     overrides = parse_overrides(args.overrides)
     check_method_overrides(args.method, overrides)
@@ -261,13 +249,14 @@ def run(args: argparse.Namespace) -> int:
         report = {
             "command": "segment",
             "method": args.method,
-            "preset": args.preset or resolved_preset(args.method),
+            "preset": args.preset or default_preset(args.method, args.device),
             "preset_given": args.preset is not None,
             "backend": args.backend if info.needs_backend else None,
             "checkpoint": checkpoint,
             "device": args.device,
             "overrides": overrides,
             "config": method_config(method),
+            "settings": resolved_settings(method),
             "reference": {"image": str(ref.source.path), "mask": args.reference_mask,
                           "slice_index": ref.slice_index, "axis": args.axis,
                           "target_slices": target_slices,

@@ -359,28 +359,6 @@ def resample_volume(moving: Volume, reference: Volume, transform: Any = None,
     return Volume(voxels=out, ijk_to_lps=reference.ijk_to_lps, name=moving.name, meta=dict(moving.meta))
 
 
-def resample_labels(moving: Volume, reference: Volume, transform: Any = None) -> Volume:
-    """Resample a label volume onto ``reference``'s grid, label by label.
-
-    Each label's mask is resampled with linear interpolation and every voxel
-    takes the label of the largest interpolated value when that value is >= 0.5
-    (else background 0). Smoother and less biased than nearest neighbour when
-    the grids differ in spacing or orientation (partial-volume aware);
-    ``transform`` as in :func:`resample_volume`. Keeps the dtype and label values.
-    """
-    lab = np.asarray(moving.voxels)
-    values = [int(v) for v in np.unique(lab) if v != 0]
-    best = np.zeros(reference.voxels.shape, np.float32)
-    out = np.zeros(reference.voxels.shape, lab.dtype)
-    for v in values:
-        m = Volume((lab == v).astype(np.float32), moving.ijk_to_lps)
-        p = np.asarray(resample_volume(m, reference, transform, "linear", 0).voxels)
-        take = (p >= 0.5) & (p > best)
-        out[take] = v
-        best = np.maximum(best, p)
-    return Volume(voxels=out, ijk_to_lps=reference.ijk_to_lps, name=moving.name, meta=dict(moving.meta))
-
-
 def _resize(plane: np.ndarray, shape_rc: tuple[int, int], interpolator: str) -> np.ndarray:
     """Resize ``(H, W)`` or ``(H, W, C)`` with pixel-centre alignment (edges aligned)."""
     h, w = plane.shape[:2]

@@ -16,7 +16,8 @@ hand; it collects the user's values and calls this module:
   check a configuration; :func:`config_to_text` goes back to text;
 * :func:`add_model_arguments` / :func:`add_propagation_arguments` add the options
   to an ``argparse`` parser and :func:`propagation_config_from_args` reads them;
-* :func:`check_device`: a requested device that is not there is refused.
+* :func:`~oneshotsam.devices.check_device` (re-exported): a requested device that is not
+  there is refused.
 
 Every problem is a :class:`~oneshotsam.errors.OneShotError` that says what to do.
 Importing this module costs the standard library, numpy and the (light) registries.
@@ -29,12 +30,15 @@ import json
 from dataclasses import dataclass, fields
 from typing import Any, Mapping, Sequence
 
+from oneshotsam.devices import DEVICES, check_device
 from oneshotsam.errors import OneShotError
 from oneshotsam.volume.types import AXES, PROPAGATION_MODES, REGISTRATIONS, PropagationConfig
 
-#: ``--device`` values; ``auto`` = CUDA when present, else CPU
-DEVICES = ("auto", "cpu", "cuda")
 _DEFAULT = PropagationConfig()
+#: what ``--window`` takes, in every command (:func:`oneshotsam.intensity.parse_window`)
+WINDOW_SPECS = ("a CT preset in HU (lung, mediastinum, abdomen, brain, p2sam-lung4d), "
+                "'percentile[:LO,HI]' (MR), 'LOW,HIGH' (explicit) or 'auto' (8-bit as is, "
+                "otherwise the 0.5-99.5 percentiles)")
 
 
 def method_names() -> list[str]:
@@ -69,52 +73,21 @@ def parse_overrides(items: Sequence[str] | None) -> dict[str, Any]:
     return out
 
 
-def check_device(device: str) -> str:
-    """``device`` when it can be used here; OneShotError otherwise (unknown name, or
-    CUDA asked for on a machine without a usable CUDA GPU). Imports torch only for
-    ``cuda``."""
-    dev = str(device).strip().lower()
-    if dev.startswith("cuda"):
-        try:
-            import torch
-
-            available = bool(torch.cuda.is_available())
-        except ImportError:
-            available = False
-        if not available:
-            raise OneShotError(f"device {device!r} was requested but this machine has no usable "
-                               "CUDA GPU: use --device cpu (or auto)")
-        return dev
-    if dev not in DEVICES:
-        raise OneShotError(f"unknown device {device!r}: use one of {', '.join(DEVICES)}")
-    return dev
-
-
-#: config classes whose fields a method's ``--set`` keys may name (``module:Class``);
-#: p2sam and persam are checked by :func:`oneshotsam.presets.config_from_preset`
-_OVERRIDE_CLASSES = {
-    "medpersam-warp": ("oneshotsam.methods.medpersam.warp_train:WarpConfig",),
-    "medpersam": ("oneshotsam.methods.medpersam.warp_train:WarpConfig",
-                  "oneshotsam.methods.medpersam.method:MedPerSAMConfig"),
-    "p2sam": ("oneshotsam.methods.p2sam:P2SAMConfig",),
-    "persam": ("oneshotsam.methods.persam:PerSAMConfig",),
-}
-
-
 def check_method_overrides(method: str, overrides: Mapping[str, Any], volume: bool = False) -> None:
     """Refuse an override value of the wrong type or sign (a user error naming the
     setting) before anything runs; ``volume``: the keys may also be settings of the
-    warp-volume engine. Unknown names are left to the method, which lists the valid ones."""
-    import importlib
-
+    warp-volume engine. The classes are the method's typed configs in the registry.
+    Unknown names are left to the method, which lists the valid ones."""
+    from oneshotsam.methods.registry import config_classes
     from oneshotsam.typecheck import check_settings
 
-    refs = list(_OVERRIDE_CLASSES.get(method, ()))
+    classes = list(config_classes(method))
     if volume:
-        refs.append("oneshotsam.volume.warpvol:VolumeWarpConfig")
-    for ref in refs:
-        module, _, name = ref.partition(":")
-        check_settings(getattr(importlib.import_module(module), name), overrides, method)
+        from oneshotsam.volume.warpvol import VolumeWarpConfig
+
+        classes.append(VolumeWarpConfig)
+    for cls in classes:
+        check_settings(cls, overrides, method)
 
 
 @dataclass(frozen=True)
@@ -149,9 +122,8 @@ class Setting:
 #: slices, and the model choice of :func:`add_model_arguments`, are separate)
 PROPAGATION_SETTINGS: tuple[Setting, ...] = (
     Setting("window", "--window", "Window",
-            "intensity window: a CT preset (lung, mediastinum, abdomen, brain, p2sam-lung4d), "
-            "percentile[:LO,HI], LOW,HIGH or auto; computed once on the reference and used "
-            "for every volume (default: auto)"),
+            f"intensity window: {WINDOW_SPECS}; computed once on the reference volume and "
+            "used for every volume (default: auto)"),
     Setting("align", "--no-align", "Align",
             "do not register follow-ups to the reference (slices still paired by physical "
             "position)"),
@@ -316,8 +288,11 @@ def add_model_arguments(p: argparse.ArgumentParser, *, method_required: bool = F
                    help="path of the backend's weights (default: the file downloaded by "
                         "`oneshotsam weights download NAME`)")
     p.add_argument("--preset", default=None,
-                   help="preset name in oneshotsam/presets/<method>.json (default: the "
-                        "method's; Med-PerSAM: 'cpu' without CUDA, 'paper' with)")
+                   help="preset name in oneshotsam/presets/<method>.json (default: p2sam and "
+                        "persam 'default'; medpersam 'cpu' on the CPU, 'paper' on CUDA; "
+                        "medpersam-warp chooses from the situation: 'cpu-field' for 2D on the "
+                        "CPU, 'paper' on CUDA, 'volume' for propagation, recorded in "
+                        "report.json)")
     p.add_argument("--device", default="auto", choices=DEVICES,
                    help="where to run: auto (CUDA when present), cpu or cuda")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -353,7 +328,7 @@ def propagation_config_from_args(args: argparse.Namespace, **values: Any) -> Pro
                               preset=args.preset, device=args.device)
 
 
-__all__ = ["AXES", "DEVICES", "PROPAGATION_MODES", "REGISTRATIONS", "PROPAGATION_SETTINGS",
+__all__ = ["AXES", "DEVICES", "WINDOW_SPECS", "PROPAGATION_MODES", "REGISTRATIONS", "PROPAGATION_SETTINGS",
            "Setting", "method_names", "backend_names", "parse_overrides", "check_device",
            "check_method_overrides",
            "propagation_config", "propagation_config_from_text", "config_to_text",

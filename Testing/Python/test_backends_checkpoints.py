@@ -29,7 +29,14 @@ def test_cache_dir_env(monkeypatch, tmp_path):
     monkeypatch.delenv("ONESHOTSAM_CACHE")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "x"))
     assert ck.cache_dir() == tmp_path / "x" / "oneshotsam"
-    assert ck.default_checkpoint_path("sam-vit-b") == tmp_path / "x" / "oneshotsam" / "sam_vit_b_01ec64.pth"
+    from oneshotsam.backends.factory import resolve_checkpoint
+
+    cached = tmp_path / "x" / "oneshotsam" / "sam_vit_b_01ec64.pth"
+    with pytest.raises(OneShotError, match="oneshotsam weights download sam-vit-b"):
+        resolve_checkpoint("sam-vit-b")
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(b"")
+    assert resolve_checkpoint("sam-vit-b") == cached  # where `oneshotsam weights download` puts it
 
 
 @pytest.mark.parametrize("name", ["sam-tiny-test", "sam2-tiny-test"])

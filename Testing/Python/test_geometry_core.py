@@ -261,31 +261,3 @@ def test_volume_like_and_same_grid():
     assert np.allclose(g.lps_to_ijk_points(vol, g.ijk_to_lps_points(vol, [(1, 2, 3)])), [(1, 2, 3)])
     with pytest.raises(OneShotError):
         g.volume_like(vol, np.zeros((2, 2, 2)))
-
-
-def _sphere_labels(affine: np.ndarray, shape, centre, radius, value) -> np.ndarray:
-    k, j, i = np.meshgrid(*[np.arange(n) for n in shape], indexing="ij")
-    ijk = np.stack([i, j, k], -1).reshape(-1, 3).astype(float)
-    p = ijk @ affine[:3, :3].T + affine[:3, 3]
-    return (np.linalg.norm(p - centre, axis=1) <= radius).reshape(shape).astype(np.uint8) * value
-
-
-def test_resample_labels_is_closer_to_truth_than_nearest():
-    coarse = g.affine_from_sitk((-12, -12, -12), (2.0, 2.0, 3.0), (rot("z", 25) @ rot("x", 10)).ravel())
-    fine = g.affine_from_sitk((-10.3, -10.1, -9.7), (0.9, 1.1, 1.3), np.diag([-1.0, -1.0, 1.0]).ravel())
-    fine[:3, 3] = [10.3, 10.1, -9.7]
-    shape_c, shape_f = (10, 13, 13), (16, 19, 23)
-    lab = _sphere_labels(coarse, shape_c, (0, 0, 0), 6.0, 3) + _sphere_labels(coarse, shape_c, (7, 0, 0), 2.5, 5)
-    lab[lab > 5] = 5  # overlap: the small sphere wins
-    moving = Volume(lab, coarse)
-    ref = Volume(np.zeros(shape_f, np.uint8), fine)
-    truth = _sphere_labels(fine, shape_f, (0, 0, 0), 6.0, 3)
-    near = g.resample_volume(moving, ref, interpolator="nearest").voxels
-    smooth = g.resample_labels(moving, ref)
-    assert smooth.voxels.dtype == np.uint8 and set(np.unique(smooth.voxels)) == {0, 3, 5}
-    assert np.allclose(smooth.ijk_to_lps, fine)
-
-    def d(a, b):
-        return 2 * np.sum(a & b) / (a.sum() + b.sum())
-    assert d(smooth.voxels == 3, truth == 3) >= d(near == 3, truth == 3) - 1e-9
-    assert d(smooth.voxels == 3, truth == 3) > 0.85

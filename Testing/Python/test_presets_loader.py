@@ -1,4 +1,5 @@
-"""Preset loader: package-data JSON, copies, defaults, clear errors."""
+"""Preset loader and the one merge of method settings: package-data JSON, copies,
+defaults, defaults <- preset <- situation <- user, clear errors."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import pytest
 
 from oneshotsam.errors import OneShotError
 from oneshotsam.presets import (
-    config_from_preset, default_preset, list_presets, load_preset)
+    config_from_preset, default_preset, list_presets, load_preset, resolve_settings)
 
 # (method, preset, key, expected) — values read off P2SAM Appendix C Tables 9/10
 PRESET_CASES = [
@@ -53,28 +54,89 @@ def test_unknown_method():
         list_presets("no-such-method")
 
 
-@pytest.mark.parametrize("method, cuda, expected", [
-    ("p2sam", False, "default"), ("persam", True, "default"),
-    ("medpersam", False, "cpu"), ("medpersam", True, "paper"),
-    ("medpersam-warp", False, "cpu"), ("medpersam-warp", True, "paper"),
+@pytest.mark.parametrize("method, cuda, device, expected", [
+    ("p2sam", False, "auto", "default"), ("persam", True, "auto", "default"),
+    ("medpersam", False, "auto", "cpu"), ("medpersam", True, "auto", "paper"),
+    ("medpersam", True, "cpu", "cpu"),
+    ("medpersam-warp", False, "auto", "auto"), ("medpersam-warp", True, "cuda", "auto"),
 ])
-def test_default_preset(monkeypatch, method, cuda, expected):
-    import oneshotsam.presets as presets
+def test_default_preset(monkeypatch, method, cuda, device, expected):
+    import oneshotsam.devices as devices
+    from oneshotsam.methods import registry
 
-    monkeypatch.setattr(presets, "_cuda_available", lambda: cuda)
-    assert default_preset(method) == expected
+    monkeypatch.setattr(devices, "cuda_available", lambda: cuda)
+    assert default_preset(method, device) == expected
+    assert registry.default_preset(method, device) == expected
 
 
 def test_config_from_preset_and_overrides():
     from oneshotsam.methods.p2sam import P2SAMConfig
 
-    cfg = config_from_preset(P2SAMConfig, "p2sam", "lung4d", cost="cosine", seed=None)
+    cfg, settings = config_from_preset(P2SAMConfig, "p2sam", "lung4d", cost="cosine", seed=None)
     assert cfg.n_pos == (1, 2) and cfg.n_neg == (45,) and cfg.cost == "cosine"
     assert cfg.source.startswith("P2SAM Appendix C")
+    assert settings.sources["cost"] == "user" and settings.sources["n_pos"] == "preset"
     with pytest.raises(OneShotError, match="unknown p2sam setting"):
-        config_from_preset(P2SAMConfig, "p2sam", None, n_parts=3)
+        config_from_preset(P2SAMConfig, "p2sam", "default", n_parts=3)
     with pytest.raises(OneShotError, match="cost must be one of"):
-        config_from_preset(P2SAMConfig, "p2sam", None, cost="l1")
+        config_from_preset(P2SAMConfig, "p2sam", "default", cost="l1")
+
+
+#: known names of the merge cases below (a subset of medpersam.json's ``cpu-field``)
+KNOWN = {"resolution", "lr", "roi_margin", "net", "epochs"}
+# (situation, user, key, expected value, expected source): cpu-field has resolution 64,
+# lr 0.01, roi_margin 0.5 (presets/medpersam.json)
+MERGE_CASES = [
+    (None, None, "resolution", 64, "preset"),
+    ({"resolution": 96}, None, "resolution", 96, "situation"),
+    ({"resolution": 96}, {"resolution": 48}, "resolution", 48, "user"),
+    (None, {"lr": None}, "lr", 0.01, "preset"),  # None = an unset option
+    ({"roi_margin": 1.0}, {"lr": 0.02}, "roi_margin", 1.0, "situation"),
+    (None, {"epochs": 3}, "epochs", 3, "user"),  # a key the preset does not set
+]
+
+
+@pytest.mark.parametrize("situation, user, key, value, source", MERGE_CASES)
+def test_resolve_settings_layers(situation, user, key, value, source):
+    r = resolve_settings("medpersam-warp", "cpu-field", known=KNOWN, situation=situation,
+                         user=user, presets="medpersam", only_known=True)
+    assert r.values[key] == value and r.sources[key] == source
+    assert r.preset == "cpu-field" and r.report()["from"][key] == source
+
+
+def test_resolve_settings_merges_objects_key_by_key():
+    base = load_preset("medpersam", "paper")["net"]
+    r = resolve_settings("medpersam-warp", "paper", known=KNOWN, user={"net": {"enc_channels": 8}},
+                         presets="medpersam", only_known=True)
+    assert r.values["net"] == {**base, "enc_channels": 8}
+    assert load_preset("medpersam", "paper")["net"] == base  # the preset is untouched
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(user={"nonsense": 1}), "unknown medpersam-warp setting"),
+    (dict(situation={"nonsense": 1}), "unknown medpersam-warp setting"),
+    (dict(only_known=False), "preset 'paper' of 'medpersam-warp' has unknown settings"),
+])
+def test_resolve_settings_refuses_unknown_names(kwargs, message):
+    with pytest.raises(OneShotError, match=message):
+        resolve_settings("medpersam-warp", "paper", known=KNOWN, presets="medpersam",
+                         **{"only_known": True, **kwargs})
+
+
+def test_every_method_builds_through_the_one_merge():
+    """Each method's ``from_preset`` records the merge (what report.json writes)."""
+    from oneshotsam.backends.factory import create_backend
+    from oneshotsam.methods.registry import create_method
+
+    backend = create_backend("sam-tiny-test", random_weights=True, device="cpu")
+    for name, preset, key, value in (("p2sam", "cvc", "cost", "cosine"),
+                                     ("persam", "plain", "cascade", False),
+                                     ("medpersam", "cpu", "retrain_rounds", 1),
+                                     ("medpersam-warp", "cpu-field", "lr", 0.02)):
+        m = create_method(name, backend=backend, preset=preset, device="cpu", **{key: value})
+        assert m.settings.preset == preset and m.settings.sources[key] == "user", name
+        assert m.settings.values[key] == value, name
+        assert {"preset"} == {v for k, v in m.settings.sources.items() if k != key}, name
 
 
 def test_presets_do_not_import_torch():

@@ -91,12 +91,6 @@ def cache_dir() -> Path:
     return base / "oneshotsam"
 
 
-def default_checkpoint_path(name: str) -> Path | None:
-    """Where ``oneshotsam weights download NAME`` puts ``name`` (None: no official file)."""
-    info = REGISTRY.get(name)
-    return cache_dir() / info.filename if info else None
-
-
 def find_checkpoint(name: str, search_dirs: Sequence[str | Path] = ()) -> Path | None:
     """The downloaded official weights file of backend ``name``, wherever a front end put it.
 

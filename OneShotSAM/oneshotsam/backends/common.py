@@ -75,24 +75,6 @@ class EmbeddingCache:
         return key in self._items
 
 
-def resolve_device(device: str) -> str:
-    """``"auto"`` -> ``"cuda"`` when available else ``"cpu"``; validates others."""
-    import torch
-
-    d = (device or "auto").lower()
-    if d == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if d.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise OneShotError(
-                f"device {device!r} requested but CUDA is not available on this machine; "
-                "use --device cpu (or auto)")
-        return d
-    if d == "cpu":
-        return d
-    raise OneShotError(f"unknown device {device!r}: use auto, cpu or cuda")
-
-
 def check_image(image: Any) -> np.ndarray:
     """Validate an encoder input: ``(H, W, 3)`` uint8 RGB (``(H, W)`` grey is
     repeated to RGB). Returns a (possibly new) array; the input is untouched."""

@@ -89,11 +89,6 @@ _ALIASES = {
 }
 
 
-def list_backends() -> list[str]:
-    """All backend names accepted by :func:`create_backend`."""
-    return list(BACKEND_NAMES)
-
-
 def canonical_name(name: str) -> str:
     """The registry name for ``name`` (case-insensitive, common aliases)."""
     key = str(name).strip().lower()
@@ -101,6 +96,41 @@ def canonical_name(name: str) -> str:
     if key not in BACKEND_NAMES:
         raise OneShotError(f"unknown backend {name!r}; choose one of: {', '.join(BACKEND_NAMES)}")
     return key
+
+
+def resolve_checkpoint(name: str, checkpoint: str | Path | None = None,
+                       search_dirs: tuple[str | Path, ...] = (), *,
+                       missing: Callable[[Path | None], str] | None = None) -> Path:
+    """The weights file of backend ``name``: the one every front end and
+    :func:`create_backend` use.
+
+    ``checkpoint`` when given (it must be a file); otherwise the downloaded official
+    file (:func:`~oneshotsam.backends.checkpoints.find_checkpoint`: ``search_dirs``,
+    then the per-user cache). ``missing(path)`` words the error of a front end (its
+    own controls) for a given file that is not there (``path``) or no downloaded
+    file (None); default: the command line's wording.
+
+    Raises:
+        OneShotError: unknown backend, the given file is missing, nothing was
+            downloaded, or a test architecture without a checkpoint.
+    """
+    name = canonical_name(name)
+    if checkpoint is not None:
+        path = Path(checkpoint).expanduser()
+        if not path.is_file():
+            raise OneShotError(missing(path) if missing else missing_message(name, path))
+        return path
+    found = find_checkpoint(name, search_dirs)
+    if found is not None:
+        return found
+    if missing is not None:
+        raise OneShotError(missing(None))
+    if not _ROW[name].official:
+        raise OneShotError(
+            f"{name!r} is a test architecture without official weights: pass "
+            "random_weights=True or a checkpoint written by "
+            "oneshotsam.backends.tiny.save_tiny_checkpoint")
+    raise OneShotError(missing_message(name))
 
 
 def build_model(name: str):
@@ -141,17 +171,7 @@ def create_backend(name: str, checkpoint: str | Path | None = None, device: str 
     name = canonical_name(name)
     path: Path | None = None
     if not random_weights:
-        if checkpoint is not None:
-            path = Path(checkpoint).expanduser()
-        elif not _ROW[name].official:
-            raise OneShotError(
-                f"{name!r} is a test architecture without official weights: pass "
-                "random_weights=True or a checkpoint written by "
-                "oneshotsam.backends.tiny.save_tiny_checkpoint")
-        else:
-            path = find_checkpoint(name)
-            if path is None:
-                raise OneShotError(missing_message(name))
+        path = resolve_checkpoint(name, checkpoint)
         state = load_checkpoint(path, name)  # clear errors before the (slow) model build
     model = build_model(name)
     if path is not None:

@@ -19,7 +19,8 @@ import numpy as np
 from oneshotsam.backends.base import Decoded, Embedding
 from oneshotsam.backends.common import (
     MASK_LOGIT_SCALE, PRECISIONS, EmbeddingCache, autocast_context, check_image,
-    content_key, resolve_device)
+    content_key)
+from oneshotsam.devices import resolve_device
 from oneshotsam.errors import OneShotError
 
 #: reductions of a mask to the feature grid (:meth:`TorchSegmenter.mask_to_grid_centre`)
@@ -319,6 +320,21 @@ class TorchSegmenter(abc.ABC):
         with torch.inference_mode():
             t = torch.as_tensor(m, device=self.device)[None]
             t = F.interpolate(t, scale_factor=4, mode="bilinear")
+            return self._upsample(t, hw)[0].cpu().numpy().astype(np.float32)
+
+    def lowres_to_image(self, low_res: np.ndarray, image_hw: tuple[int, int]) -> np.ndarray:
+        """``(N, 4G, 4G)`` low-res logits -> ``(N, H, W)`` float32 logits in the image
+        frame by the package's own mask post-processing (the maps :meth:`decode`
+        thresholds into masks; PerSAM-F weighs them)."""
+        import torch
+
+        side = 4 * self.grid_size
+        lr = np.asarray(low_res, dtype=np.float32)
+        if lr.ndim != 3 or lr.shape[1:] != (side, side):
+            raise OneShotError(f"low_res must be (N, {side}, {side}); got {lr.shape}")
+        hw = _check_hw(image_hw)
+        with torch.inference_mode():
+            t = torch.as_tensor(lr, device=self.device)[None]
             return self._upsample(t, hw)[0].cpu().numpy().astype(np.float32)
 
     def grid_to_image(self, grid_map: np.ndarray, image_hw: tuple[int, int]) -> np.ndarray:

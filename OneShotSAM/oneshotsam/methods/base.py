@@ -88,3 +88,17 @@ class OneShotMethod(Protocol):
             progress: called after each finished unit of work; False cancels.
         """
         ...
+
+
+#: Backend used in messages and docs as the default suggestion.
+SUGGESTED_BACKEND = "sam-vit-b"
+
+
+def missing_backend_message(name: str) -> str:
+    """What to tell a user who asked for ``name`` without a SAM backend."""
+    return (
+        f"method {name!r} needs a SAM model: pass --backend NAME --checkpoint PATH "
+        f"(e.g. --backend {SUGGESTED_BACKEND} --checkpoint sam_vit_b_01ec64.pth). "
+        f"Download official weights with `oneshotsam weights download {SUGGESTED_BACKEND}` "
+        "(`oneshotsam weights list` shows all names), or use --method medpersam-warp, "
+        "which needs no weights")

@@ -146,6 +146,8 @@ class P2SAM:
     """P2SAM on any :class:`~oneshotsam.backends.base.PromptableSegmenter`."""
 
     name = "p2sam"
+    #: the settings it was built from and where each came from (``from_preset``)
+    settings = None
 
     def __init__(self, backend, config: P2SAMConfig = P2SAMConfig()) -> None:
         if backend is None:
@@ -159,9 +161,15 @@ class P2SAM:
     @classmethod
     def from_preset(cls, preset: str | None = None, backend=None, device: str = "auto",
                     **overrides: Any) -> P2SAM:
-        from oneshotsam.presets import config_from_preset
+        """Build from preset ``preset`` of ``presets/p2sam.json`` (None = the method's
+        default) with ``overrides`` on top (:func:`oneshotsam.presets.resolve_settings`)."""
+        from oneshotsam.presets import config_from_preset, default_preset
 
-        return cls(backend, config_from_preset(P2SAMConfig, "p2sam", preset, **overrides))
+        name = preset or default_preset("p2sam", device)
+        config, settings = config_from_preset(P2SAMConfig, "p2sam", name, **overrides)
+        method = cls(backend, config)
+        method.settings = settings
+        return method
 
     # -- reference ----------------------------------------------------------------
     def prepare_reference(self, ref: EncodedImage, reference_labels: np.ndarray,

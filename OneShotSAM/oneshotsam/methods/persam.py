@@ -229,6 +229,8 @@ class PerSAM:
     """PerSAM on any :class:`~oneshotsam.backends.base.PromptableSegmenter`."""
 
     name = "persam"
+    #: the settings it was built from and where each came from (``from_preset``)
+    settings = None
 
     def __init__(self, backend, config: PerSAMConfig = PerSAMConfig()) -> None:
         if backend is None:
@@ -241,9 +243,15 @@ class PerSAM:
     @classmethod
     def from_preset(cls, preset: str | None = None, backend=None, device: str = "auto",
                     **overrides: Any) -> PerSAM:
-        from oneshotsam.presets import config_from_preset
+        """Build from preset ``preset`` of ``presets/persam.json`` (None = the method's
+        default) with ``overrides`` on top (:func:`oneshotsam.presets.resolve_settings`)."""
+        from oneshotsam.presets import config_from_preset, default_preset
 
-        return cls(backend, config_from_preset(PerSAMConfig, "persam", preset, **overrides))
+        name = preset or default_preset("persam", device)
+        config, settings = config_from_preset(PerSAMConfig, "persam", name, **overrides)
+        method = cls(backend, config)
+        method.settings = settings
+        return method
 
     def segment(self, reference: Image2D, reference_labels: np.ndarray,
                 targets: Sequence[Image2D], progress: ProgressFn = no_progress) -> RunResult:

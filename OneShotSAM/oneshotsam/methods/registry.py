@@ -11,9 +11,13 @@ name                      what it is                                     SAM bac
 ``medpersam-warp``        Med-PerSAM's warping model alone               none
 ========================  =============================================  ==============
 
-Classes are imported lazily (this module imports nothing heavy), so listing
-:data:`METHODS` costs nothing. Every method class takes ``(backend, config)``
-and offers ``from_preset(preset, backend=None, device="auto", **overrides)``;
+Each entry names the method's class, its typed config classes and its preset file
+(``presets/<file>.json``, every preset citing its source); the default preset per
+device is :data:`oneshotsam.presets.DEFAULT_PRESETS`. Classes are imported lazily
+(this module imports nothing heavy), so listing :data:`METHODS` costs nothing.
+Every method class offers ``from_preset(preset, backend=None, device="auto",
+**overrides)``, which merges its settings in :func:`oneshotsam.presets.resolve_settings`
+(defaults <- preset <- situation <- user) and keeps the result as ``settings``;
 :func:`create_method` is a thin, checked wrapper over that.
 """
 
@@ -24,13 +28,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from oneshotsam.errors import OneShotError
+from oneshotsam.methods.base import SUGGESTED_BACKEND, missing_backend_message
 
 if TYPE_CHECKING:  # pragma: no cover
     from oneshotsam.backends.base import PromptableSegmenter
     from oneshotsam.methods.base import OneShotMethod
-
-#: Backend used in messages and docs as the default suggestion.
-SUGGESTED_BACKEND = "sam-vit-b"
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,9 @@ class MethodInfo:
         class_name: the class implementing :class:`OneShotMethod`.
         description: one line for ``--help`` and the README.
         needs_backend: True when the method calls a SAM / SAM 2 model.
+        config: its typed, frozen config classes (``module:Class``) whose fields the
+            settings name (checked before a run).
+        presets: stem of its preset file ``presets/<presets>.json``.
     """
 
     name: str
@@ -50,6 +55,8 @@ class MethodInfo:
     class_name: str
     description: str
     needs_backend: bool
+    config: tuple[str, ...]
+    presets: str
 
 
 METHODS: dict[str, MethodInfo] = {
@@ -57,17 +64,22 @@ METHODS: dict[str, MethodInfo] = {
     for m in (
         MethodInfo("p2sam", "oneshotsam.methods.p2sam", "P2SAM",
                    "P²SAM: part-aware prototypes, positive/negative points, "
-                   "part counts retrieved by optimal transport", True),
+                   "part counts retrieved by optimal transport", True,
+                   ("oneshotsam.methods.p2sam:P2SAMConfig",), "p2sam"),
         MethodInfo("persam", "oneshotsam.methods.persam", "PerSAM",
                    "PerSAM baseline: mean prototype, argmax/argmin points, "
-                   "cascaded refinement (training-free)", True),
+                   "cascaded refinement (training-free)", True,
+                   ("oneshotsam.methods.persam:PerSAMConfig",), "persam"),
         MethodInfo("medpersam", "oneshotsam.methods.medpersam.method", "MedPerSAM",
                    "Med-PerSAM: test-time-trained warping model, prompts from the "
-                   "warped mask, SAM refinement and retraining", True),
+                   "warped mask, SAM refinement and retraining", True,
+                   ("oneshotsam.methods.medpersam.warp_config:WarpConfig",
+                    "oneshotsam.methods.medpersam.method:MedPerSAMConfig"), "medpersam"),
         MethodInfo("medpersam-warp", "oneshotsam.methods.medpersam.warp_method",
                    "MedPerSAMWarp",
                    "Med-PerSAM's warping model alone: the warped reference mask is "
-                   "the answer (no SAM, no checkpoint)", False),
+                   "the answer (no SAM, no checkpoint)", False,
+                   ("oneshotsam.methods.medpersam.warp_config:WarpConfig",), "medpersam"),
     )
 }
 
@@ -91,14 +103,28 @@ def needs_backend(name: str) -> bool:
     return method_info(name).needs_backend
 
 
-def missing_backend_message(name: str) -> str:
-    """What to tell a user who asked for ``name`` without a SAM backend."""
-    return (
-        f"method {name!r} needs a SAM model: pass --backend NAME --checkpoint PATH "
-        f"(e.g. --backend {SUGGESTED_BACKEND} --checkpoint sam_vit_b_01ec64.pth). "
-        f"Download official weights with `oneshotsam weights download {SUGGESTED_BACKEND}` "
-        "(`oneshotsam weights list` shows all names), or use --method medpersam-warp, "
-        "which needs no weights")
+def config_classes(name: str) -> tuple[type, ...]:
+    """The typed config classes of method ``name`` (imported on call)."""
+    out = []
+    for ref in method_info(name).config:
+        module, _, attr = ref.partition(":")
+        out.append(getattr(importlib.import_module(module), attr))
+    return tuple(out)
+
+
+def method_presets(name: str) -> list[str]:
+    """Preset names of method ``name`` (its preset file, file order)."""
+    from oneshotsam.presets import list_presets
+
+    return list_presets(method_info(name).presets)
+
+
+def default_preset(name: str, device: str = "auto") -> str:
+    """The preset method ``name`` uses on ``device`` when none is named (``auto`` =
+    chosen per run from the situation)."""
+    from oneshotsam.presets import default_preset as default
+
+    return default(method_info(name).name, device)
 
 
 def method_class(name: str) -> type:
@@ -124,8 +150,9 @@ def create_method(name: str, *, backend: PromptableSegmenter | None = None,
         name: a key of :data:`METHODS`.
         backend: the SAM / SAM 2 segmenter (``oneshotsam.backends.factory.create_backend``);
             required for every method except ``medpersam-warp`` (ignored there).
-        preset: preset name of ``oneshotsam/presets/<method>.json``; None = the
-            method's default (for Med-PerSAM: ``cpu`` without CUDA, ``paper`` with).
+        preset: preset name of the method's preset file; None = :func:`default_preset`
+            (Med-PerSAM: ``cpu`` on the CPU, ``paper`` on CUDA; ``medpersam-warp``:
+            chosen per run from the situation).
         device: ``auto`` | ``cpu`` | ``cuda`` (for methods with their own networks).
         **overrides: config fields replacing the preset's values.
 

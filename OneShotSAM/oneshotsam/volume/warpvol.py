@@ -34,7 +34,6 @@ from typing import Any, Callable
 
 import numpy as np
 
-from oneshotsam.errors import OneShotError
 from oneshotsam.methods.base import TargetResult
 
 #: network of the CPU volume preset (measured on LA: see docs/volume_propagation.md)
@@ -105,23 +104,14 @@ class VolumeWarpConfig:
     def from_overrides(cls, overrides: dict[str, Any], preset: str = "volume") -> "VolumeWarpConfig":
         """Preset ``preset`` of ``medpersam.json`` (the VolumeWarpConfig fields of
         its entry) with ``overrides`` on top; unknown keys raise a OneShotError."""
-        from oneshotsam.presets import load_preset
+        from oneshotsam.presets import resolve_settings
 
-        names = {f.name for f in fields(cls)}
-        bad = sorted(set(overrides) - names)
-        if bad:
-            raise OneShotError(f"unknown settings {bad} for the volume warp engine; valid: "
-                               f"{sorted(names)}")
-        from oneshotsam.typecheck import check_settings
-
-        check_settings(cls, overrides, "volume warp engine")
-        base = {k: v for k, v in load_preset("medpersam", preset).items() if k in names}
-        if base.get("intensity_percentiles") is not None:
-            base["intensity_percentiles"] = tuple(base["intensity_percentiles"])
-        kw = {**base, **dict(overrides)}
-        for key in ("net", "loss"):
-            if key in overrides:
-                kw[key] = {**base.get(key, {}), **dict(overrides[key])}
+        settings = resolve_settings("volume warp engine", preset,
+                                    known={f.name for f in fields(cls)}, user=overrides,
+                                    presets="medpersam", check=(cls,), only_known=True)
+        kw = dict(settings.values)
+        if kw.get("intensity_percentiles") is not None:
+            kw["intensity_percentiles"] = tuple(kw["intensity_percentiles"])
         return cls(**kw)
 
 
@@ -149,11 +139,9 @@ class WarpVolumeEngine:
         the method overrides of ``cfg`` on top."""
         from oneshotsam.methods.medpersam.warp_choice import Situation, choose_warp_settings
 
-        device = cfg.device
-        if device == "auto":
-            import torch
+        from oneshotsam.devices import resolve_device
 
-            device = "cuda" if torch.cuda.is_available() else "cpu"
+        device = resolve_device(cfg.device)
         overrides = dict(cfg.method_overrides)
         choice = choose_warp_settings(Situation("volume", 1, (1, 1), (1, 1), device))
         eng = cls(VolumeWarpConfig.from_overrides(overrides, choice.preset), device, cfg.seed)

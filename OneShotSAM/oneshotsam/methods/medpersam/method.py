@@ -142,11 +142,13 @@ class MedPerSAM:
     """
 
     name = "medpersam"
+    #: the settings it was built from and where each came from (``from_preset``)
+    settings = None
 
     def __init__(self, backend, config: MedPerSAMConfig | None = None, device: str = "auto",
                  session_factory: Callable[..., Any] | None = None) -> None:
         if backend is None:
-            from oneshotsam.methods.registry import missing_backend_message
+            from oneshotsam.methods.base import missing_backend_message
 
             raise OneShotError(missing_backend_message(self.name))
         self.backend = backend
@@ -159,21 +161,22 @@ class MedPerSAM:
     @classmethod
     def from_preset(cls, preset: str | None = None, backend=None, device: str = "auto",
                     **overrides: Any) -> "MedPerSAM":
-        """Build from ``presets/medpersam.json`` (None = ``default_preset``) + overrides.
+        """Build from ``presets/medpersam.json`` (None = the default preset on ``device``)
+        with ``overrides`` on top (:func:`oneshotsam.presets.resolve_settings`).
 
         Raises:
             OneShotError: unknown preset or override name, or no backend.
         """
-        from oneshotsam.presets import default_preset, load_preset
+        from oneshotsam.methods.medpersam.warp_config import WarpConfig
+        from oneshotsam.presets import default_preset, resolve_settings
 
-        name = preset if preset is not None else default_preset("medpersam")
-        values = load_preset("medpersam", name)
-        overrides = {k: v for k, v in overrides.items() if v is not None}
-        bad = sorted(set(overrides) - known_keys())
-        if bad:
-            raise OneShotError(f"unknown medpersam setting(s) {bad}; valid: {sorted(known_keys())}")
-        values.update(overrides)
-        return cls(backend, MedPerSAMConfig.from_dict(values, preset=name), device=device)
+        name = preset or default_preset("medpersam", device)
+        settings = resolve_settings("medpersam", name, known=known_keys(), user=overrides,
+                                    check=(WarpConfig,), only_known=True)
+        method = cls(backend, MedPerSAMConfig.from_dict(dict(settings.values), preset=name),
+                     device=device)
+        method.settings = settings
+        return method
 
     # ------------------------------------------------------------------ helpers
     def _prototypes(self, reference: Image2D, labels: np.ndarray, values: list[int]
@@ -338,11 +341,9 @@ class MedPerSAM:
             factory = self._session_factory
         else:
             from oneshotsam.methods.medpersam.warp_train import WarpSession as factory
-        device = self.device
-        if device == "auto":
-            from oneshotsam.backends.common import resolve_device
+        from oneshotsam.devices import resolve_device
 
-            device = resolve_device(device)
+        device = resolve_device(self.device)
         return factory(cfg.warp, reference, labels, targets, device=device, seed=cfg.seed)
 
 

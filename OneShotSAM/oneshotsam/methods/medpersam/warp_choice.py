@@ -173,11 +173,9 @@ def _box_hw(lab: np.ndarray) -> tuple[int, int]:
 
 
 def _device(device: str) -> str:
-    d = str(device)
-    if d == "auto":
-        from oneshotsam.presets import _cuda_available
-        return "cuda" if _cuda_available() else "cpu"
-    return "cuda" if d.startswith("cuda") else "cpu"
+    from oneshotsam.devices import device_kind
+
+    return device_kind(device)
 
 
 __all__ = ["Situation", "Choice", "choose_warp_settings", "working_resolution", "context_margin",

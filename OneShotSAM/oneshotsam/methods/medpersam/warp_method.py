@@ -16,7 +16,6 @@ from typing import Any, Sequence
 import numpy as np
 
 from oneshotsam.checks import check_reference
-from oneshotsam.errors import OneShotError
 from oneshotsam.methods.base import RunResult, TargetResult
 from oneshotsam.progress import ProgressFn, no_progress
 from oneshotsam.methods.medpersam.warp_train import WarpConfig
@@ -25,25 +24,23 @@ from oneshotsam.types import Image2D
 METHOD_NAME = "medpersam-warp"
 
 
-def load_medpersam_preset(preset: str | None) -> tuple[str, dict[str, Any]]:
-    """``(name, settings)`` of a ``medpersam.json`` preset; None = hardware default
-    (``"cpu"`` without CUDA, ``"paper"`` with CUDA)."""
-    from oneshotsam.presets import default_preset, load_preset
-    name = preset or default_preset(METHOD_NAME)
-    return name, load_preset(METHOD_NAME, name)
+#: the preset file holding this method's presets (shared with the full method)
+PRESETS = "medpersam"
 
 
-def merge_settings(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
-    """``base`` with ``overrides`` replacing top-level keys (nested dicts merged one
-    level deep, e.g. ``net={...}``); unknown keys raise a OneShotError."""
-    known = set(WarpConfig.__dataclass_fields__)
-    unknown = [k for k in overrides if k not in known]
-    if unknown:
-        raise OneShotError(f"unknown medpersam-warp settings {unknown}; valid: {sorted(known)}")
-    d = dict(base)
-    for k, v in overrides.items():
-        d[k] = {**d[k], **v} if isinstance(v, dict) and isinstance(d.get(k), dict) else v
-    return d
+def setting_names() -> set[str]:
+    """Setting names of ``medpersam-warp``: the :class:`WarpConfig` fields and ``seed``."""
+    return set(WarpConfig.__dataclass_fields__) | {"seed"}
+
+
+def resolve_warp_settings(preset: str, situation: dict[str, Any] | None = None,
+                          user: dict[str, Any] | None = None) -> Any:
+    """:func:`oneshotsam.presets.resolve_settings` for this method: the warping keys of
+    ``medpersam.json`` preset ``preset`` <- ``situation`` <- ``user``."""
+    from oneshotsam.presets import resolve_settings
+
+    return resolve_settings(METHOD_NAME, preset, known=setting_names(), situation=situation,
+                            user=user, presets=PRESETS, check=(WarpConfig,), only_known=True)
 
 
 @dataclass(frozen=True)
@@ -51,18 +48,16 @@ class WarpMethodConfig:
     """Settings of ``medpersam-warp``.
 
     Attributes:
-        warp: warping-stage settings (see :class:`WarpConfig`); with ``auto`` the
-            cohort base (``cpu`` / ``paper``) until :meth:`MedPerSAMWarp.segment`
-            chooses from the situation.
-        preset: name of the preset it was built from (reports); ``"auto"`` when
-            none was named.
+        warp: warping-stage settings (see :class:`WarpConfig`); None with ``auto``
+            (:meth:`MedPerSAMWarp.segment` chooses them per call from the situation).
+        preset: name of the preset it was built from; ``"auto"`` when none was named.
         seed: random seed of the test-time training.
         auto: choose the settings per call from the situation
             (:func:`.warp_choice.choose_warp_settings`), then apply ``overrides``.
         overrides: the user's own settings, applied on top of the chosen ones.
     """
 
-    warp: WarpConfig = field(default_factory=WarpConfig)  # built lazily (imports torch)
+    warp: WarpConfig | None = field(default_factory=WarpConfig)
     preset: str = ""
     seed: int = 0
     auto: bool = False
@@ -73,6 +68,8 @@ class MedPerSAMWarp:
     """The ``medpersam-warp`` method (implements ``OneShotMethod``)."""
 
     name = METHOD_NAME
+    #: the settings of the last build or call and where each came from
+    settings = None
 
     def __init__(self, backend: Any = None, config: WarpMethodConfig | None = None,
                  device: str = "auto") -> None:
@@ -86,27 +83,39 @@ class MedPerSAMWarp:
         """Build from ``medpersam.json``; ``overrides`` replace top-level preset keys
         (e.g. ``epochs=5``, ``resolution=128``, ``net={...}``) or ``seed``.
 
-        ``preset`` None: the settings are chosen per :meth:`segment` call from the
-        situation (number of targets, structure size, device;
-        :func:`.warp_choice.choose_warp_settings`) and recorded in the run report."""
-        seed = int(overrides.pop("seed", 0))
-        name, d = load_medpersam_preset(preset)
-        warp = WarpConfig.from_dict(merge_settings(d, overrides))
-        if preset:
-            return cls(backend, WarpMethodConfig(warp, name, seed), device=device)
-        return cls(backend, WarpMethodConfig(warp, "auto", seed, True, dict(overrides)), device=device)
+        ``preset`` None or ``"auto"``: the settings are chosen per :meth:`segment` call
+        from the situation (number of targets, structure size, device;
+        :func:`.warp_choice.choose_warp_settings`) and recorded in the run report;
+        the overrides are checked now."""
+        from oneshotsam.presets import AUTO, check_user_settings
+
+        name = preset or AUTO
+        if name == AUTO:
+            user = check_user_settings(METHOD_NAME, overrides, known=setting_names(),
+                                       check=(WarpConfig,))
+            cfg = WarpMethodConfig(None, AUTO, int(user.get("seed", 0)), True, user)
+            return cls(backend, cfg, device=device)
+        settings = resolve_warp_settings(name, user=overrides)
+        cfg = WarpMethodConfig(WarpConfig.from_dict(settings.values), name,
+                               int(settings.values.get("seed", 0)))
+        method = cls(backend, cfg, device=device)
+        method.settings = settings
+        return method
 
     def _config_for(self, reference_labels: np.ndarray, n_targets: int) -> tuple[WarpConfig, dict | None]:
-        """The warping settings of one call and, when chosen, the record of the choice."""
+        """The warping settings of one call and, when chosen, the record of the choice
+        (:attr:`settings` then holds this call's merge)."""
         cfg = self.config
         if not cfg.auto:
             return cfg.warp, None
+        from dataclasses import replace
+
         from oneshotsam.methods.medpersam.warp_choice import Situation, choose_warp_settings
-        from oneshotsam.presets import load_preset
         choice = choose_warp_settings(Situation.of_2d_run(reference_labels, n_targets, self.device))
-        base = {**load_preset(METHOD_NAME, choice.preset), **choice.settings}
-        warp = WarpConfig.from_dict(merge_settings(base, cfg.overrides))
-        return warp, {**choice.report(), "user_settings": dict(cfg.overrides)}
+        settings = resolve_warp_settings(choice.preset, situation=choice.settings, user=cfg.overrides)
+        self.settings = replace(settings, reasons=tuple(choice.reasons))
+        return (WarpConfig.from_dict(settings.values),
+                {**choice.report(), "user_settings": dict(cfg.overrides)})
 
     def segment(self, reference: Image2D, reference_labels: np.ndarray,
                 targets: Sequence[Image2D], progress: ProgressFn = no_progress) -> RunResult:

@@ -73,8 +73,9 @@ class WarpSession:
         if len(targets) == 0:
             raise OneShotError("no target images given: pass at least one image to segment")
         self.cfg = cfg
-        self.device = torch.device("cuda" if device == "auto" and torch.cuda.is_available()
-                                   else ("cpu" if device == "auto" else device))
+        from oneshotsam.devices import resolve_device
+
+        self.device = torch.device(resolve_device(device))
         self.n_targets = len(targets)
         self.target_hw = [t.shape_hw for t in targets]
         torch.manual_seed(seed)
