@@ -59,7 +59,7 @@ def add_parsers(bsub: argparse._SubParsersAction) -> None:
     """Register the protocol subcommands on ``oneshotsam benchmark``."""
     for name, (text, _) in PROTOCOLS.items():
         if name == "corrections":  # its own options: oneshotsam.protocols.corrections_cli
-            importlib.import_module("oneshotsam.protocols.corrections_cli").add_parser(bsub)
+            importlib.import_module("oneshotsam.protocols.corrections_cli").add_parser(bsub, _common)
             continue
         p = bsub.add_parser(name, help=text, description=text + ". See docs/benchmarks.md.")
         _common(p, peer=name != "la")

@@ -10,6 +10,7 @@ import argparse
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from oneshotsam.protocols.runner import Options
 
@@ -28,14 +29,15 @@ class CorrectionOptions(Options):
     threads: int = 1
 
 
-def add_parser(bsub: argparse._SubParsersAction) -> None:
-    """Register ``corrections`` on ``oneshotsam benchmark``."""
-    from oneshotsam.protocols.cli import _common
+def add_parser(bsub: argparse._SubParsersAction,
+               common: Callable[..., None]) -> None:
+    """Register ``corrections`` on ``oneshotsam benchmark``; ``common(parser, peer=False)``
+    adds the protocols' shared options (:func:`oneshotsam.protocols.cli._common`)."""
     from oneshotsam.protocols.corrections import KINDS, SPLITS
     from oneshotsam.protocols.corrections_engine import ENGINES
 
     p = bsub.add_parser("corrections", help=HELP, description=HELP + ". See docs/corrections.md.")
-    _common(p, peer=False)
+    common(p, peer=False)
     p.add_argument("--kinds", nargs="+", choices=KINDS, default=list(KINDS),
                    help="kinds of case (default all: " + ", ".join(KINDS) + ")")
     p.add_argument("--split", choices=SPLITS, default="held-out",
