@@ -127,7 +127,7 @@ def test_cli_propagate_without_targets_named_after_reference(tmp_path: Path) -> 
             "--output-dir", str(out), "--window", "0,1", "--device", "cpu", "--quiet"] + sum(
         (["--set", f"{k}={v}"] for k, v in TINY_WARP), [])
     assert main(args) == 0
-    assert sorted(p.name for p in out.iterdir()) == ["report.json", "scan_oneshotsam.nii.gz", "scan_oneshotsam.seg.nrrd"]
+    assert sorted(p.name for p in out.iterdir()) == ["report.json", "scan_oneshotsam.nii.gz", "scan_oneshotsam.seg.nrrd", "session.pt"]
 
 
 def test_cli_2d_image_where_volume_needed(tmp_path: Path, capsys) -> None:

@@ -61,7 +61,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                    help="folder for the label volumes, .seg.nrrd files and report.json "
                         "(created; written only when the run finishes)")
     p.add_argument("--fixed-slices", type=int, nargs="+", default=(), metavar="K",
-                   help="slices already approved (reference volume): kept, used as references")
+                   help="slices already approved (reference volume): kept, used as references; "
+                        "with --update-from: the slices you emptied (the structure ends there)")
+    p.add_argument("--update-from", default=None, metavar="PREV",
+                   help="the --output-dir of an earlier run on this reference volume: Update it "
+                        "(the label file holds your corrections, given as --reference-slices) "
+                        "recomputing only the slices they change, without training again")
     add_propagation_options(p)
     p.add_argument("--quiet", action="store_true", help="no progress output")
     return p
@@ -92,7 +97,6 @@ def run(args: argparse.Namespace) -> int:
     from oneshotsam.medio import read_label_volume, read_volume
     from oneshotsam.progress import ConsoleProgress
     from oneshotsam.volume.outputs import write_outputs
-    from oneshotsam.volume.pipeline import propagate
     from oneshotsam.writer import check_output_dir
 
     cfg = config_from_args(args)
@@ -125,12 +129,16 @@ def run(args: argparse.Namespace) -> int:
         check_labels_fit(values, name)
     grids = targets or [ref]
     formats = check_formats(args.output_format, grids, inputs) if args.output_format else None
-    res = propagate(ref, lab, targets, cfg, progress=ConsoleProgress(args.quiet))
+    from oneshotsam.volume.saved import run_or_update, save_session
+
+    res, session = run_or_update(getattr(args, "update_from", None), args.output_dir, ref, lab, targets,
+                                 cfg, ConsoleProgress(args.quiet))
     report = write_outputs(res, args.output_dir, inputs, segments=lab.meta.get("segments"),
                            extra_report={"command": "propagate", "argv": sys.argv[1:],
                                          "patient_identity": identity,
                                          LOST_KEY: lab.meta.get(LOST_KEY, [])},
                            formats=formats, grids=grids)
+    save_session(session, args.output_dir)
     for o in report["outputs"]:
         print(o["labels"])
     print(report["report_path"])
