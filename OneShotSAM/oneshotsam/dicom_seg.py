@@ -18,7 +18,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from oneshotsam.dicom_rt import check_frame_of_reference, check_on_series, select_rois, series_of
+from oneshotsam.dicom_rt import check_frame_of_reference, select_rois, series_of
+from oneshotsam.dicom_rt_write import check_on_series
 from oneshotsam.errors import OneShotError
 from oneshotsam.types import Volume
 
@@ -195,7 +196,7 @@ def build_dicom_seg(labels: Volume, series: Any, segments: list[dict] | None = N
     from pydicom.sr.codedict import codes
     from pydicom.uid import generate_uid
 
-    from oneshotsam.dicom_rt import software_version
+    from oneshotsam.dicom_rt_write import software_version
     from oneshotsam.fileformats import segments_for
 
     check_on_series(labels, series)

@@ -187,7 +187,7 @@ def series_stem(path: str | Path) -> str | None:
         return None
     number = str(ds.get("SeriesNumber", "") or "").strip()
     tag = f"series{number}" if number else "series" + str(ds.SeriesInstanceUID).replace(".", "")[-8:]
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", f"{p.resolve().parent.name}_{tag}")
+    return re.sub(r"[^A-Za-z0-9_-]+", "_", f"{p.resolve().parent.name}_{tag}")
 
 
 def scan_series(path: str | Path) -> DicomSeries:

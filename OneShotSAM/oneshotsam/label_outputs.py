@@ -79,7 +79,7 @@ def dry_run(fmt: str, grid: Volume, name: str) -> None:
     vol = Volume(lab, grid.ijk_to_lps, "check")
     try:
         if fmt == "rtstruct":
-            from oneshotsam.dicom_rt import build_rtstruct
+            from oneshotsam.dicom_rt_write import build_rtstruct
 
             build_rtstruct(vol, series)
         else:
@@ -112,7 +112,7 @@ def _writer(fmt: str) -> Callable[[Volume, Path, list[dict] | None, Any], Path]:
         return medio.write_label_volume(Volume(vol.voxels, vol.ijk_to_lps, vol.name, meta), path)
 
     def rtstruct(vol: Volume, path: Path, segments: list[dict] | None, series: Any) -> Path:
-        from oneshotsam.dicom_rt import write_rtstruct
+        from oneshotsam.dicom_rt_write import write_rtstruct
 
         return write_rtstruct(vol, series, path, segments)
 

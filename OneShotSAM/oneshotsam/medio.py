@@ -34,10 +34,15 @@ def output_name_for(input_path: str | Path) -> str:
     """Output file name for a prediction on ``input_path``: its stem,
     ``_oneshotsam`` (:func:`oneshotsam.writer.output_stem`, so never the input's own
     name) and the suffix of its format family (``.png`` for PNG/JPG/BMP/TIFF,
-    ``.nii.gz`` for NIfTI and DICOM, ``.nrrd``, ``.seg.nrrd``, ``.mha``)."""
+    ``.nii.gz`` for NIfTI and DICOM, ``.nrrd``, ``.seg.nrrd``, ``.mha``). One slice
+    file of a DICOM series stands for its series: ``<folder>_series<N>``
+    (:func:`oneshotsam.dicom_series.series_stem`), not the slice's name."""
+    from oneshotsam.dicom_series import series_stem
     from oneshotsam.writer import output_stem
 
     p = Path(input_path)
+    if series_stem(p):
+        return output_stem(series_stem(p)) + ".nii.gz"
     suf = ".nii.gz" if p.is_dir() else _FAMILY.get(split_suffix(p)[1], ".nii.gz")
     return output_stem(p) + suf
 

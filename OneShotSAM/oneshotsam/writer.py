@@ -82,9 +82,7 @@ def output_stem(input_path: str | Path) -> str:
     from oneshotsam.fileformats import path_stem
 
     p = Path(input_path)
-    from oneshotsam.dicom_series import series_stem
-
-    return (p.name if p.is_dir() else series_stem(p) or path_stem(p)) + OUTPUT_TAG
+    return (p.name if p.is_dir() else path_stem(p)) + OUTPUT_TAG
 
 
 def _inode(path: str | Path) -> tuple[int, int] | None:

@@ -39,7 +39,8 @@ FRONT_ENDS = ("OneShotSAM", "OneShotSAMLib", "OneShotSAMWeb", "slicer", "qt", "t
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("ground", ("errors", "progress", "types", "checks", "typecheck", "devices", "fileformats",
                 "contours", "geometry", "intensity", "integrity", "writer")),
-    ("io", ("medio", "dicom_series", "dicom_rt", "dicom_seg", "label_outputs")),
+    ("io", ("medio", "dicom_series", "dicom_identity", "dicom_rt", "dicom_rt_write", "dicom_seg",
+            "label_outputs")),
     ("backends", ("backends", "presets")),
     ("methods", ("methods",)),
 )
