@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The `paper` preset of medpersam-warp on JSRT, run on a lent GPU in ONE device call
-# (issue 9: "where a GPU is lent, also run the paper preset on JSRT there and give Dice and
-# seconds"). docs/medpersam_cpu_preset.md "Paper preset on a GPU" says how to read the result.
+# (Dice and seconds of the paper's schedule where a GPU is at hand).
+# docs/medpersam_cpu_preset.md "Paper preset on a GPU" says how to read the result.
 #
 #   bash benchmarks/device_paper_jsrt.sh prepare   # here, with the network: wheels + data staging
 #   bash benchmarks/device_paper_jsrt.sh run       # there (device tool), or here with DEVICE=cpu
