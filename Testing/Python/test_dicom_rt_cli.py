@@ -66,10 +66,10 @@ def test_propagate_rtstruct_to_followup_matches_nifti(planning):
     fu = medio.read_volume(planning["root"] / "followup")
     nifti = np.asarray(medio.read_label_volume(out / "followup_oneshotsam.nii.gz").voxels)
     for fmt in ("rtstruct", "seg"):
-        back = medio.read_label_volume(out / f"followup.{fmt}.dcm", reference=fu)
+        back = medio.read_label_volume(out / f"followup_oneshotsam.{fmt}.dcm", reference=fu)
         assert [s["name"] for s in back.meta["segments"]] == NAMES
         assert np.array_equal(np.asarray(back.voxels), nifti)  # voxel-exact
-        assert dciodvfy_errors(out / f"followup.{fmt}.dcm") == []
+        assert dciodvfy_errors(out / f"followup_oneshotsam.{fmt}.dcm") == []
     ds = pydicom.dcmread(out / "followup_oneshotsam.rtstruct.dcm")
     fr = ds.ReferencedFrameOfReferenceSequence[0]
     assert fr.FrameOfReferenceUID == planning["fu"]["frame"] and ds.StudyInstanceUID == planning["fu"]["study"]
@@ -175,7 +175,7 @@ def test_cohort_takes_dicom_folders_and_rtstruct(planning):
             "--output-format", "nifti", "rtstruct", *TINY_DENSE]
     assert main(args) == 0
     names = sorted(p.name for p in (out / "RT1").iterdir())
-    assert names == ["followup_oneshotsam.nii.gz", "followup.report.json", "followup_oneshotsam.rtstruct.dcm"]
+    assert names == ["followup.report.json", "followup_oneshotsam.nii.gz", "followup_oneshotsam.rtstruct.dcm"]
     fu = medio.read_volume(r / "followup")
     nifti = np.asarray(medio.read_label_volume(out / "RT1" / "followup_oneshotsam.nii.gz").voxels)
     back = medio.read_label_volume(out / "RT1" / "followup_oneshotsam.rtstruct.dcm", reference=fu)
