@@ -53,6 +53,8 @@ def summarise_kind(rows: list[dict[str, Any]], steps: int) -> dict[str, Any]:
             "cases_with_a_drop": sum(1 for x in o if any(b < a - 1e-9 for a, b in
                                                          zip(x["dice"], x["dice"][1:]))),
             "not_kept": sum(x["not_kept"] for x in o),
+            "corrections": sum(len(x["erased"]) for x in o),
+            "erasures": sum(sum(x["erased"]) for x in o),
         }
     s["peer"] = [_msw([r["peer"]["dice"][n] for r in rows]) for n in range(steps + 1)]
     s["queue_minus_peer"] = [_msw([r["orders"]["queue"]["dice"][j] - r["peer"]["dice"][j] for r in rows])
@@ -97,7 +99,7 @@ def bars(summary: dict[str, Any], steps: int) -> list[tuple[str, str, str]]:
             v = _at(q, j)
             out.append(row(f"LA queue order, mean Dice after {j} corrections >= {goal}", v,
                            None if j > steps else v >= goal))
-        out.append(row("LA queue order never lower after a correction", math.nan,
+        out.append(row("LA queue order never lower after a correction", float(la["queue"]["drops"]),
                        la["queue"]["drops"] == 0,
                        f"{la['queue']['drops']} drops in {la['queue']['cases_with_a_drop']} of "
                        f"{la['cases']} cases"))
@@ -161,7 +163,8 @@ def format_corrections(result: dict[str, Any]) -> str:
             lines.append(f"  {order}: NoC@85 {fmt(x['noc85'], 2)} ({x['not_reached85']} not reached), "
                          f"NoC@90 {fmt(x['noc90'], 2)} ({x['not_reached90']} not reached); Update median "
                          f"{fmt(x['update_wall_median'], 2)} s wall, {fmt(x['update_cpu_median'], 2)} "
-                         f"s CPU; {x['drops']} steps lowered the Dice; {x['not_kept']} corrections "
+                         f"s CPU; {x['erasures']} of {x['corrections']} corrections erased a "
+                         f"slice; {x['drops']} steps lowered the Dice; {x['not_kept']} corrections "
                          "not kept exactly")
         f = s["first_flag"]
         lines.append(f"  first run {fmt(s['first_run_wall_mean'], 1)} s wall, "
