@@ -38,6 +38,7 @@ METHODS = {
     "Med-PerSAM (warp only)": "medpersam-warp",
     "P2SAM": "p2sam",
     "PerSAM": "persam",
+    "PerSAM-F": "persam-f",
 }
 assert sorted(METHODS.values()) == sorted(method_names()), "a method is missing a widget label"
 #: parameter-node names of the propagation settings held in ``RunSettings.propagation``

@@ -33,14 +33,19 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("manifest", metavar="MANIFEST.csv")
     p.add_argument("--output-dir", required=True, metavar="OUT",
                    help="cohort folder: OUT/<patient>/<visit>.* per target, summary.csv and "
-                        "summary.json (created; finished targets are kept across reruns)")
+                        "summary.json (created; finished targets are kept across reruns; one run "
+                        "at a time: OUT/.cohort.lock)")
     p.add_argument("--workers", type=int, default=None, metavar="N",
                    help="patients in parallel (local Ray worker processes); default "
                         "min(CPUs, available memory / 2 GiB); 1 without --address runs here, "
                         "without Ray")
     p.add_argument("--address", default=None, metavar="RAY_ADDRESS",
-                   help="join an existing Ray cluster (e.g. ray://head:10001 or auto); "
-                        "--workers then caps the patients in flight")
+                   help="join exactly this Ray cluster (HOST:PORT of a `ray start --head`; also "
+                        "auto or ray://HOST:10001); --workers then caps the patients in flight. A "
+                        "head with token authentication (Ray 2.x) is joined with the token from "
+                        "RAY_AUTH_TOKEN or ~/.ray/auth_token (copy the head's); without "
+                        "--address a private local Ray is started. Every node must see the "
+                        "manifest's files and OUT at the same absolute path")
     p.add_argument("--max-retries", type=int, default=3, metavar="N",
                    help="Ray retries of a patient whose worker process died (default 3)")
     add_propagation_options(p)

@@ -26,12 +26,12 @@ def write_png(path: Path, a: np.ndarray) -> Path:
 
 # ----------------------------------------------------------------------------- registry
 def test_registry_lists_the_four_methods() -> None:
-    assert method_names() == ["p2sam", "persam", "medpersam", "medpersam-warp"]
+    assert method_names() == ["p2sam", "persam", "persam-f", "medpersam", "medpersam-warp"]
     assert [n for n in METHODS if not needs_backend(n)] == ["medpersam-warp"]
     assert all(m.description for m in METHODS.values())
 
 
-@pytest.mark.parametrize("name", ["p2sam", "persam", "medpersam"])
+@pytest.mark.parametrize("name", ["p2sam", "persam", "persam-f", "medpersam"])
 def test_methods_needing_sam_refuse_to_build_without_a_backend(name: str) -> None:
     with pytest.raises(OneShotError, match="--backend NAME --checkpoint PATH") as exc:
         create_method(name)
@@ -41,7 +41,7 @@ def test_methods_needing_sam_refuse_to_build_without_a_backend(name: str) -> Non
 
 
 def test_unknown_method_lists_the_names() -> None:
-    with pytest.raises(OneShotError, match="p2sam, persam, medpersam, medpersam-warp"):
+    with pytest.raises(OneShotError, match="p2sam, persam, persam-f, medpersam, medpersam-warp"):
         create_method("sam-everything")
 
 

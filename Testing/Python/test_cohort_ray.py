@@ -22,21 +22,29 @@ ray = pytest.importorskip("ray")
 
 @pytest.fixture(scope="module")
 def local_ray():
-    """A real local Ray: 2 CPUs and 1 logical GPU (scheduling only, nothing runs on it)."""
-    for attempt in range(3):  # Ray waits a fixed 30 s for its node: a loaded machine can miss it
+    """A real, private local Ray (``address="local"``: never a cluster that RAY_ADDRESS or a
+    left-over /tmp/ray/ray_current_cluster names): 2 CPUs and 1 logical GPU (scheduling
+    only, nothing runs on it). RAY_AUTH_MODE, which ``ray.init`` sets, is put back after."""
+    from oneshotsam.cohort.raylink import auth_mode_kept
+
+    with auth_mode_kept():
+        for attempt in range(3):  # Ray waits a fixed 30 s for its node: a loaded machine can miss it
+            try:
+                ray.init(address="local", num_cpus=2, num_gpus=1, include_dashboard=False,
+                         logging_level="WARNING")
+                break
+            except Exception as exc:
+                if attempt == 2 or "timed out during startup" not in str(exc):
+                    raise
+                ray.shutdown()
         try:
-            ray.init(num_cpus=2, num_gpus=1, include_dashboard=False, logging_level="WARNING")
-            break
-        except Exception as exc:
-            if attempt == 2 or "timed out during startup" not in str(exc):
-                raise
+            yield ray
+        finally:
             ray.shutdown()
-    yield ray
-    ray.shutdown()
 
 
 def _summary(out: Path) -> dict:
-    return json.loads((out / "summary.json").read_text())
+    return json.loads((out / "summary.json").read_text(encoding="utf-8"))
 
 
 def _files(out: Path) -> dict[str, tuple[int, int]]:
@@ -65,16 +73,19 @@ def test_two_workers_same_labels_as_propagate_and_rerun_skips(local_ray, tmp_pat
         assert main(["propagate", "--reference-volume", str(data / pid / "ref.nii.gz"),
                      "--reference-labels", str(data / pid / "ref_label.nii.gz"), "--targets", *targets,
                      "--output-dir", str(prop), *TINY_ARGS]) == 0
-        for visit, name in (("week1", "fu1.nii.gz"), ("week2", "fu2.nrrd")):
-            mine = read_label_volume(out / pid / (visit + name[3:]))
-            theirs = read_label_volume(prop / name)
+        for visit, stem, suffix in (("week1", "fu1", ".nii.gz"), ("week2", "fu2", ".nrrd")):
+            rep = json.loads((out / pid / f"{visit}.report.json").read_text(encoding="utf-8"))
+            assert rep["command"] == "cohort" and rep["cohort"]["visit"] == visit
+            labels = Path(rep["outputs"][0]["labels"])  # the target's format family, named after the visit
+            assert labels.parent == out / pid and labels.name.startswith(visit) and labels.name.endswith(suffix)
+            mine = read_label_volume(labels)
+            [theirs_path] = [q for q in prop.iterdir() if q.name.startswith(stem) and q.name.endswith(suffix)
+                             and not q.name.endswith(".seg.nrrd")]
+            theirs = read_label_volume(theirs_path)
             assert np.array_equal(np.asarray(mine.voxels), np.asarray(theirs.voxels)), (pid, visit)
             assert np.allclose(mine.ijk_to_lps, theirs.ijk_to_lps)
-            seg = read_label_volume(out / pid / f"{visit}.seg.nrrd")
+            seg = read_label_volume(out / pid / Path(rep["outputs"][0]["segmentation"]).name)
             assert np.array_equal(np.asarray(seg.voxels), np.asarray(mine.voxels))
-            rep = json.loads((out / pid / f"{visit}.report.json").read_text())
-            assert rep["command"] == "cohort" and rep["cohort"]["visit"] == visit
-            assert rep["outputs"][0]["labels"] == str(out / pid / (visit + name[3:]))
     before = _files(out)
     assert len(before) == 13  # 4 x (labels, seg, report) + the digest cache
     assert _cohort(m, out, "--workers", "2") == 0
@@ -129,7 +140,7 @@ def test_patient_whose_worker_keeps_dying_is_listed_and_rerun_resumes(local_ray,
     failed = [t for t in rows.values() if t["status"] == "failed"]
     assert len(failed) == 1 and "worker process died" in failed[0]["error"]
     assert [t["status"] for t in rows.values() if t is not failed[0]] == ["done"]
-    csv_text = (out / "summary.csv").read_text()
+    csv_text = (out / "summary.csv").read_text(encoding="utf-8")
     assert "failed" in csv_text and "worker process died" in csv_text
     before = _files(out)
     assert _cohort(m, out, "--workers", "2") == 0  # resumes: only the failed patient runs

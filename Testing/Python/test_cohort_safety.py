@@ -144,3 +144,17 @@ def test_summary_rows_whose_files_are_not_here_become_failed(tmp_path: Path) -> 
         if after == "failed" and mention:
             assert mention in rec["error"] and "written by host node7 are not on this machine" in rec["error"]
             assert "same absolute path" in rec["error"]
+
+
+def test_help_and_docs_say_how_to_start_and_join_a_head(capsys) -> None:
+    from oneshotsam.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["cohort", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "RAY_AUTH_TOKEN or ~/.ray/auth_token" in text and "private local Ray" in text
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "cohort.md").read_text(encoding="utf-8")
+    for step in ("ray get-auth-token --generate", "ray start --head --port 6379",
+                 "scp HEAD:~/.ray/auth_token ~/.ray/auth_token", "export RAY_AUTH_TOKEN=",
+                 "--address HEAD:6379", 'ray.init(address="local")'):
+        assert step in doc, step

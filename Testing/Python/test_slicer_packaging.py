@@ -211,7 +211,8 @@ def test_ui_names_used_by_widget_exist_and_custom_widgets_declared():
                      "Window", "Checkpoint"}
     # every method of the logic is offered: the widget fills the combo from parameters.METHODS
     from OneShotSAMLib import parameters as P
-    assert set(P.METHODS.values()) == {"medpersam", "medpersam-warp", "p2sam", "persam"}
+    assert set(P.METHODS.values()) == {"medpersam", "medpersam-warp", "p2sam", "persam",
+                                     "persam-f"}
 
 
 def test_ui_form_labels_are_unique_and_say_what_the_controls_do():

@@ -166,6 +166,12 @@ def auth_mode_kept() -> Iterator[None]:
 
 def init_local(ray: Any, workers: int, kw: dict[str, Any]) -> None:
     """A private local cluster with ``workers`` CPUs, never an existing one."""
+    try:  # read the token afresh: an earlier Ray of this process may have cached another
+        from ray._raylet import AuthenticationTokenLoader
+
+        AuthenticationTokenLoader.instance().reset_cache()
+    except (ImportError, AttributeError):
+        pass
     # worker_niceness 0: workers run at this command's priority (Ray's default, +15,
     # starves them on a shared machine; run the command under `nice` to be polite)
     ray.init(address="local", num_cpus=int(workers), include_dashboard=False,

@@ -7,6 +7,7 @@ name                      what it is                                     SAM bac
 ========================  =============================================  ==============
 ``p2sam``                 P²SAM: part prototypes + OT retrieval          needed
 ``persam``                PerSAM: mean prototype, training-free          needed
+``persam-f``              PerSAM-F: PerSAM + two learned mask weights    needed
 ``medpersam``             Med-PerSAM: warping model + SAM refinement     needed
 ``medpersam-warp``        Med-PerSAM's warping model alone               none
 ========================  =============================================  ==============
@@ -70,6 +71,10 @@ METHODS: dict[str, MethodInfo] = {
                    "PerSAM baseline: mean prototype, argmax/argmin points, "
                    "cascaded refinement (training-free)", True,
                    ("oneshotsam.methods.persam:PerSAMConfig",), "persam"),
+        MethodInfo("persam-f", "oneshotsam.methods.persam_f", "PerSAMF",
+                   "PerSAM-F: PerSAM with two mask weights learned on the reference "
+                   "in seconds (SAM frozen)", True,
+                   ("oneshotsam.methods.persam_f:PerSAMFConfig",), "persam-f"),
         MethodInfo("medpersam", "oneshotsam.methods.medpersam.method", "MedPerSAM",
                    "Med-PerSAM: test-time-trained warping model, prompts from the "
                    "warped mask, SAM refinement and retraining", True,

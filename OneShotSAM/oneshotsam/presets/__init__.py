@@ -37,6 +37,7 @@ AUTO = "auto"
 DEFAULT_PRESETS: dict[str, tuple[str, str]] = {
     "p2sam": ("default", "default"),
     "persam": ("default", "default"),
+    "persam-f": ("default", "default"),
     "medpersam": ("cpu", "paper"),
     "medpersam-warp": (AUTO, AUTO),
 }
