@@ -23,6 +23,9 @@ from typing import Any
 from oneshotsam.errors import OneShotError
 
 from OneShotSAMLib import parameters as P
+from OneShotSAMWeb.editor import (attach_effect_views, brush_on_shown_slice, presets,
+                                  register_slicer_modules)
+from OneShotSAMWeb.loading import not_loaded_message, read_volumes
 
 LAYOUT_ID = "OneShotSAM"
 TARGET_MODES = [{"title": "Rest of this volume", "value": "self"},
@@ -56,28 +59,6 @@ class WebConfig:
     device: str = "auto"
 
 
-def register_slicer_modules(slicer_app: Any) -> None:
-    """Make ``slicer.mrmlScene`` / ``slicer.modules.<name>.logic()`` point at the app's
-    scene and logics (the ``slicer.util`` helpers the Logic uses look there)."""
-    import types
-
-    import slicer
-
-    slicer.mrmlScene = slicer_app.scene
-    if getattr(slicer, "modules", None) is None:
-        slicer.modules = types.SimpleNamespace()
-    for name, logic in (("segmentations", slicer_app.segmentations_logic),
-                        ("volumes", slicer_app.volumes_logic), ("colors", slicer_app.color_logic)):
-        setattr(slicer.modules, name, types.SimpleNamespace(logic=lambda lg=logic: lg))
-
-
-def _presets(method: str) -> list[dict[str, str]]:
-    from oneshotsam.presets import list_presets
-
-    return [{"title": "method default", "value": ""}] + \
-        [{"title": n, "value": n} for n in list_presets(method)]
-
-
 class OneShotSAMWebApp:
     """Builds the app on a trame server; :meth:`start` serves it."""
 
@@ -87,6 +68,8 @@ class OneShotSAMWebApp:
         from trame_slicer.app.ui import SegmentationAppUI
         from trame_slicer.core import SlicerApp
 
+        from OneShotSAMWeb.page import ViewLabels
+        from OneShotSAMWeb.review import ReviewTable, SegmentWatch
         from OneShotSAMWeb.session import RunController
         from OneShotSAMWeb.views import SliceViews
 
@@ -101,16 +84,24 @@ class OneShotSAMWebApp:
         self.ui = SegmentationAppUI(server, self.viewer.layout_manager)
         self.viewer.set_ui(self.ui)
         self.ui.layout.title.set_text("OneShotSAM")
-        self.attach_effect_views()
+        self.ui.layout.drawer.width = 280  # the segment editor: room for the views at 1280 px
+        attach_effect_views(self.slicer_app)
+        brush_on_shown_slice(self.viewer)
+        self.labels = ViewLabels(server, self.slicer_app.view_manager)
+        self.labels.watch()
         self.run = RunController(self.slicer_app.scene, asyncio.get_event_loop(),
                                  on_change=self._push_status, views=self.views)
+        self.review = ReviewTable()
         self._saved: dict[str, Path] = {}
         self._n_saves = 0
+        self.segment_watch = SegmentWatch(self._refresh_annotation)
         self._init_state()
         from OneShotSAMWeb.panel import build_panel
 
         build_panel(self)
         self.viewer._load_files_logic.volume_loaded.connect(self._on_volume_loaded)
+        # files given on the page: each one loaded or answered (trame-slicer drops unreadable ones)
+        self.viewer._load_files_logic._on_load_volume_files = self._load_page_files
         server.controller.on_server_bind.add(self._on_bind)
         server.controller.on_server_ready.add(self._on_ready)
         if cfg.volumes:
@@ -130,8 +121,11 @@ class OneShotSAMWebApp:
 
 
     def _init_state(self) -> None:
+        from OneShotSAMWeb.page import FAVICON
+
         st = self.server.state
         st.trame__title = "OneShotSAM"
+        st.trame__favicon = FAVICON  # trame-slicer's points to another host
         st.osam_volumes = []
         st.osam_reference = None
         st.osam_followups = []
@@ -139,7 +133,7 @@ class OneShotSAMWebApp:
         st.osam_target_mode = "self"
         st.osam_methods = [{"title": k, "value": v} for k, v in P.METHODS.items()]
         st.osam_method = self.cfg.method
-        st.osam_presets = _presets(self.cfg.method)
+        st.osam_presets = presets(self.cfg.method)
         st.osam_preset = self.cfg.preset or ""
         st.osam_running = False
         st.osam_progress = 0
@@ -148,26 +142,16 @@ class OneShotSAMWebApp:
         st.osam_error = ""
         st.osam_rows = []
         st.osam_n_rows = 0
+        st.osam_n_flagged = 0
+        st.osam_current = -1
+        st.osam_annotated = "nothing painted yet"
+        st.osam_annotated_warn = False
         st.osam_viewing = ""
         st.osam_saved = []
         st.osam_can_undo = False
         st.osam_can_update = False
         st.osam_latency_max_s = None
         st.change("osam_method")(self._on_method_changed)
-
-    def attach_effect_views(self) -> None:
-        """Give every segment-editor effect pipeline its view.
-
-        The effects' parameter nodes exist before the views, so their pipelines are
-        created while each view is being built, before the view factory lists it,
-        and get no view (with slicer-core 5.12 the paint effect then fails on
-        activation). Look the views up now that they exist."""
-        vm = self.slicer_app.view_manager
-        for effect in self.slicer_app.segmentation_editor._effects.values():
-            for ref in effect._pipelines:
-                pipeline = ref()
-                if pipeline is not None and pipeline._view is None and pipeline.GetViewNode() is not None:
-                    pipeline.SetView(vm.get_view(pipeline.GetViewNode()))
 
     def _on_bind(self, wslink_server: Any) -> None:
         from OneShotSAMWeb.security import make_middleware
@@ -186,6 +170,7 @@ class OneShotSAMWebApp:
         return web.FileResponse(path, headers={"Content-Disposition": f'attachment; filename="{name}"'})
 
     def _on_ready(self, **_: Any) -> None:
+        self.labels.watch()
         for view in self.slicer_app.view_manager.get_slice_views():
             view.render_window().AddObserver(
                 "EndEvent", lambda *_a, vid=view.get_singleton_tag(): self.run.view_rendered(vid))
@@ -196,12 +181,26 @@ class OneShotSAMWebApp:
         for p in paths:
             if not Path(p).exists():
                 raise OneShotError(f"volume not found: {p}")
-        volumes = self.slicer_app.io_manager.load_volumes(paths)
-        if not volumes:
-            raise OneShotError(f"no volume could be read from {paths}: give NIfTI, NRRD, MHA "
+        volumes, failed = read_volumes(self.slicer_app.io_manager, paths)
+        if failed:
+            raise OneShotError(f"could not read {', '.join(failed)}: give NIfTI, NRRD, MHA "
                                "files or a DICOM folder")
-        self.slicer_app.display_manager.show_volume(volumes[0], do_reset_views=True)
-        self.viewer._load_files_logic.volume_loaded(volumes[0])
+        self._show_loaded(volumes)
+
+    def _show_loaded(self, volumes: list[Any]) -> None:
+        if volumes:
+            self.slicer_app.display_manager.show_volume(volumes[0], do_reset_views=True)
+            self.viewer._load_files_logic.volume_loaded(volumes[0])
+            self.labels.fit_all()
+
+    def _load_page_files(self, paths: list[str]) -> None:
+        """Files given with the page's Load button: each one loaded or named in a message."""
+        volumes, failed = read_volumes(self.slicer_app.io_manager, paths)
+        self._show_loaded(volumes)
+        status = self.run.status  # the page's message and error lines, until the next run
+        status.error = not_loaded_message(failed)
+        status.message = f"loaded {len(volumes)} of {len(paths)} file(s)"
+        self._push_status()
 
     def _volume_nodes(self) -> list[Any]:
         scene = self.slicer_app.scene
@@ -221,7 +220,10 @@ class OneShotSAMWebApp:
         st.osam_followups = [v.GetID() for v in vols if v.GetID() != volume_node.GetID()]
         st.osam_target_mode = "self"
         self.run.status.rows = []
+        self.review = type(self.review)()
+        self._watch_segmentation()
         self._push_status()
+        self._annotation_changed()
 
     def set_reference(self, node_id: str) -> None:
         node = self.slicer_app.scene.GetNodeByID(node_id)
@@ -234,7 +236,7 @@ class OneShotSAMWebApp:
 
     # ---------------------------------------------------------------- run
     def _on_method_changed(self, osam_method: str, **_: Any) -> None:
-        self.server.state.osam_presets = _presets(osam_method)
+        self.server.state.osam_presets = presets(osam_method)
         if self.server.state.osam_preset not in [p["value"] for p in self.server.state.osam_presets]:
             self.server.state.osam_preset = ""
 
@@ -267,6 +269,8 @@ class OneShotSAMWebApp:
         try:
             if not update:
                 self.write_parameters()
+            self.slicer_app.segmentation_editor.deactivate_effect()  # no brush during the run
+            self.review.current = None
             self.run.start(update=update)
         except OneShotError as exc:
             st.osam_error = str(exc)
@@ -283,9 +287,16 @@ class OneShotSAMWebApp:
             self.server.state.osam_error = str(exc)
         self._render_slice_views()
 
+    def save_clicked(self) -> None:
+        """The Save button (returns nothing: a trame callback's result goes to the page)."""
+        self.save()
+
     def save(self) -> list[Path]:
+        """Write the segmentation: the last run's outputs, or before any run the annotation."""
         st = self.server.state
         try:
+            if not P.read_run_record(self.run.logic.parameter_node()) and not self.run.status.running:
+                self.write_parameters()  # nothing run yet: save what is painted
             paths = self.run.save(Path(self.cfg.output_dir))
         except OneShotError as exc:
             st.osam_error = str(exc)
@@ -317,7 +328,45 @@ class OneShotSAMWebApp:
         r, a, s = (float(x) for x in where.ras)
         slicer.vtkMRMLSliceNode.JumpAllSlices(self.slicer_app.scene, r, a, s,
                                               slicer.vtkMRMLSliceNode.CenteredJumpSlice)
+        self.review.current = index
+        self.server.state.osam_current = index
         self.server.state.osam_viewing = f"{row.target_name}: slice {row.slice_index}"
+
+    def step_flagged(self, step: int) -> None:
+        """Jump to the next (1) or previous (-1) flagged slice of the review table."""
+        i = self.review.step_flagged(self.run.status.rows, step)
+        if i is not None:
+            self.jump_to(i)
+
+    def approve_current(self) -> None:
+        """Mark (or unmark) the slice shown as approved."""
+        rows, i = self.run.status.rows, self.review.current
+        if i is not None and 0 <= i < len(rows):
+            self.review.toggle_approved(rows[i])
+            self._push_status()
+
+    # ---------------------------------------------------------------- annotation watch
+    def _watch_segmentation(self) -> None:
+        """Watch the annotated segmentation and the last run's outputs."""
+        record = P.read_run_record(self.run.logic.parameter_node()) or {}
+        self.segment_watch.watch([self.slicer_app.segmentation_editor.active_segmentation_node]
+                                 + [self.slicer_app.scene.GetNodeByID(o["segmentation"])
+                                    for o in record.get("outputs", [])])
+
+    def _annotation_changed(self) -> None:
+        self.segment_watch.changed()
+
+    def _refresh_annotation(self) -> None:
+        """Annotation summary (before a run) and corrected rows (after it)."""
+        from OneShotSAMWeb.review import summarise
+
+        if self.run.status.running:
+            return
+        st = self.server.state
+        ref = self.slicer_app.scene.GetNodeByID(st.osam_reference) if st.osam_reference else None
+        st.osam_annotated, st.osam_annotated_warn, self.review.corrected = summarise(
+            self.run.logic.parameter_node(), ref, self.slicer_app.segmentation_editor)
+        self._push_status()
 
     def _shown_volume_id(self) -> str | None:
         views = self.slicer_app.view_manager.get_slice_views()
@@ -329,14 +378,20 @@ class OneShotSAMWebApp:
             view.schedule_render()
 
     def _push_status(self) -> None:
+        from OneShotSAMWeb.page import RUNNING_CSS
+
         s = self.run.status
-        rows = [{"i": i, "slice": r.slice_index, "target": r.target_name,
-                 "conf": round(r.confidence, 3), "flagged": bool(r.flagged)}
-                for i, r in enumerate(s.rows)]
+        rows = self.review.rows(s.rows)
+        if not s.running and self.server.state.osam_running:  # a run just ended
+            self._watch_segmentation()
+            self._annotation_changed()
+        self.running_style.update(RUNNING_CSS if s.running else "")
         with self.server.state as st:
             st.osam_running = s.running
-            st.osam_progress = int(100 * s.done / s.total) if s.total else 0
-            st.osam_remaining = "" if s.remaining_s is None else f"{s.remaining_s:.0f} s left"
+            st.osam_progress = s.percent
+            st.osam_remaining = s.eta
+            st.osam_n_flagged = sum(1 for r in s.rows if r.flagged)
+            st.osam_current = -1 if self.review.current is None else self.review.current
             st.osam_message = s.message
             st.osam_error = s.error
             st.osam_rows = rows

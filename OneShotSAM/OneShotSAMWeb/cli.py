@@ -1,7 +1,7 @@
 """``oneshotsam web``: start the browser app and print its URL.
 
-Light at import (argparse only): trame, trame-slicer, slicer-core and torch
-load in :func:`run`, when the app is built.
+Light at import (argparse only): trame, trame-slicer and slicer-core load in
+:func:`run`, when the app is built; torch at the first Run.
 """
 
 from __future__ import annotations
@@ -61,19 +61,16 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
-def preload_engine() -> None:
-    """Import torch (and triton, which torch loads lazily) before VTK starts Mesa.
+def keep_triton_out() -> None:
+    """Make ``import triton`` fail in this process (torch then runs without it).
 
-    Both bring an LLVM; loaded after Mesa's software renderer, triton's extension
-    crashed the process (segmentation fault) at the first run. Loaded first, both
-    coexist."""
-    import importlib
-
-    for name in ("torch", "triton"):
-        try:
-            importlib.import_module(name)
-        except ImportError:
-            pass
+    triton brings its own LLVM; imported after Mesa's software renderer had
+    started (torch imports it lazily, during the first run), it crashed the
+    server (segmentation fault). The engine never needs it here (no
+    ``torch.compile``): torch treats it as absent. Before, the app imported torch
+    and triton at start instead, which cost the time to a usable page a few
+    seconds (``benchmarks/web_startup.py``); torch now loads at the first Run."""
+    sys.modules.setdefault("triton", None)  # type: ignore[arg-type]
 
 
 def run(args: argparse.Namespace) -> int:
@@ -88,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
             raise OneShotError(f"volume not found: {v}")
     check_web_patients(list(args.volumes), getattr(args, "allow_other_patient", False))
     os.environ.setdefault("VTK_DEFAULT_OPENGL_WINDOW", "vtkEGLRenderWindow")
-    preload_engine()
+    keep_triton_out()
     # The engine thread runs Python-heavy tiny-tensor loops; VTK's wrappers release the
     # GIL on every call, so the UI thread re-acquires it hundreds of times per event.
     # A short switch interval bounds each wait (5 ms default -> 0.5 ms): measured

@@ -37,7 +37,8 @@ from typing import Any, Callable, ContextManager, Protocol
 from oneshotsam.errors import OneShotError
 
 from OneShotSAMLib import parameters as P
-from OneShotSAMLib.logic import OneShotSAMLogic, ProgressClock, RunOutcome, SliceRow
+from OneShotSAMLib.logic import OneShotSAMLogic, RunOutcome, SliceRow
+from OneShotSAMWeb.runprogress import RunProgress
 
 
 PUSH_INTERVAL_S = 0.25
@@ -62,7 +63,7 @@ class RunStatus:
     Attributes:
         running: a run is in progress.
         done, total: engine work units (``progress`` callback).
-        remaining_s: linear estimate, None before the first unit.
+        percent, eta: the page's bar and remaining time (:mod:`OneShotSAMWeb.runprogress`).
         message: the engine's last progress message, or the outcome.
         rows: written slices, lowest confidence first (flagged ones first).
         error: the last run's error (an OneShotError's text), "" when none.
@@ -74,7 +75,8 @@ class RunStatus:
     running: bool = False
     done: int = 0
     total: int = 0
-    remaining_s: float | None = None
+    percent: int = 0
+    eta: str = ""
     message: str = ""
     rows: list[SliceRow] = field(default_factory=list)
     error: str = ""
@@ -116,6 +118,8 @@ class RunController:
         self._push_handle: asyncio.TimerHandle | None = None
         self.last_outcome: RunOutcome | None = None
         self.ui_thread = threading.get_ident()
+        self._rows_before: list[SliceRow] = []  # the review rows Undo brings back
+        self._progress = RunProgress()
 
     # ---------------------------------------------------------------- run
     def start(self, update: bool = False, method: Any = None) -> None:
@@ -129,6 +133,8 @@ class RunController:
         self.ui_thread = threading.get_ident()
         self._cancel.clear()
         self._pending_shown = []
+        self._rows_before = list(self.status.rows)
+        self._progress = RunProgress()
         self.status = RunStatus(running=True, message="starting")
         self._on_change()
         self._thread = threading.Thread(target=self._work, args=(update, method),
@@ -148,11 +154,9 @@ class RunController:
 
     def _work(self, update: bool, method: Any) -> None:
         _lower_this_thread_priority()
-        clock = ProgressClock()
 
         def progress(done: int, total: int, message: str) -> bool:
-            rem = clock.remaining_s(done, total)
-            self.loop.call_soon_threadsafe(self._set_progress, done, total, rem, message)
+            self.loop.call_soon_threadsafe(self._set_progress, done, total, message)
             return not self._cancel.is_set()
 
         def on_row(row: SliceRow) -> None:
@@ -212,11 +216,12 @@ class RunController:
         self._pending_shown = waiting
 
     # ---------------------------------------------------------------- UI-thread updates
-    def _set_progress(self, done: int, total: int, remaining: float | None, message: str) -> None:
+    def _set_progress(self, done: int, total: int, message: str) -> None:
         if not self.status.running:
             return
-        self.status.done, self.status.total = done, total
-        self.status.remaining_s, self.status.message = remaining, message
+        self.status.done, self.status.total, self.status.message = done, total, message
+        self._progress.update(done, total, message)
+        self.status.percent, self.status.eta = self._progress.percent, self._progress.eta
         self._push_soon()
 
     def _add_row(self, row: SliceRow) -> None:
@@ -248,7 +253,9 @@ class RunController:
 
     def _finish(self, out: RunOutcome | None, error: str) -> None:
         self.status.running = False
-        self.status.remaining_s = None
+        self.status.eta = ""
+        if out is not None and not out.cancelled:
+            self.status.percent = 100
         self.status.error = error
         self.last_outcome = out
         if out is not None:
@@ -265,7 +272,9 @@ class RunController:
         if self.status.running:
             raise OneShotError("wait for the run to finish (or Cancel) before Undo")
         self.logic.undo()
-        self.status = RunStatus(message="last run undone")
+        # the scene is as before the last run: so is the review table
+        self.status = RunStatus(message="last run undone", rows=self._rows_before)
+        self._rows_before = []
         self._on_change()
 
     def save(self, output_dir: Path, stem: str | None = None) -> list[Path]:

@@ -111,10 +111,8 @@ class SliceViews:
     def register(self, view_manager: Any, server: Any) -> None:
         """Register :class:`SliceViewFactory` before trame-slicer's own (the first
         factory that can create a view creates it)."""
-        from trame_slicer.app.ui import create_vertical_slice_view_gutter_ui
-
         view_manager.register_factory(SliceViewFactory(
-            server, self, populate_view_ui_f=create_vertical_slice_view_gutter_ui,
+            server, self, populate_view_ui_f=populate_slice_view_ui,
             interactive_quality=JPEG_QUALITY, blur_fps=10.0))
 
     @contextmanager
@@ -157,6 +155,17 @@ class SliceViews:
                 if s.abstract_view is not None
                 and any(_plane_meets_slice(s.abstract_view, scene, *w) for w in written)]
         return self.render(show, ARRIVAL_GAP_S)
+
+
+def populate_slice_view_ui(server: Any, view_id: str, slice_view: Any) -> None:
+    """trame-slicer's slice gutter (slider, view buttons) plus the app's overlay
+    (orientation, edge letters, slice number: :mod:`OneShotSAMWeb.page`)."""
+    from trame_slicer.app.ui import create_vertical_slice_view_gutter_ui
+
+    from OneShotSAMWeb.page import add_view_overlay
+
+    create_vertical_slice_view_gutter_ui(server, view_id, slice_view)
+    add_view_overlay(server, slice_view.get_singleton_tag() or view_id, slice_view)
 
 
 def _plane_meets_slice(view: Any, scene: Any, volume_id: str, axis: int, index: int) -> bool:

@@ -6,35 +6,24 @@ through Debian's Chromium: brush stroke by mouse events on the axial view,
 Run, Cancel, Undo, review list, Save (compared with the engine's own result
 for the same volume and annotation), correct + Update, and the access token
 when listening beyond the loopback. Screenshots of each step go to
-docs/images/web-*.png.
+the test's temporary folder (``benchmarks/web_pictures.py`` makes the ones in docs/images).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import socket
 import statistics
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-MODULE_DIR = REPO / "OneShotSAM"
-if str(MODULE_DIR) not in sys.path:
-    sys.path.insert(0, str(MODULE_DIR))
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-TINY = ["--set", "steps=48", "--set", "resolution=32", "--set", "batch=4", "--set", "threads=1"]
-SHAPE_KJI = (16, 48, 48)
-CLICK_GAP_MS = 150  # between two timed clicks
-IMAGES = REPO / "docs" / "images"
+from web_harness import (CHROMIUM, SHAPE_KJI, TINY, PageWatch, Server, axial_box,
+                         free_port, launch_chromium, rows as _rows, save as _save, shot, stroke as _stroke,
+                         synthetic_volume, views_ready as _views_ready, wait_http as _wait_http,
+                         wait_message as _wait_message)
 
 pytest.importorskip("trame_slicer")
 pytest.importorskip("slicer_layer_dm", reason="slicer-layer-dm (trame-slicer's MRML layer) "
@@ -43,78 +32,7 @@ pytest.importorskip("playwright")
 if not Path(CHROMIUM).exists():
     pytest.skip("Debian's chromium is not installed (apt-get install chromium)", allow_module_level=True)
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _synthetic_volume(path: Path) -> None:
-    import SimpleITK as sitk
-
-    k, j, i = np.meshgrid(*[np.arange(n) for n in SHAPE_KJI], indexing="ij")
-    blob = ((k - 7.5) / 6) ** 2 + ((j - 23.5) / 12) ** 2 + ((i - 23.5) / 14) ** 2 <= 1
-    rng = np.random.default_rng(0)
-    vox = (blob * 600 + 200 + rng.normal(0, 20, SHAPE_KJI)).astype(np.int16)
-    img = sitk.GetImageFromArray(vox)
-    img.SetSpacing((1.0, 1.0, 2.0))
-    sitk.WriteImage(img, str(path))
-
-
-class Server:
-    """``python -m OneShotSAMWeb ...`` in a subprocess; ``url`` from its first line."""
-
-    def __init__(self, args: list[str], log: Path) -> None:
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(MODULE_DIR), os.environ.get("PYTHONPATH", "")]),
-                   OMP_NUM_THREADS="1", VTK_DEFAULT_OPENGL_WINDOW="vtkEGLRenderWindow")
-        self.log = log
-        self._log_file = open(log, "w")
-        self.proc = subprocess.Popen([sys.executable, "-u", "-m", "OneShotSAMWeb", *args], env=env,
-                                     stdout=subprocess.PIPE, stderr=self._log_file, text=True)
-        line = self.proc.stdout.readline()
-        if "http" not in line:
-            self.stop()
-            raise AssertionError(f"server did not start: {line!r}\n{log.read_text()[-3000:]}")
-        self.url = line.split(": ", 1)[1].strip()
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-        self._log_file.close()
-
-
-def _wait_http(url: str, timeout: float = 120.0) -> int:
-    import urllib.error
-    import urllib.request
-
-    t0 = time.time()
-    while time.time() - t0 < timeout:
-        try:
-            with urllib.request.urlopen(url, timeout=5) as r:
-                return r.status
-        except urllib.error.HTTPError as e:
-            return e.code
-        except OSError:
-            time.sleep(0.5)
-    raise AssertionError(f"no answer from {url}")
-
-
-def _shot(page, name: str) -> None:
-    """Page screenshot into docs/images (small PNG: 800 px wide, 64 colours)."""
-    from PIL import Image
-
-    IMAGES.mkdir(parents=True, exist_ok=True)
-    raw = IMAGES / f".{name}.raw.png"
-    page.screenshot(path=str(raw))
-    im = Image.open(raw).convert("RGB")
-    im = im.resize((800, int(im.height * 800 / im.width)), Image.LANCZOS)
-    im.quantize(64).save(IMAGES / f"{name}.png", optimize=True)
-    raw.unlink()
+CLICK_GAP_MS = 150  # between two timed clicks
 
 
 @pytest.fixture(scope="module")
@@ -122,7 +40,7 @@ def browser():
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        b = launch_chromium(p)
         yield b
         b.close()
 
@@ -131,10 +49,10 @@ def browser():
 def web(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("web")
     vol = tmp / "synth.nrrd"
-    _synthetic_volume(vol)
+    synthetic_volume(vol)
     before = vol.read_bytes()
     out = tmp / "out"
-    srv = Server([str(vol), "--port", str(_free_port()), "--output-dir", str(out), "--device", "cpu",
+    srv = Server([str(vol), "--port", str(free_port()), "--output-dir", str(out), "--device", "cpu",
                   *TINY], tmp / "server.log")
     try:
         _wait_http(srv.url)
@@ -142,48 +60,6 @@ def web(tmp_path_factory):
     finally:
         srv.stop()
     assert vol.read_bytes() == before, "the input volume was modified"
-
-
-def _views_ready(page, timeout_ms: int = 120000) -> None:
-    page.wait_for_function(
-        "() => { const i = Array.from(document.querySelectorAll('img.image-display-area'));"
-        " return i.length >= 3 && i.every(e => e.getBoundingClientRect().width > 50 && e.naturalWidth > 0); }",
-        timeout=timeout_ms)
-
-
-def _axial_box(page) -> dict:
-    boxes = page.evaluate("() => Array.from(document.querySelectorAll('img.image-display-area'))"
-                          ".map(e => { const r = e.getBoundingClientRect();"
-                          " return {x: r.x, y: r.y, w: r.width, h: r.height}; })")
-    return max(boxes, key=lambda b: b["h"])  # the axial view is the tall one on the left
-
-
-def _stroke(page, x0: float, y0: float, x1: float, y1: float) -> None:
-    page.mouse.move(x0, y0)
-    page.mouse.down()
-    for t in np.linspace(0, 1, 15):
-        page.mouse.move(x0 + (x1 - x0) * t, y0 + (y1 - y0) * t)
-        page.wait_for_timeout(40)
-    page.mouse.up()
-    page.wait_for_timeout(800)
-
-
-def _message(page) -> str:
-    return page.inner_text("#osam-message")
-
-
-def _wait_message(page, prefix: str, timeout_ms: int = 240000) -> None:
-    page.wait_for_function(
-        f"() => {{ const m = document.querySelector('#osam-message'); const e = document.querySelector('#osam-error');"
-        f" return (m && m.innerText.startsWith({json.dumps(prefix)})) || (e && e.innerText.trim().length > 0); }}",
-        timeout=timeout_ms)
-    err = page.inner_text("#osam-error").strip() if page.locator("#osam-error").is_visible() else ""
-    assert not err, f"the page shows an error: {err}"
-
-
-def _rows(page) -> list[int]:
-    texts = page.locator("#osam-review .osam-row").all_inner_texts()
-    return [int(t.split("slice ")[1].split()[0]) for t in texts]
 
 
 def _click_latency(page) -> float:
@@ -201,13 +77,6 @@ def _click_latency(page) -> float:
         setTimeout(() => { obs.disconnect(); reject(new Error('no answer within 10 s')); }, 10000);
         (eye.closest('.v-btn') || eye).click();
     })""")
-
-
-def _save(page, n: int) -> None:
-    """Click Save and wait for the page to report save number ``n``."""
-    page.click("#osam-save")
-    page.wait_for_function(f"() => document.querySelector('#osam-message').innerText.startsWith('save {n}:')",
-                           timeout=60000)
 
 
 def _engine_labels(volume_path: Path, seg_labels: np.ndarray, report: dict) -> np.ndarray:
@@ -232,10 +101,11 @@ def test_clinician_loop_in_browser(web, browser):
     from oneshotsam.medio import read_label_volume
 
     page = browser.new_page(viewport={"width": 1600, "height": 900})
+    watch = PageWatch(page)
     page.goto(web["url"])
     _views_ready(page)
     page.wait_for_timeout(1500)
-    ax = _axial_box(page)
+    ax = axial_box(page)
     png = page.screenshot(clip={"x": ax["x"], "y": ax["y"], "width": ax["w"], "height": ax["h"]})
     from io import BytesIO
 
@@ -243,7 +113,7 @@ def test_clinician_loop_in_browser(web, browser):
 
     grey = np.asarray(Image.open(BytesIO(png)).convert("L"), dtype=float)
     assert grey.std() > 20 and grey.max() > 150, "the axial view is blank"
-    _shot(page, "web-1-loaded")
+    shot(page, web["tmp"] / "shots", "web-1-loaded")
 
     # --- annotate: a brush stroke across the blob on the axial slice shown
     page.click("#osam-paint")
@@ -251,7 +121,7 @@ def test_clinician_loop_in_browser(web, browser):
     cx, cy = ax["x"] + ax["w"] / 2, ax["y"] + ax["h"] / 2
     for dy in (-0.06, -0.02, 0.02, 0.06):
         _stroke(page, cx - ax["w"] * 0.25, cy + ax["h"] * dy, cx + ax["w"] * 0.25, cy + ax["h"] * dy)
-    _shot(page, "web-2-annotated")
+    shot(page, web["tmp"] / "shots", "web-2-annotated")
 
     # --- Run, Cancel mid-run: page usable, finished slices kept, Undo restores. The
     # page clicks Cancel itself when the first slice arrives: the tiny schedule
@@ -266,7 +136,7 @@ def test_clinician_loop_in_browser(web, browser):
     assert page.is_enabled("#osam-run"), "Run is not usable after Cancel"
     kept = _rows(page)
     assert 1 <= len(kept) < SHAPE_KJI[0] - 1, kept
-    _shot(page, "web-3-cancelled")
+    shot(page, web["tmp"] / "shots", "web-3-cancelled")
     page.click("#osam-undo")
     page.wait_for_function("() => document.querySelector('#osam-message').innerText.startsWith('last run undone')",
                            timeout=30000)
@@ -298,7 +168,7 @@ def test_clinician_loop_in_browser(web, browser):
     # the measured ones)
     assert latencies and statistics.median(latencies) < 2.0, latencies
     assert len(rows) == len(set(rows)) and len(rows) >= SHAPE_KJI[0] // 2, rows
-    _shot(page, "web-4-review")
+    shot(page, web["tmp"] / "shots", "web-4-review")
 
     # --- Save: .seg.nrrd and NIfTI equal the engine's own result; download link works
     _save(page, 1)
@@ -319,7 +189,7 @@ def test_clinician_loop_in_browser(web, browser):
     print(f"slice shown after the engine reported it: n={len(shown)} max={max(shown):.3f} s "
           f"median={statistics.median(shown):.3f} s")
     assert len(shown) >= len(rows) and max(shown) < 1.0
-    _shot(page, "web-5-saved")
+    shot(page, web["tmp"] / "shots", "web-5-saved")
 
     # --- correct one slice, Update: that slice is kept, the others recomputed
     target = next(k for k in rows if k not in refs and 2 <= k <= SHAPE_KJI[0] - 3)
@@ -339,20 +209,22 @@ def test_clinician_loop_in_browser(web, browser):
     page.wait_for_selector("#osam-cancel:not([disabled])", timeout=30000)
     _wait_message(page, "finished")
     rows2 = _rows(page)
-    _shot(page, "web-6-updated")
+    shot(page, web["tmp"] / "shots", "web-6-updated")
     assert target not in rows2, "the corrected slice was rewritten"
     assert set(rows2) == set(rows) - {target}, (rows, rows2)
     _save(page, 3)
     updated = np.asarray(read_label_volume(out / "synth_oneshotsam.seg.nrrd").voxels)
     np.testing.assert_array_equal(updated[target], corrected[target])
     np.testing.assert_array_equal(updated[refs], corrected[refs])
+    assert not [c for c in watch.console if "cannot be serialized" in c], watch.console
+    assert watch.outside_loopback() == []
     page.close()
 
 
 def test_token_required_beyond_loopback(tmp_path):
     import urllib.request
 
-    port = _free_port()
+    port = free_port()
     srv = Server(["--host", "0.0.0.0", "--port", str(port), "--output-dir", str(tmp_path / "o")],
                  tmp_path / "server.log")
     try:

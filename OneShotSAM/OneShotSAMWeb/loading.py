@@ -1,0 +1,50 @@
+"""Volumes given to the browser app (command line or the page's Open buttons).
+
+trame-slicer reads a list of files and returns the volumes it could read,
+dropping the others without a word; here every file is read on its own (the
+DICOM files of a list together, as one series reader), so each file the user
+gives is either loaded or named in the answer.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+
+def read_volumes(io_manager: Any, paths: list[str]) -> tuple[list[Any], list[str]]:
+    """``(volume nodes read, names of the files not read)``."""
+    from trame_slicer.core.volumes_reader import VolumesReader
+
+    dicom = [p for p in paths if Path(p).is_file() and VolumesReader.is_dcm_file(p)]
+    volumes: list[Any] = []
+    failed: list[str] = []
+    for p in [p for p in paths if p not in dicom]:
+        got = _readable(io_manager.load_volumes([p]))
+        volumes += got
+        if not got:
+            failed.append(Path(p).name)
+    if dicom:
+        got = _readable(io_manager.load_volumes(dicom))
+        volumes += got
+        if not got:
+            failed.append(f"the DICOM files ({len(dicom)})")
+    return volumes, failed
+
+
+def _readable(nodes: list[Any]) -> list[Any]:
+    """The nodes that hold an image; the others (Slicer adds a node even when its
+    file cannot be read) are removed from the scene."""
+    ok = []
+    for node in nodes:
+        img = node.GetImageData() if node is not None else None
+        if img is not None and img.GetNumberOfPoints() > 0:
+            ok.append(node)
+        elif node is not None and node.GetScene() is not None:
+            node.GetScene().RemoveNode(node)
+    return ok
+
+
+def not_loaded_message(failed: list[str]) -> str:
+    return (f"not loaded: {', '.join(failed)} (not a NIfTI, NRRD or MHA volume, nor a DICOM series)"
+            if failed else "")
