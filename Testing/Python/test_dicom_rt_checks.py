@@ -179,3 +179,21 @@ def test_a_slice_file_target_names_the_outputs_after_its_series(planning):
                  "--device", "cpu", "--quiet", "--output-format", "rtstruct", "nifti", *TINY_DENSE]) == 0
     assert sorted(p.name for p in out.iterdir()) == [  # write_ct_series: Series Number 2
         "followup_series2_oneshotsam.nii.gz", "followup_series2_oneshotsam.rtstruct.dcm", "report.json"]
+
+
+def test_segment_reports_the_lost_contours_too(planning, capsys):
+    r = planning["root"]
+    for f in (r / "plan").iterdir():  # the planning export lost its last slice
+        if pydicom.dcmread(f, stop_before_pixels=True).InstanceNumber == SHAPE[0]:
+            f.unlink()
+    out = r / "seg_out"
+    assert main(["segment", "--method", "medpersam-warp", "--reference-image", str(r / "plan"),
+                 "--reference-mask", str(planning["rs"]), "--roi", "Liver", "--reference-slice", "4",
+                 "--targets", str(r / "followup"), "--target-slices", "4", "--output-dir", str(out),
+                 "--window=-1000,500", "--device", "cpu", "--quiet", "--preset", "paper",
+                 "--set", "resolution=32", "--set", "epochs=1", "--set", "batch_size=2", "--set", "max_steps=2",
+                 "--set", 'net={"enc_channels": 4, "dec_channels": 4, "n_levels": 2}']) == 0
+    assert "'Liver' on 1 slice(s) at 17.5 mm" in capsys.readouterr().err
+    report = json.loads((out / "report.json").read_text(encoding="utf-8"))
+    assert report["contours_outside_series"] == [
+        {"roi": "Liver", "roi_number": 2, "slices_mm": [17.5], "contours": 1}]

@@ -152,3 +152,19 @@ def test_browser_app_refuses_volumes_of_two_patients(tmp_path, capsys):
     rec = check_web_patients([str(tmp_path / "a"), str(tmp_path / "b")], allow_other_patient=True)
     assert rec["allow_other_patient"] and "WARNING (--allow-other-patient)" in capsys.readouterr().err
     assert check_web_patients([str(tmp_path / "a"), str(tmp_path / "a")])["mismatches"] == []
+
+
+def test_cohort_with_allow_other_patient_records_it_in_the_summary(planning):
+    r = planning["root"]
+    _other_patient_followup(planning)
+    manifest = r / "cohort.csv"
+    manifest.write_text("patient,visit,image,labels\n"
+                        f"RT1,plan,{r / 'plan'},{planning['rs']}\n"
+                        f"RT1,followup,{r / 'followup'},\n", encoding="utf-8")
+    out = r / "cohort"
+    assert main(["cohort", str(manifest), "--output-dir", str(out), "--workers", "1", "--quiet",
+                 "--window=-1000,500", "--device", "cpu", "--roi", "Liver", "--allow-other-patient",
+                 *TINY_DENSE]) == 0
+    rec = json.loads((out / "summary.json").read_text(encoding="utf-8"))["patient_identity"]
+    assert rec["allow_other_patient"] is True
+    assert list(rec["mismatches"]) == ["RT1"] and "'RT1' vs 'RT2'" in rec["mismatches"]["RT1"][0]
