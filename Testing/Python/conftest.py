@@ -39,6 +39,14 @@ def pytest_configure(config: pytest.Config) -> None:
         pass
 
 
+def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
+    """The test order's seed, also under ``-q`` (pytest-randomly prints it in the header only)."""
+    seed = getattr(config.option, "randomly_seed", None)
+    if config.pluginmanager.hasplugin("randomly") and isinstance(seed, int):
+        terminalreporter.write_line(f"tests ran in random order, seed {seed}: the same order again "
+                                    f"with -p randomly --randomly-seed={seed}")
+
+
 @pytest.fixture(scope="session")
 def data_root(pytestconfig: pytest.Config) -> Path:
     """Root of the shared real data; skips the test where it is absent."""
@@ -61,13 +69,36 @@ def slicer_session():
         sys.path.insert(0, module_dir)
     from OneShotSAMLib.headless import bootstrap
 
-    return bootstrap()
+    session = bootstrap()
+    session.scene.Clear(0)
+    _SCENE_BASELINE.update(_node_ids(session.scene))
+    return session
+
+
+#: IDs of the nodes an emptied scene of :func:`slicer_session` holds (colour tables,
+#: selection and interaction singletons)
+_SCENE_BASELINE: set[str] = set()
+
+
+def _node_ids(scene) -> list[str]:
+    return [scene.GetNthNode(i).GetID() for i in range(scene.GetNumberOfNodes())]
+
+
+def reset_scene(scene) -> None:
+    """Empty the scene as the session started it: ``Clear(0)`` keeps singleton nodes a
+    test added (slice nodes ``Red``/``Green``... with their orientation), which the next
+    test would find before its own; those are removed too."""
+    scene.Clear(0)
+    for node_id in [i for i in _node_ids(scene) if i not in _SCENE_BASELINE]:
+        node = scene.GetNodeByID(node_id)
+        if node is not None:
+            scene.RemoveNode(node)
 
 
 @pytest.fixture
 def scene(slicer_session):
-    """An empty MRML scene of :func:`slicer_session` (cleared again after the test)."""
-    slicer_session.scene.Clear(0)
+    """An empty MRML scene of :func:`slicer_session` (:func:`reset_scene` before and after)."""
+    reset_scene(slicer_session.scene)
     yield slicer_session.scene
-    slicer_session.scene.Clear(0)
+    reset_scene(slicer_session.scene)
 

@@ -101,3 +101,25 @@ def test_save_refuses_a_loaded_file_named_like_an_output(scene, tmp_path):
     with pytest.raises(OneShotError, match="would replace the input"):
         _save(scene, case, P, tmp_path / "d")
     assert {p.name: p.read_bytes() for p in (tmp_path / "d").iterdir()} == before
+
+
+# ------------------------------------------------------------------ the scene fixture
+def test_reset_scene_removes_the_singletons_a_test_added(scene):
+    """``Clear(0)`` keeps singleton slice nodes: a coronal ``Green`` view (orientation and
+    all) then outlived its test and was found before the next test's own ``Green`` view."""
+    import slicer
+
+    from conftest import reset_scene
+
+    before = _census(scene)
+    slicer.vtkMRMLSliceNode.AddDefaultSliceOrientationPresets(scene)
+    for layout, orientation in (("Red", "Axial"), ("Green", "Coronal")):
+        node = scene.CreateNodeByClass("vtkMRMLSliceNode")
+        node.SetName(layout)
+        node.SetLayoutName(layout)
+        scene.AddNode(node)
+        node.SetOrientation(orientation)
+    scene.Clear(0)
+    assert scene.GetNumberOfNodesByClass("vtkMRMLSliceNode") == 2  # what used to leak
+    reset_scene(scene)
+    assert scene.GetNumberOfNodesByClass("vtkMRMLSliceNode") == 0 and _census(scene) == before
