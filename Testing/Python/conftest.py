@@ -47,6 +47,28 @@ def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
                                     f"with -p randomly --randomly-seed={seed}")
 
 
+@pytest.fixture(autouse=True)
+def _process_state_kept():
+    """Every test leaves the process locale and working folder as it found them (a
+    changed locale made later tests' default-encoding reads fail): restored, with a
+    warning naming the test's leak."""
+    import locale
+    import warnings
+
+    names = [n for n in ("LC_CTYPE", "LC_NUMERIC", "LC_TIME", "LC_COLLATE", "LC_MONETARY",
+                         "LC_MESSAGES") if hasattr(locale, n)]
+    loc, cwd = {n: locale.setlocale(getattr(locale, n)) for n in names}, os.getcwd()
+    yield
+    changed = [(n, v) for n, v in loc.items() if locale.setlocale(getattr(locale, n)) != v]
+    for n, v in changed:
+        locale.setlocale(getattr(locale, n), v)
+    if os.getcwd() != cwd:
+        os.chdir(cwd)
+        changed.append(("cwd", cwd))
+    if changed:
+        warnings.warn(f"the test changed the process state (restored): {changed}", stacklevel=1)
+
+
 @pytest.fixture(scope="session")
 def data_root(pytestconfig: pytest.Config) -> Path:
     """Root of the shared real data; skips the test where it is absent."""
