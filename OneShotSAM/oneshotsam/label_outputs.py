@@ -12,6 +12,10 @@ rtstruct     ``<stem>.rtstruct.dcm`` RT Structure Set on the target DICOM series
 dicom-seg    ``<stem>.seg.dcm``      DICOM SEG (highdicom) on the target DICOM series
 ============ ======================= ===================================================
 
+The front ends pass ``<stem>`` = :func:`oneshotsam.writer.output_stem` of the target
+(``CT_followup_oneshotsam``), so no output is named like an input, and check every
+planned name with :func:`oneshotsam.writer.check_not_inputs` before the run.
+
 The DICOM formats need the volume's grid to come from a DICOM series
 (:func:`oneshotsam.medio.read_volume` of a folder): :func:`check_formats` says so before
 anything runs. :func:`write_label_formats` writes one volume in every format asked for
