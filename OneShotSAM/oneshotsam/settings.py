@@ -274,6 +274,23 @@ def propagation_config_from_text(text: Mapping[str, str], **kwargs: Any) -> Prop
 
 
 # ----------------------------------------------------------------------------- argparse
+def preset_help() -> str:
+    """``--preset``'s help, written from :data:`oneshotsam.presets.DEFAULT_PRESETS`."""
+    from oneshotsam.presets import AUTO, DEFAULT_PRESETS
+
+    parts = []
+    for (on_cpu, on_cuda) in dict.fromkeys(DEFAULT_PRESETS.values()):
+        methods = ", ".join(m for m, d in DEFAULT_PRESETS.items() if d == (on_cpu, on_cuda))
+        if on_cpu == on_cuda == AUTO:
+            parts.append(f"{methods} chooses from the situation ('cpu-field' for 2D on the CPU, "
+                         "'paper' on CUDA, 'volume' for propagation; recorded in report.json)")
+        elif on_cpu == on_cuda:
+            parts.append(f"'{on_cpu}' for {methods}")
+        else:
+            parts.append(f"{methods}: '{on_cpu}' on the CPU, '{on_cuda}' on CUDA")
+    return "preset name in oneshotsam/presets/<method>.json (default: " + "; ".join(parts) + ")"
+
+
 def add_model_arguments(p: argparse.ArgumentParser, *, method_required: bool = False,
                         default_method: str | None = "medpersam-warp") -> None:
     """``--method --backend --checkpoint --preset --device --set``."""
@@ -287,12 +304,7 @@ def add_model_arguments(p: argparse.ArgumentParser, *, method_required: bool = F
     p.add_argument("--checkpoint", default=None,
                    help="path of the backend's weights (default: the file downloaded by "
                         "`oneshotsam weights download NAME`)")
-    p.add_argument("--preset", default=None,
-                   help="preset name in oneshotsam/presets/<method>.json (default: p2sam and "
-                        "persam 'default'; medpersam 'cpu' on the CPU, 'paper' on CUDA; "
-                        "medpersam-warp chooses from the situation: 'cpu-field' for 2D on the "
-                        "CPU, 'paper' on CUDA, 'volume' for propagation, recorded in "
-                        "report.json)")
+    p.add_argument("--preset", default=None, help=preset_help())
     p.add_argument("--device", default="auto", choices=DEVICES,
                    help="where to run: auto (CUDA when present), cpu or cuda")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",

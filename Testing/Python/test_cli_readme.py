@@ -44,3 +44,46 @@ def test_ci_runs_the_readme_setup_and_test_commands() -> None:
     assert ci.startswith("#!/usr/bin/env bash") and "set -euxo pipefail" in ci
     assert '"$rc" -eq 5' in ci  # "no tests collected" is a failure
     assert (REPO / ".ci" / "run").stat().st_mode & 0o111, ".ci/run must be executable"
+
+
+def test_readme_setup_says_how_to_make_the_venv_and_get_the_cpu_torch() -> None:
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    setup = text[text.index("## Setup"):text.index("## Run it on the small example")]
+    assert "python3 -m venv .venv" in setup
+    assert "CUDA build" in setup and "GB" in setup  # what the package index's torch is
+    assert "https://download.pytorch.org/whl/cpu" in setup
+
+
+def _requirement_names(requirements: list[str]) -> set[str]:
+    return {re.split(r"[ ;<>=!\[~(]", r.strip())[0].lower() for r in requirements}
+
+
+def test_one_opencv() -> None:
+    """rt-utils requires opencv-python, which unpacks into the same ``cv2`` folder as our
+    opencv-python-headless: no extra may pull it; the setup command installs rt-utils
+    without its dependencies, and the environment holds one OpenCV distribution."""
+    from importlib import metadata
+
+    import pytest
+
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    groups = [project["dependencies"], *project["optional-dependencies"].values()]
+    names = set().union(*(_requirement_names(g) for g in groups))
+    assert "opencv-python-headless" in names
+    assert not names & {"opencv-python", "rt-utils"}, names & {"opencv-python", "rt-utils"}
+    setup = command_blocks()[0]
+    installs = [part for part in setup.split("&&") if '"rt-utils' in part]
+    assert len(installs) == 1 and "--no-deps" in installs[0], setup
+    installed = set()
+    for name in ("opencv-python", "opencv-python-headless", "opencv-contrib-python",
+                 "opencv-contrib-python-headless"):
+        try:
+            metadata.distribution(name)
+            installed.add(name)
+        except metadata.PackageNotFoundError:
+            pass
+    assert installed == {"opencv-python-headless"}, (
+        f"OpenCV distributions installed: {sorted(installed)}; keep opencv-python-headless only "
+        "(pip uninstall opencv-python, then reinstall opencv-python-headless)")

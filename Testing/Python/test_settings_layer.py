@@ -128,3 +128,28 @@ def test_console_progress_plain_lines_and_bar(capsys) -> None:
     quiet = io.StringIO()
     ConsoleProgress(quiet=True, stream=quiet)(1, 1, "x")
     assert quiet.getvalue() == ""
+
+
+def _option_help(command: str, flag: str) -> str:
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    return next(a.help for a in sub.choices[command]._actions if flag in a.option_strings)
+
+
+@pytest.mark.parametrize("command", ["segment", "propagate", "cohort"])
+def test_window_help_is_one_text_with_each_commands_default(command: str) -> None:
+    text = _option_help(command, "--window")
+    assert S.WINDOW_SPECS in text
+    assert ("refused" in text) if command == "segment" else ("default: auto" in text)
+
+
+def test_preset_help_names_each_methods_default() -> None:
+    """What ``--preset`` says a method uses without one is what it uses
+    (:data:`oneshotsam.presets.DEFAULT_PRESETS`; medpersam-warp: the situation's choice)."""
+    from oneshotsam.presets import AUTO, DEFAULT_PRESETS
+
+    text = _option_help("segment", "--preset")
+    for method, (on_cpu, on_cuda) in DEFAULT_PRESETS.items():
+        assert method in text, method
+        for preset in {on_cpu, on_cuda} - {AUTO}:
+            assert f"'{preset}'" in text, (method, preset)
+    assert "situation" in text and "'cpu-field'" in text  # medpersam-warp's CPU 2D choice
