@@ -5,10 +5,15 @@
 * :mod:`.patient`: one patient's chain (reference -> each target in visit order) through
   :func:`oneshotsam.volume.pipeline.propagate` and :func:`oneshotsam.volume.outputs.write_outputs`;
 * :mod:`.summary`: ``summary.csv`` / ``summary.json``;
-* :mod:`.execute`: runs the patients in-process or as Ray tasks (Ray is imported only there,
-  inside functions).
+* :mod:`.lock`: one run per output folder (``OUT/.cohort.lock``);
+* :mod:`.preflight`: ground-truth grids checked before the work, the files the summary
+  names checked after it;
+* :mod:`.raylink`: a private local Ray, or exactly the cluster ``--address`` names (token
+  authentication included);
+* :mod:`.execute`: runs the patients in-process or as Ray tasks (Ray is imported only there
+  and in :mod:`.raylink`, inside functions).
 
 Importing this package costs the standard library only.
 """
 
-__all__ = ["manifest", "state", "patient", "summary", "execute"]
+__all__ = ["manifest", "state", "patient", "summary", "lock", "preflight", "raylink", "execute"]

@@ -1,7 +1,9 @@
 """What a cohort run has already done: input hashes, completion records, atomic placement.
 
 A target is COMPLETE when ``OUT/<patient>/<visit>.report.json`` exists, its
-``cohort.key`` equals the target's key now, and the label files it lists exist.
+``cohort.key`` equals the target's key now, and the label files it lists exist in
+``OUT/<patient>/`` (looked up there by name: the folder the command runs from does not
+matter, nor does moving ``OUT`` as a whole).
 The key is the SHA-256 of the contents of the reference image, reference labels,
 target image and ground truth (every file of a DICOM folder, with its relative name),
 the resolved propagation settings and the engine version: change any of them and the
