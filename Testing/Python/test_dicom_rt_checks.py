@@ -197,3 +197,15 @@ def test_segment_reports_the_lost_contours_too(planning, capsys):
     report = json.loads((out / "report.json").read_text(encoding="utf-8"))
     assert report["contours_outside_series"] == [
         {"roi": "Liver", "roi_number": 2, "slices_mm": [17.5], "contours": 1}]
+
+
+def test_propagate_writes_a_valid_seg_on_a_followup_without_slice_thickness(planning):
+    _edit_slices(planning["root"] / "followup", _drop_thickness)
+    out = planning["root"] / "out"
+    assert _propagate(planning, out, ["--roi", *NAMES, "--output-format", "dicom-seg", "nifti",
+                                      *TINY_DENSE]) == 0
+    seg = out / "followup_oneshotsam.seg.dcm"
+    assert dciodvfy_errors(seg) == []
+    fu = medio.read_volume(planning["root"] / "followup")
+    nifti = np.asarray(medio.read_label_volume(out / "followup_oneshotsam.nii.gz").voxels)
+    assert np.array_equal(np.asarray(medio.read_label_volume(seg, reference=fu).voxels), nifti)
