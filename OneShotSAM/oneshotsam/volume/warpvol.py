@@ -104,6 +104,12 @@ class VolumeWarpConfig:
     def from_overrides(cls, overrides: dict[str, Any], preset: str = "volume") -> "VolumeWarpConfig":
         """Preset ``preset`` of ``medpersam.json`` (the VolumeWarpConfig fields of
         its entry) with ``overrides`` on top; unknown keys raise a OneShotError."""
+        return cls.resolve(overrides, preset)[0]
+
+    @classmethod
+    def resolve(cls, overrides: dict[str, Any], preset: str = "volume") -> tuple[Any, Any]:
+        """``(config, settings)``: :meth:`from_overrides` and the merge's record
+        (:class:`oneshotsam.presets.ResolvedSettings`: where each value came from)."""
         from oneshotsam.presets import resolve_settings
 
         settings = resolve_settings("volume warp engine", preset,
@@ -112,7 +118,7 @@ class VolumeWarpConfig:
         kw = dict(settings.values)
         if kw.get("intensity_percentiles") is not None:
             kw["intensity_percentiles"] = tuple(kw["intensity_percentiles"])
-        return cls(**kw)
+        return cls(**kw), settings
 
 
 def _work_hw(native_hw: tuple[int, int], spacing_rc: tuple[float, float], res: int,
@@ -144,9 +150,10 @@ class WarpVolumeEngine:
         device = resolve_device(cfg.device)
         overrides = dict(cfg.method_overrides)
         choice = choose_warp_settings(Situation("volume", 1, (1, 1), (1, 1), device))
-        eng = cls(VolumeWarpConfig.from_overrides(overrides, choice.preset), device, cfg.seed)
+        vcfg, settings = VolumeWarpConfig.resolve(overrides, choice.preset)
+        eng = cls(vcfg, device, cfg.seed)
         eng.chosen = {"preset": choice.preset, "reasons": list(choice.reasons),
-                      "user_settings": overrides}
+                      "user_settings": overrides, "from": settings.report()["from"]}
         return eng
 
     def describe(self) -> dict[str, Any]:
