@@ -98,7 +98,7 @@ def test_propagate_into_the_inputs_folder_keeps_the_inputs(tmp_path):
     assert {p.name: p.read_bytes() for p in (ref, lab)} == before
     assert sorted(p.name for p in (tmp_path / "case").iterdir()) == [
         "report.json", "scan.nii.gz", "scan_label.nii.gz", "scan_oneshotsam.nii.gz",
-        "scan_oneshotsam.seg.nrrd"]
+        "scan_oneshotsam.seg.nrrd", "session.pt"]
 
 
 def test_propagate_refuses_an_output_named_like_an_input(tmp_path, capsys):

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from oneshotsam.settings import (AXES, add_model_arguments, add_propagation_arguments,
                                  parse_overrides, propagation_config_from_args)
@@ -106,8 +107,13 @@ def run(args: argparse.Namespace) -> int:
 
     inputs = list(args.targets) if args.targets else [args.reference_volume]
     formats = list(dict.fromkeys(args.output_format)) if args.output_format else None
-    check_not_inputs(planned_files(args.output_dir, inputs, formats),
-                     [args.reference_volume, args.reference_labels, *(args.targets or [])])
+    from oneshotsam.volume.saved import STATE_FILE
+
+    prev = getattr(args, "update_from", None)
+    check_not_inputs(planned_files(args.output_dir, inputs, formats)
+                     + [Path(args.output_dir) / STATE_FILE],
+                     [args.reference_volume, args.reference_labels, *(args.targets or []),
+                      *([prev] if prev else [])])
     from oneshotsam.dicom_identity import check_same_patient
 
     identity = check_same_patient([("reference series", args.reference_volume),
