@@ -227,9 +227,9 @@ class OneShotSAMWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.presetComboBox.clear()
         self.ui.presetComboBox.addItem("")
         try:
-            from oneshotsam.presets import list_presets
+            from oneshotsam.methods.registry import method_presets
 
-            self.ui.presetComboBox.addItems(list_presets(method))
+            self.ui.presetComboBox.addItems(method_presets(method))
         except Exception:  # presets missing for this method: defaults only
             pass
 

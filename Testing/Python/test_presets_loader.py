@@ -149,3 +149,18 @@ def test_presets_do_not_import_torch():
             "bad=[m for m in ('torch','sam2','hydra','ot','sklearn') if m in sys.modules]; "
             "sys.exit(1 if bad else 0)")
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+def test_registry_names_each_methods_presets_and_default():
+    """Every registry method's preset file exists and holds its default presets (the Slicer
+    module's preset list is ``registry.method_presets``)."""
+    from oneshotsam.methods import registry
+    from oneshotsam.presets import AUTO, DEFAULT_PRESETS
+
+    assert set(DEFAULT_PRESETS) == set(registry.METHODS)
+    for name in registry.METHODS:
+        names = registry.method_presets(name)
+        assert names and all(load_preset(registry.method_info(name).presets, n) for n in names)
+        for preset in set(DEFAULT_PRESETS[name]) - {AUTO}:
+            assert preset in names, (name, preset)
+        assert registry.config_classes(name), name
