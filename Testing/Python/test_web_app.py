@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from web_harness import (CHROMIUM, SHAPE_KJI, TINY, PageWatch, Server, axial_box,
+from web_harness import (CHROMIUM, REPO, SHAPE_KJI, TINY, PageWatch, Server, axial_box,
                          free_port, launch_chromium, rows as _rows, save as _save, shot, stroke as _stroke,
                          synthetic_volume, views_ready as _views_ready, wait_http as _wait_http,
                          wait_message as _wait_message)
@@ -100,6 +100,7 @@ def _engine_labels(volume_path: Path, seg_labels: np.ndarray, report: dict) -> n
 def test_clinician_loop_in_browser(web, browser):
     from oneshotsam.medio import read_label_volume
 
+    pictures = {p: p.stat().st_mtime_ns for p in (REPO / "docs" / "images").glob("*")}
     page = browser.new_page(viewport={"width": 1600, "height": 900})
     watch = PageWatch(page)
     page.goto(web["url"])
@@ -218,6 +219,9 @@ def test_clinician_loop_in_browser(web, browser):
     np.testing.assert_array_equal(updated[refs], corrected[refs])
     assert not [c for c in watch.console if "cannot be serialized" in c], watch.console
     assert watch.outside_loopback() == []
+    # the test wrote its screenshots into its temporary folder, none into the checkout
+    assert {p: p.stat().st_mtime_ns for p in (REPO / "docs" / "images").glob("*")} == pictures
+    assert len(list((web["tmp"] / "shots").glob("web-*.png"))) == 6
     page.close()
 
 
