@@ -31,10 +31,12 @@ class OneShotSAM(ScriptedLoadableModule):
         self.parent.helpText = (
             "Annotate one slice (Segment Editor), choose the targets (the rest of the volume, "
             "follow-up volumes or a sequence) and press Run: the structure is propagated slice by "
-            "slice with Med-PerSAM, P2SAM or PerSAM on SAM / SAM 2. Review the slices with the "
-            "lowest confidence first, correct them, and press Update: corrected slices become "
-            "references and are never overwritten. Undo restores the segmentation as before "
-            "the last Run or Update. See docs/slicer.md.")
+            "slice with Med-PerSAM, P2SAM or PerSAM on SAM / SAM 2. The table lists the slices "
+            "most likely wrong first (flagged, then lowest confidence) and jumps to the first; "
+            "correct or empty a slice and press Update: only the slices between it and its "
+            "nearest annotated or corrected slices are recomputed, corrected slices are never "
+            "overwritten. Undo restores the segmentation as before the last Run or Update. See "
+            "docs/slicer.md.")
         self.parent.acknowledgementText = (
             "Builds on Segment Anything (Meta AI), SAM 2, Med-PerSAM (Yoon, Jang, Kim and Yang; KAIST / "
             "AITRICS), P2SAM (Zhao and Shen) and PerSAM.")
@@ -261,6 +263,7 @@ class OneShotSAMWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._addRow(row)
             slicer.app.processEvents()
 
+        out = None
         try:
             with slicer.util.tryWithErrorDisplay("OneShotSAM run failed.", waitCursor=False):
                 try:
@@ -277,6 +280,9 @@ class OneShotSAMWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._running = False
             self.ui.progressBar.maximum = max(self.ui.progressBar.maximum, 1)
             self.updateGUIFromParameterNode()
+        if out is not None and out.rows and not out.cancelled:
+            self.ui.resultsTable.selectRow(0)  # the review queue's head: the likeliest wrong slice
+            self.onResultClicked(0, 0)
 
     def _ensureDependencies(self):
         """Install what is missing after ONE question; False when the run cannot start."""
@@ -393,7 +399,7 @@ class OneShotSAMWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def _fillTable(self):
         t = self.ui.resultsTable
         t.setRowCount(0)
-        for row in self.logic.rows:  # lowest confidence first
+        for row in self.logic.rows:  # the review queue: flagged first, then lowest confidence
             self._addRow(row)
 
     def onResultClicked(self, r, c):

@@ -19,9 +19,16 @@ holds node references of its own scene and is dropped when that scene closes
 
 Review and correct: :meth:`OneShotSAMLogic.run` with ``update=True`` reads
 which written slices the user changed since (content hash per slice in the
-parameter node's RunRecord), uses them as additional references and rewrites
-only the slices the user has not touched. Update repeats the recorded run
-(its target mode, axis, reference and outputs), whatever the controls show now.
+parameter node's RunRecord): edited slices holding labels are corrections, emptied
+ones are erased (the structure ends there). The Logic keeps the run's
+:class:`~oneshotsam.volume.session.PropagationSession` (trained engine, per-slice
+results), so an Update recomputes only the slices between a correction and its
+nearest annotated or corrected neighbours, without training again, and rewrites
+only those; the user's slices are never rewritten. Without a kept session (the
+scene was reloaded, or after Undo) Update propagates again from the corrections.
+Update repeats the recorded run (its target mode, axis, reference and outputs),
+whatever the controls show now. :attr:`OneShotSAMLogic.rows` is the review queue:
+flagged slices first, then by ascending confidence.
 
 Before the first slice the progress callback hears what is happening
 ("loading the SAM model ...", training steps) with ``total == 0`` or under
@@ -48,7 +55,7 @@ from OneShotSAMLib import planning
 from OneShotSAMLib.messages import for_slicer
 from OneShotSAMLib.mrml_bridge import SliceWriter, labels_from_segments, plane_hash, volume_from_node
 from OneShotSAMLib.progress import ProgressClock, ProgressMethod, ProgressRelay
-from OneShotSAMLib.review import Output, plan_update
+from OneShotSAMLib.review import Output, plan_update, update_session
 from OneShotSAMLib.undo import UndoSnapshot
 
 __all__ = ["OneShotSAMLogic", "SliceRow", "RunOutcome", "ProgressClock"]
@@ -141,6 +148,7 @@ class OneShotSAMLogic:
         self._undo: UndoSnapshot | None = None
         self._outputs: list[Output] = []
         self._method_cache: tuple[tuple, Any] | None = None
+        self._session: tuple[str, Any] | None = None  # (RunRecord token, PropagationSession)
         self.rows: list[SliceRow] = []
         self._generation = 0  # scene closes seen; a run stops writing when it changes
         ref = weakref.ref(self)
@@ -159,6 +167,7 @@ class OneShotSAMLogic:
         A run in progress stops at its next step and writes nothing more."""
         self._generation += 1
         self._undo = None
+        self._session = None
         self._outputs = []
         self.rows = []
 
@@ -294,9 +303,12 @@ class OneShotSAMLogic:
                    on_row: Callable[[SliceRow], None] | None, t0: float,
                    call: Callable[[Callable[[], Any]], Any]) -> RunOutcome:
         from oneshotsam.geometry import volume_like
+        from oneshotsam.volume import session as session_mod
         from oneshotsam.volume.pipeline import propagate
 
         s, update = inp.settings, inp.planned is not None
+        sess = self._kept_session(inp.record) if update else None
+        old_rows = list(self.rows)
         if update:
             outputs, fixed, ref_slices = inp.planned
         else:
@@ -323,8 +335,13 @@ class OneShotSAMLogic:
 
         reports: list[dict] = []
         cancelled, error = False, None
+        token = inp.record.get("session") if sess is not None else None
         try:
-            if update and s.target_mode != "self":
+            if sess is not None:
+                reports, cancelled = update_session(sess, inp.settings.target_mode == "self",
+                                                    (inp.reference, inp.ref_labels), outputs, fixed,
+                                                    relay, write_event, call)
+            elif update and s.target_mode != "self":
                 # few-shot within each follow-up target from its corrected slices
                 for t, out in enumerate(outputs):
                     if not fixed[t]:
@@ -348,24 +365,43 @@ class OneShotSAMLogic:
                     if s.target_mode != "self" else []
                 cfg = config(tuple(ref_slices),
                              tuple(sorted(fixed[0])) if s.target_mode == "self" else ())
-                res = propagate(inp.reference, volume_like(inp.reference, inp.ref_labels), targets,
-                                cfg, relay, write_event, wrapped)
+                if update:  # no kept session: propagate again from the corrections
+                    res = propagate(inp.reference, volume_like(inp.reference, inp.ref_labels),
+                                    targets, cfg, relay, write_event, wrapped)
+                else:
+                    kept = session_mod.PropagationSession(inp.reference, cfg, targets, wrapped)
+                    res = kept.run(volume_like(inp.reference, inp.ref_labels), relay, write_event)
+                    if not (res.cancelled or relay.cancelled):
+                        import uuid
+
+                        token = uuid.uuid4().hex
+                        self._session = (token, kept)
                 reports.append(res.report)
                 cancelled = res.cancelled or relay.cancelled
         except OneShotError as exc:  # a cancelled method ends early: not an error
             cancelled, error = True, None if relay.cancelled else exc
         finally:  # the record always matches what was written (Update, Undo)
             if self._generation == relay.generation:  # not into a scene opened since
-                call(lambda: self._finish(node, s, outputs, ref_slices, inp.record, update))
+                call(lambda: self._finish(node, s, outputs, ref_slices, inp.record, update, token))
         if error is not None:
             raise error
         cancelled = cancelled or self._generation != relay.generation
-        self.rows.sort(key=lambda r: (r.confidence, r.output_index, r.slice_index))
+        if sess is not None:  # slices an Update did not recompute keep their rows
+            new = {(r.output_index, r.slice_index) for r in self.rows}
+            mine = {(t, k) for t, o in enumerate(outputs) for k in o.protected}
+            self.rows += [r for r in old_rows if (r.output_index, r.slice_index) not in new | mine]
+        self.rows.sort(key=lambda r: (not r.flagged, r.confidence, r.output_index, r.slice_index))
         return RunOutcome(rows=list(self.rows), cancelled=cancelled,
                           output_segmentation_ids=[o.seg_node.GetID() for o in outputs],
                           report={"engine": reports, "cancelled": cancelled,
                                   "seconds": round(time.perf_counter() - t0, 3)},
                           seconds=time.perf_counter() - t0)
+
+    def _kept_session(self, record: dict) -> Any:
+        """The session of the recorded run, when this Logic still holds it."""
+        if self._session is not None and record.get("session") == self._session[0]:
+            return self._session[1]
+        return None
 
     def _method_checkpoint(self, s: P.RunSettings) -> str | None:
         from OneShotSAMLib.weights import resolve_checkpoint
@@ -437,11 +473,11 @@ class OneShotSAMLogic:
             raise OneShotError("nothing to undo")
         u, self._undo = self._undo, None
         u.restore()
-        self.rows, self._outputs = [], []
+        self.rows, self._outputs, self._session = [], [], None
 
     # ---------------------------------------------------------------- record
     def _finish(self, node: Any, s: P.RunSettings, outputs: list[Output], ref_slices: list[int],
-                record: dict, update: bool) -> None:
+                record: dict, update: bool, session: str | None = None) -> None:
         import slicer
 
         logic = slicer.vtkSlicerSegmentationsModuleLogic
@@ -460,7 +496,7 @@ class OneShotSAMLogic:
                      "sequence": seq.GetID() if seq is not None else None,
                      "sequence_item": o.item if seq is not None else None}
             outs.append(entry)
-        P.write_run_record(node, {"mode": s.target_mode, "axis": s.axis,
+        P.write_run_record(node, {"mode": s.target_mode, "axis": s.axis, "session": session,
                                   "reference_slices": list(ref_slices), "outputs": outs})
 
 

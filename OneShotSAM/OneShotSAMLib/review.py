@@ -4,14 +4,16 @@ The Logic records, per output segmentation, a content hash of every slice it
 wrote (parameter node ``RunRecord``). A slice is the user's when it now holds
 labels the run did not write (annotation, added slice) or when its content
 differs from what the run wrote (edited; an emptied slice counts too). User
-slices are never rewritten; those holding labels become references of the
-next run ("Update"). MRML + numpy only.
+slices are never rewritten; those holding labels are corrections of the next
+run ("Update"), emptied ones are erased (:func:`update_session`). MRML + numpy only.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
+
+import numpy as np
 
 from oneshotsam.errors import OneShotError
 
@@ -108,3 +110,34 @@ def plan_update(scene: Any, record: dict) -> tuple[list[Output], list[set[int]],
         raise OneShotError("no slice was edited since the last run: correct some slices "
                            "in the Segment Editor first, then press Update")
     return outs, fixed, list(record["reference_slices"])
+
+
+def update_session(sess: Any, self_mode: bool, reference: tuple[Any, Any], outputs: list[Output],
+                   fixed: list[set[int]], progress: Any, on_slice: Callable[[Any], None],
+                   call: Callable[[Callable[[], Any]], Any]) -> tuple[list[dict], bool]:
+    """Update a kept :class:`~oneshotsam.volume.session.PropagationSession` with each
+    output's corrections (``fixed``: labelled slices the user changed) and erased slices
+    (protected ones the user emptied); ``reference`` = (engine Volume, labels) of the
+    reference (self mode). Returns (engine reports, cancelled)."""
+    from oneshotsam.geometry import volume_like
+
+    reports: list[dict] = []
+    for t, out in enumerate(outputs):
+        if self_mode:
+            vol, lab = reference
+        else:
+            vol = volume_from_node(out.volume_node)
+            lab = call(lambda out=out: labels_from_segments(out.seg_node, out.segment_ids,
+                                                            out.volume_node))
+        axes = tuple(a for a in range(3) if a != out.array_axis)
+        labelled = {int(k) for k in np.flatnonzero(np.asarray(lab).any(axis=axes))}
+        erased = sorted(set(out.protected) - labelled)
+        if not fixed[t] and not erased:
+            continue
+        res = sess.update(volume_like(vol, lab), sorted(fixed[t]), erased,
+                          target_index=None if self_mode else t, progress=progress,
+                          on_slice=on_slice)
+        reports.append(res.report)
+        if res.cancelled or getattr(progress, "cancelled", False):
+            return reports, True
+    return reports, False

@@ -323,3 +323,42 @@ def test_progress_clock():
     c = ProgressClock()
     assert c.remaining_s(0, 10) is None
     assert c.remaining_s(5, 10) >= 0.0
+
+
+# ------------------------------------------------------------------ incremental Update (real engine)
+def test_update_recomputes_only_the_corrections_gaps_with_the_kept_session(scene):
+    """The real warp engine (tiny): correct the first flagged slice, press Update: the
+    session kept by the Logic is updated without training again, only the slices between
+    the correction and its nearest annotated slices change, the correction is kept exactly."""
+    case = make_case(scene, annotated=(6,))
+    logic = OneShotSAMLogic(scene)
+    configure(logic, case, method="medpersam-warp", device="cpu",
+              method_overrides={"steps": 4, "resolution": 32, "batch": 2, "aug_per_step": 1})
+    first = logic.run()
+    engine = logic._session[1].states[0].engine
+    net, trained = engine.net, len(engine.history)
+    flagged = [r for r in first.rows if r.flagged]
+    assert flagged and first.rows[:len(flagged)] == flagged  # the review table: flagged first
+    k = flagged[0].slice_index
+    before = seg_labels(case).copy()
+    edited = np.zeros(case.truth_kji.shape[1:], np.uint8)
+    edited[6:15, 7:16] = 1
+    SliceWriter(case.segmentation_node, case.volume_node).write(case.segment_id, 0, k, edited)
+    out = logic.run(update=True)
+    after = seg_labels(case)
+    upd = out.report["engine"][0]["targets"][0]["update"]
+    gap = set(range(7, 12)) - {k} if k > 6 else set(range(0, 6)) - {k}
+    assert upd["corrected_slices"] == [k] and set(upd["recomputed_slices"]) == gap
+    np.testing.assert_array_equal(after[k], edited)               # the correction, exactly
+    changed = {j for j in range(after.shape[0]) if not np.array_equal(after[j], before[j])}
+    assert changed <= gap | {k} and k in changed
+    np.testing.assert_array_equal(after[6], case.truth_kji[6])    # the annotation, untouched
+    assert engine.net is net and len(engine.history) == trained   # not trained again
+    assert {r.slice_index for r in out.rows} == set(range(12)) - {6, k}  # the whole queue
+    assert [r.slice_index for r in out.rows if r.flagged] == \
+        [r.slice_index for r in out.rows[:sum(r.flagged for r in out.rows)]]
+    logic.undo()  # back to before the Update (the edit stays); the next Update propagates again
+    undone = seg_labels(case)
+    np.testing.assert_array_equal(undone[k], edited)
+    np.testing.assert_array_equal(np.delete(undone, k, axis=0), np.delete(before, k, axis=0))
+    assert logic._session is None

@@ -23,7 +23,7 @@ when it is one of the last ``TAIL_FLAGGED`` slices drawn before a stop. Numpy on
 from __future__ import annotations
 
 import math
-from typing import Mapping
+from typing import Callable, Mapping
 
 import numpy as np
 
@@ -37,49 +37,85 @@ TAIL_FLAGGED = 2
 DISTANCE_SCALE_MM = 40.0
 #: how fast the risk of drawn slices falls with their distance from the stop (slices)
 TAIL_SCALE = 3.0
+#: ``to_end`` is counted up to this many slices (farther = the same); an outer walk's slice
+#: is scored once this many drawn slices came after it
+TAIL_LAG = 4
 
 
 def _area(labels: np.ndarray) -> float:
     return float(np.count_nonzero(labels))
 
 
-def _outer_tail(gap: Gap, walked: Mapping[int, SliceOutcome]) -> dict[int, int]:
-    """Per slice of an outer gap: signed slices to the last drawn slice (>= 0 drawn, < 0 empty)."""
-    order = [k for k in (gap.indices if gap.lo is not None else gap.indices[::-1]) if k in walked]
-    drawn = [k for k in order if walked[k].labels.any()]
-    last = order.index(drawn[-1]) if drawn else -1
-    return {k: last - i for i, k in enumerate(order)}
+class GapScorer:
+    """Scores the slices of one gap as :func:`~oneshotsam.volume.gaps.walk_gap` finishes
+    them (call it with each outcome, in walk order; then :meth:`flush`) and hands each
+    scored slice, once, to ``emit``. An outer gap's slice is held back until its
+    ``to_end`` is known up to :data:`TAIL_LAG` (the walk stopped, or that many drawn
+    slices came after it), so slices still appear while the walk runs."""
 
+    def __init__(self, gap: Gap, anchors: Mapping[int, SliceOutcome], positions_mm: np.ndarray,
+                 rule: StopRule, emit: Callable[[SliceOutcome], None] | None = None) -> None:
+        self.pos = np.asarray(positions_mm, dtype=np.float64)
+        self.full = [k for k in (gap.lo, gap.hi) if k is not None and anchors[k].labels.any()]
+        self.anchors, self.rule, self.emit = anchors, rule, emit
+        self.outer = len(self.full) == 1  # walked from one side: where it stopped matters
+        self.held: list[SliceOutcome] = []
+        self.drawn: list[int] = []  # positions in ``held`` order of the drawn slices
+        self.seen = 0
+        self.ended = False
 
-def score_gap(gap: Gap, walked: Mapping[int, SliceOutcome], anchors: Mapping[int, SliceOutcome],
-              positions_mm: np.ndarray, rule: StopRule) -> None:
-    """Set ``confidence``, ``flagged`` and ``info["evidence"]`` of the slices of one gap (in place)."""
-    pos = np.asarray(positions_mm, dtype=np.float64)
-    full = [k for k in (gap.lo, gap.hi) if k is not None and anchors[k].labels.any()]
-    outer = gap.lo is None or gap.hi is None
-    tail = _outer_tail(gap, walked) if outer and full else {}
-    for k, o in walked.items():
-        near = min(full, key=lambda a: abs(pos[a] - pos[k])) if full else None
-        ev = {"similarity": round(float(o.confidence), 4),
-              "distance_mm": round(float(abs(pos[k] - pos[near])) if near is not None else 0.0, 2)}
+    def __call__(self, o: SliceOutcome) -> None:
+        if not self.outer:
+            self._score(o, None)
+            return
+        self.held.append(o)
+        if o.labels.any() and not self.ended:
+            self.drawn.append(self.seen)
+        else:
+            self.ended = True
+        self.seen += 1
+        self._release(final=self.ended)
+
+    def flush(self) -> None:
+        """Score what is still held (the walk finished or was cancelled)."""
+        self._release(final=True)
+
+    def _release(self, final: bool) -> None:
+        first = self.seen - len(self.held)
+        last = self.drawn[-1] if self.drawn else first - 1
+        while self.held:
+            i = first
+            after = sum(1 for d in self.drawn if d > i)
+            if not final and after < TAIL_LAG:
+                return
+            self._score(self.held.pop(0), last - i)
+            first += 1
+
+    def _score(self, o: SliceOutcome, to_end: int | None) -> None:
+        k = o.index
+        near = min(self.full, key=lambda a: abs(self.pos[a] - self.pos[k])) if self.full else None
+        ev: dict[str, float] = {"similarity": round(float(o.confidence), 4), "distance_mm": round(
+            float(abs(self.pos[k] - self.pos[near])) if near is not None else 0.0, 2)}
         if near is not None:
-            ev["area_ratio"] = round(_area(o.labels) / max(_area(anchors[near].labels), 1.0), 4)
+            ev["area_ratio"] = round(_area(o.labels) / max(_area(self.anchors[near].labels), 1.0), 4)
         if "disagreement" in o.info:
             ev["disagreement"] = float(o.info["disagreement"])
-        if k in tail:
-            ev["to_end"] = int(tail[k])
-        risk = slice_risk(ev, bool(o.labels.any()), bool(full))
+        if to_end is not None:
+            ev["to_end"] = int(min(to_end, TAIL_LAG))
+        risk = slice_risk(ev, bool(o.labels.any()), bool(self.full))
         o.info["evidence"] = ev
         o.info["method_confidence"] = round(float(o.confidence), 4)
         o.confidence = float(1.0 - risk)
         why = ""
-        if o.confidence < rule.review_confidence:
-            why = f"likely wrong (confidence {o.confidence:.2f} < {rule.review_confidence})"
+        if o.confidence < self.rule.review_confidence:
+            why = f"likely wrong (confidence {o.confidence:.2f} < {self.rule.review_confidence})"
         elif 0 <= ev.get("to_end", -1) < TAIL_FLAGGED:
             why = "last slices drawn before the structure was judged to end: check it does not run past"
         if why:
             o.flagged = True
             o.info["review"] = why
+        if self.emit is not None:
+            self.emit(o)
 
 
 def slice_risk(ev: Mapping[str, float], drawn: bool, has_anchor: bool) -> float:
@@ -106,4 +142,4 @@ def review_queue(outcomes: Mapping[int, SliceOutcome]) -> list[int]:
     return [int(o.index) for o in rows]
 
 
-__all__ = ["score_gap", "slice_risk", "review_queue", "TAIL_FLAGGED"]
+__all__ = ["GapScorer", "slice_risk", "review_queue", "TAIL_FLAGGED", "TAIL_LAG"]

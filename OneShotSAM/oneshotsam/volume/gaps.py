@@ -23,7 +23,7 @@ Numpy (and scipy.ndimage, lazily) only.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
@@ -100,59 +100,58 @@ def dice(a: np.ndarray, b: np.ndarray) -> float:
                           for v in values]))
 
 
-#: ``walk(run) -> (outcomes, cancelled)``: :func:`walk_runs` with the job's engine bound
-WalkFn = Callable[[Run, Mapping[int, SliceOutcome]], tuple[dict[int, SliceOutcome], bool]]
+#: ``walk(run, anchors, emit) -> (outcomes, cancelled)``: :func:`walk_runs` with the job's
+#: engine bound; ``emit(outcome)`` (or None) hears every finished slice in walk order
+WalkFn = Callable[[Run, Mapping[int, SliceOutcome], Any], tuple[dict[int, SliceOutcome], bool]]
 
 
-def walk_gap(gap: Gap, anchors: Mapping[int, SliceOutcome], walk: WalkFn,
-             positions_mm: np.ndarray) -> tuple[dict[int, SliceOutcome], bool]:
-    """Predict every slice of ``gap`` (see the module docstring); returns (outcomes, cancelled)."""
+def walk_gap(gap: Gap, anchors: Mapping[int, SliceOutcome], walk: WalkFn, positions_mm: np.ndarray,
+             done: Callable[[SliceOutcome], None] | None = None) -> tuple[dict[int, SliceOutcome], bool]:
+    """Predict every slice of ``gap`` (see the module docstring); ``done(outcome)`` hears each
+    slice once, as soon as it is final (outward from the anchor; fused slices during the
+    second walk). Returns (outcomes, cancelled)."""
     ix = list(gap.indices)
+    done = done or (lambda o: None)
     full = {k: bool(np.any(anchors[k].labels)) for k in (gap.lo, gap.hi) if k is not None}
     if not any(full.values()):
-        ref = anchors[gap.lo if gap.lo is not None else gap.hi].labels
+        side = gap.lo if gap.lo is not None else gap.hi
         why = "the slice at its end was erased: the structure ends there"
-        return {k: SliceOutcome(k, np.zeros_like(ref), 0.0, False, "stopped",
-                                gap.lo if gap.lo is not None else gap.hi, {"reason": why})
-                for k in ix}, False
-    sides = []
-    if full.get(gap.lo):
-        sides.append(Run(gap.lo, +1, ix))
-    if full.get(gap.hi):
-        sides.append(Run(gap.hi, -1, ix[::-1]))
-    walked = []
-    for run in sides:
-        out, cancelled = walk(run, anchors)
-        if cancelled:
-            return out, True
-        walked.append(out)
-    if len(walked) == 1:
-        one = walked[0]
-        for k in ix:  # slices after an erased end: the walk towards it stops there
-            one.setdefault(k, SliceOutcome(k, np.zeros_like(anchors[sides[0].seed].labels), 0.0,
-                                           False, "stopped", sides[0].seed, {"reason": "ended"}))
-        return one, False
-    return _fused(gap, walked[0], walked[1], positions_mm), False
-
-
-def _fused(gap: Gap, up: dict[int, SliceOutcome], down: dict[int, SliceOutcome],
-           positions_mm: np.ndarray) -> dict[int, SliceOutcome]:
+        out = {}
+        for k in (ix if side == gap.lo else ix[::-1]):
+            out[k] = SliceOutcome(k, np.zeros_like(anchors[side].labels), 0.0, False, "stopped",
+                                  side, {"reason": why})
+            done(out[k])
+        return out, False
+    if not (full.get(gap.lo) and full.get(gap.hi)):  # one side (outer gap, or towards an erased end)
+        run = Run(gap.lo, +1, ix) if full.get(gap.lo) else Run(gap.hi, -1, ix[::-1])
+        return walk(run, anchors, done)
+    up, cancelled = walk(Run(gap.lo, +1, ix), anchors, None)
+    if cancelled:
+        return {}, True
     pos = np.asarray(positions_mm, dtype=np.float64)
-    out = {}
-    for k in gap.indices:
-        a, b = up[k], down[k]
-        d_lo, d_hi = abs(pos[k] - pos[gap.lo]), abs(pos[gap.hi] - pos[k])
-        w_lo = d_hi / max(d_lo + d_hi, 1e-9)
-        labels = fuse_labels(np.asarray(a.labels), np.asarray(b.labels), w_lo)
-        agree = dice(np.asarray(a.labels), np.asarray(b.labels))
-        info = {"source": [int(gap.lo), int(gap.hi)], "weight_lo": round(float(w_lo), 4),
-                "disagreement": round(1.0 - agree, 4),
-                "from_lo": a.info, "from_hi": b.info}
-        conf = w_lo * a.confidence + (1.0 - w_lo) * b.confidence
-        status = "predicted" if labels.any() else "stopped"
-        out[k] = SliceOutcome(k, labels, float(conf), bool(a.flagged or b.flagged), status,
-                              int(gap.lo if w_lo >= 0.5 else gap.hi), info)
-    return out
+    fused: dict[int, SliceOutcome] = {}
+
+    def on_down(o: SliceOutcome) -> None:
+        fused[o.index] = _fuse_one(gap, up[o.index], o, pos)
+        done(fused[o.index])
+
+    _, cancelled = walk(Run(gap.hi, -1, ix[::-1]), anchors, on_down)
+    return fused, cancelled
+
+
+def _fuse_one(gap: Gap, a: SliceOutcome, b: SliceOutcome, pos: np.ndarray) -> SliceOutcome:
+    """Slice ``a.index`` walked from ``gap.lo`` (``a``) and from ``gap.hi`` (``b``), fused."""
+    k = a.index
+    d_lo, d_hi = abs(pos[k] - pos[gap.lo]), abs(pos[gap.hi] - pos[k])
+    w_lo = d_hi / max(d_lo + d_hi, 1e-9)
+    labels = fuse_labels(np.asarray(a.labels), np.asarray(b.labels), w_lo)
+    agree = dice(np.asarray(a.labels), np.asarray(b.labels))
+    info = {"source": [int(gap.lo), int(gap.hi)], "weight_lo": round(float(w_lo), 4),
+            "disagreement": round(1.0 - agree, 4), "from_lo": a.info, "from_hi": b.info}
+    conf = w_lo * a.confidence + (1.0 - w_lo) * b.confidence
+    status = "predicted" if labels.any() else "stopped"
+    return SliceOutcome(k, labels, float(conf), bool(a.flagged or b.flagged), status,
+                        int(gap.lo if w_lo >= 0.5 else gap.hi), info)
 
 
 __all__ = ["Gap", "plan_gaps", "gaps_touching", "fuse_labels", "dice", "walk_gap"]

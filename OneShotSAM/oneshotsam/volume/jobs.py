@@ -191,24 +191,29 @@ class JobState:
 
 def walk_gaps(ctx: JobContext, state: JobState, gaps: list[Gap]) -> bool:
     """The shared core: predict every slice of ``gaps`` from their anchors
-    (:func:`oneshotsam.volume.gaps.walk_gap`) into ``state.outcomes``; within-volume
-    slices are emitted as they finish. Returns cancelled."""
-    from oneshotsam.volume.confidence import score_gap
+    (:func:`oneshotsam.volume.gaps.walk_gap`), score them
+    (:class:`oneshotsam.volume.confidence.GapScorer`) into ``state.outcomes``;
+    within-volume slices are emitted as they are scored. Returns cancelled."""
+    from oneshotsam.volume.confidence import GapScorer
 
     eng, name = state.engine, state.report["name"]
 
-    def walk(run, anchors):
+    def walk(run, anchors, emit):
         return walk_runs([run], anchors, eng.step, ctx.rule, ctx.ref_stack.pixel_area_mm2,
                          lambda m: ctx.progress.tick(f"{name}: {m}"), state.proc_stack.plane,
-                         ctx.label_stats, eng.begin_run, None)
+                         ctx.label_stats, eng.begin_run, emit)
 
+    emit = None
+    if ctx.on_slice is not None and not state.followup:
+        def emit(o: SliceOutcome) -> None:
+            emit_within(o, ctx.on_slice, ctx.sg)
     for gap in gaps:
-        walked, cancelled = walk_gap(gap, state.anchors, walk, ctx.sg.positions_mm)
-        score_gap(gap, walked, state.anchors, ctx.sg.positions_mm, ctx.rule)
+        scorer = GapScorer(gap, state.anchors, ctx.sg.positions_mm, ctx.rule, emit)
+        try:
+            walked, cancelled = walk_gap(gap, state.anchors, walk, ctx.sg.positions_mm, scorer)
+        finally:  # a method that stops by raising: its finished slices still come out
+            scorer.flush()
         state.outcomes.update(walked)
-        if ctx.on_slice is not None and not state.followup:
-            for k in sorted(walked):
-                emit_within(walked[k], ctx.on_slice, ctx.sg)
         if cancelled:
             return True
     return False

@@ -176,8 +176,9 @@ def propagate(
     """
     t0 = time.perf_counter()
     ctx = start(reference, reference_labels, targets, config, progress, on_slice, method)
-    volumes, job_reports, cancelled, _ = run_jobs(ctx, targets)
-    return PropagationResult(volumes, run_report(ctx, job_reports, cancelled, t0), bool(cancelled))
+    volumes, job_reports, cancelled, states = run_jobs(ctx, targets)
+    return PropagationResult(volumes, run_report(ctx, job_reports, cancelled, t0), bool(cancelled),
+                             (ctx, states))
 
 
 __all__ = ["PropagationConfig", "SliceEvent", "PropagationResult", "propagate", "start", "run_jobs",

@@ -54,19 +54,21 @@ class PropagationSession:
         self.result: PropagationResult | None = None
         self.ctx: JobContext | None = None
         self.states: list[JobState] = []
+        self._refs: dict[int, set[int]] = {}  # Updates without a kept state: references per job
 
     def run(self, reference_labels: Volume, progress: ProgressFn = no_progress,
             on_slice: Callable[[SliceEvent], None] | None = None) -> PropagationResult:
-        """The first propagation (as :func:`oneshotsam.volume.pipeline.propagate`); keeps its state."""
-        from oneshotsam.volume.pipeline import run_jobs, run_report, start
+        """The first propagation, through :func:`oneshotsam.volume.pipeline.propagate`; keeps
+        its state (a ``propagate`` that returns none, e.g. a test's stand-in, makes every
+        Update a full re-run with the corrections as references)."""
+        from oneshotsam.volume import pipeline
 
-        t0 = time.perf_counter()
-        ctx = start(self.reference, reference_labels, self.targets, self.config, progress,
-                    on_slice, self.method)
-        volumes, reports, cancelled, states = run_jobs(ctx, self.targets)
-        self.ctx, self.states = ctx, states
-        self.result = PropagationResult(volumes, run_report(ctx, reports, cancelled, t0), cancelled)
-        return self.result
+        res = pipeline.propagate(self.reference, reference_labels, self.targets, self.config,
+                                 progress, on_slice, self.method)
+        self.ctx, self.states = res.state if res.state is not None else (None, [])
+        self._refs = {}
+        self.result = res
+        return res
 
     def update(self, labels: Volume, corrected_slices: Sequence[int],
                erased_slices: Sequence[int] = (), approved_slices: Sequence[int] = (),
@@ -79,16 +81,19 @@ class PropagationSession:
                 outside the volume, or ``target_index`` not a target of this session.
         """
         t0 = time.perf_counter()
-        if self.result is None or self.ctx is None or self.result.cancelled:
+        if self.result is None or self.result.cancelled:
             raise OneShotError("Update needs a finished first run: call session.run(reference_labels)")
         if target_index is None and self.targets:
             raise OneShotError("this session propagates onto follow-ups: pass target_index (the "
                                "follow-up whose slices were corrected), or start a new run to change "
                                "the reference annotation")
         ti = 0 if target_index is None else int(target_index)
-        if not 0 <= ti < len(self.states):
+        if not 0 <= ti < max(len(self.targets), 1):
             raise OneShotError(f"target_index {target_index} is not a follow-up of this session "
-                               f"(0..{len(self.states) - 1})")
+                               f"(0..{max(len(self.targets), 1) - 1})")
+        if self.ctx is None:
+            return self._rerun(labels, corrected_slices, erased_slices, approved_slices,
+                               target_index, progress, on_slice)
         state = self.states[ti]
         grid = state.target if state.followup else self.reference
         edits = _Edits.read(labels, grid, self.ctx.cfg.axis, corrected_slices, erased_slices,
@@ -118,6 +123,40 @@ class PropagationSession:
                          "recomputed_slices": recomputed, "seconds": elapsed(t0)}
         rep["anchors"] = {str(k): o.info.get("kind", "seed") for k, o in sorted(state.anchors.items())}
         self.result = _replace_job(self.result, ti, vol, rep, cancelled)
+        return self.result
+
+
+    def _rerun(self, labels: Volume, corrected: Sequence[int], erased: Sequence[int],
+               approved: Sequence[int], target_index: int | None, progress: ProgressFn,
+               on_slice: Callable[[SliceEvent], None] | None) -> PropagationResult:
+        """An Update without a kept state: propagate again, the corrected slices as
+        references (for a follow-up: within that follow-up, from its corrected slices)."""
+        from oneshotsam.volume import pipeline
+
+        ti = -1 if target_index is None else int(target_index)
+        first = set(self.result.report.get("reference", {}).get("reference_slices", []))
+        refs = self._refs.setdefault(ti, first | set(self.config.reference_slices or ())
+                                     if ti < 0 else set())
+        refs |= {int(k) for k in corrected}
+        fixed = {int(k) for k in erased} | {int(k) for k in approved}
+        cfg = dataclasses.replace(self.config, reference_slices=tuple(sorted(refs)),
+                                  fixed_slices=tuple(sorted(fixed - refs)))
+        if ti < 0:
+            self.result = pipeline.propagate(self.reference, labels, (), cfg, progress, on_slice,
+                                             self.method)
+            return self.result
+
+        def on_target(ev: SliceEvent) -> None:
+            ev.target_index = ti
+            if on_slice is not None:
+                on_slice(ev)
+
+        res = pipeline.propagate(self.targets[ti], labels, (), cfg, progress, on_target, self.method)
+        reports = res.report.get("targets") or [res.report]
+        if not res.label_volumes or len(self.result.label_volumes) <= ti:
+            self.result = res  # a stand-in engine without volumes: nothing to put together
+            return res
+        self.result = _replace_job(self.result, ti, res.label_volumes[0], reports[0], res.cancelled)
         return self.result
 
 
@@ -264,8 +303,9 @@ def _replace_job(result: PropagationResult, ti: int, vol: Volume, rep: dict[str,
     volumes = list(result.label_volumes)
     volumes[ti] = vol
     report = copy.deepcopy({k: v for k, v in result.report.items() if k != "targets"})
-    report["targets"] = [rep if i == ti else r for i, r in enumerate(result.report["targets"])]
-    report["review_queue"] = list(report["targets"][0]["review_queue"])
+    jobs = list(result.report.get("targets") or [{} for _ in volumes])
+    report["targets"] = [rep if i == ti else r for i, r in enumerate(jobs)]
+    report["review_queue"] = list(report["targets"][0].get("review_queue", []))
     report["cancelled"] = bool(cancelled)
     return PropagationResult(volumes, report, bool(cancelled))
 

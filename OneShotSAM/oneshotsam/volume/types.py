@@ -177,11 +177,15 @@ class PropagationResult:
             processed/skipped/stopped slices, timings, cancelled flag).
         cancelled: True when the progress callback asked to stop; volumes then
             hold only the finished slices.
+        state: what an Update reuses (the run's shared context and per-job state:
+            trained engine, anchors, per-slice outcomes), kept by
+            :class:`oneshotsam.volume.session.PropagationSession`; not part of the report.
     """
 
     label_volumes: list[Volume]
     report: dict[str, Any]
     cancelled: bool = False
+    state: Any = field(default=None, repr=False, compare=False)
 
 
 def elapsed(t0: float) -> float:
