@@ -182,8 +182,8 @@ def run(args: argparse.Namespace) -> int:
     if cfg.checkpoint and Path(cfg.checkpoint).expanduser().exists():
         cfg = dataclasses.replace(cfg, checkpoint=str(Path(cfg.checkpoint).expanduser().resolve()))
     with raylink.auth_mode_kept():
-        if args.address and not _ray_connected():
-            raylink.prepare_join(args.address)  # reachable, token: before anything is written
+        if args.address:  # reachable, token, or the connected Ray: before anything is written
+            raylink.check_joinable(args.address)
         with OutputLock(out, sys.argv[1:]):
             return _run_locked(args, patients, cfg, out, identity, (workers, how), t0)
 
@@ -204,12 +204,6 @@ def _check_no_input_replaced(patients: Any, out: Path, formats: Any, manifest: s
             outputs += planned_files(out / p.patient, [_output_name(t.visit, t.image)], formats)[:-1]
             outputs.append(report_path(out / p.patient, t.visit))
     check_not_inputs(outputs, inputs)
-
-
-def _ray_connected() -> bool:
-    """Whether this process already holds a Ray connection (then that one is used)."""
-    ray = sys.modules.get("ray")
-    return bool(ray is not None and getattr(ray, "is_initialized", lambda: False)())
 
 
 def _run_locked(args: argparse.Namespace, patients: Any, cfg: Any, out: Path, identity: dict[str, Any],

@@ -177,3 +177,18 @@ def test_without_address_a_private_cluster_even_when_RAY_ADDRESS_names_a_head(
     assert summ["mode"] == "local Ray, 2 workers" and summ["address"] is None
     _check_done_here(caller / "out", 2)
     assert "RAY_AUTH_MODE" not in os.environ
+
+
+def test_a_ray_already_connected_elsewhere_is_not_used_for_another_address(
+        token_head: Head, caller: Path, tmp_path: Path, capsys) -> None:
+    m = make_cohort(tmp_path / "data", n_patients=1, n_targets=1)
+    # (the RAY_AUTH_MODE that ray.init sets is removed again by the caller fixture's monkeypatch)
+    ray.init(address="local", num_cpus=1, include_dashboard=False, logging_level="WARNING")
+    try:
+        mine = ray.get_runtime_context().gcs_address
+        assert _cohort(m, Path("out"), "--address", token_head.address) == 2
+    finally:
+        ray.shutdown()
+    err = capsys.readouterr().err
+    assert f"already connected to the Ray cluster at {mine}, not to --address {token_head.address}" in err
+    assert not (caller / "out").exists()

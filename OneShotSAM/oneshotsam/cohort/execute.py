@@ -168,11 +168,8 @@ def start_ray(opts: RayOptions) -> tuple[Any, bool]:
 
     ray = _import_ray()
     if ray.is_initialized():
-        if opts.address and not raylink.same_cluster(ray, opts.address):
-            raise OneShotError(
-                f"this process is already connected to the Ray cluster at "
-                f"{ray.get_runtime_context().gcs_address}, not to --address {opts.address}: "
-                "call ray.shutdown() first, or leave out --address to use the connected one")
+        if opts.address:
+            raylink.check_connected(ray, opts.address)
         return ray, False
     kw: dict[str, Any] = {"logging_level": "WARNING", "log_to_driver": True}
     if opts.address:

@@ -146,6 +146,27 @@ def prepare_join(address: str) -> str | None:
     return source
 
 
+def check_connected(ray: Any, address: str) -> None:
+    """Refuse to use this process's Ray connection for ``address`` when it is another cluster."""
+    if not same_cluster(ray, address):
+        raise OneShotError(
+            f"this process is already connected to the Ray cluster at "
+            f"{ray.get_runtime_context().gcs_address}, not to --address {address}: call "
+            "ray.shutdown() first, or leave out --address to use the connected one")
+
+
+def check_joinable(address: str) -> None:
+    """Before any work: the connected Ray is that cluster, or it can be joined
+    (:func:`prepare_join`)."""
+    import sys
+
+    ray = sys.modules.get("ray")
+    if ray is not None and getattr(ray, "is_initialized", lambda: False)():
+        check_connected(ray, address)
+    else:
+        prepare_join(address)
+
+
 @contextlib.contextmanager
 def auth_mode_kept() -> Iterator[None]:
     """Put ``RAY_AUTH_MODE`` back as it was on leaving (Ray's local start sets it)."""
@@ -198,5 +219,5 @@ def same_cluster(ray: Any, address: str) -> bool:
         return False
 
 
-__all__ = ["prepare_join", "find_token", "token_places", "auth_mode_kept", "init_local", "same_cluster",
+__all__ = ["prepare_join", "check_joinable", "check_connected", "find_token", "token_places", "auth_mode_kept", "init_local", "same_cluster",
            "missing_token_text", "AUTH_MODE_ENV"]
