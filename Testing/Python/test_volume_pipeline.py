@@ -87,11 +87,15 @@ def test_fuse_labels_interpolates_between_the_two_sides(w_a, expect_rows) -> Non
     assert (rows.min(), rows.max() + 1) == expect_rows
 
 
-def test_fuse_labels_one_side_empty_shrinks_towards_it() -> None:
+def test_fuse_labels_one_side_empty() -> None:
     a = np.zeros((21, 21), np.uint8)
     a[5:16, 5:16] = 1
-    areas = [int(fuse_labels(a, np.zeros_like(a), w).sum()) for w in (1.0, 0.75, 0.5, 0.25, 0.0)]
+    areas = [int(fuse_labels(a, np.zeros_like(a), w, shrink=True).sum())
+             for w in (1.0, 0.75, 0.5, 0.25, 0.0)]
     assert areas[0] == 121 and areas[-1] == 0 and areas == sorted(areas, reverse=True)
+    # default: between two annotations holding the label, the side that lost it stopped
+    # too early; the other side's drawing is kept as it is
+    assert np.array_equal(fuse_labels(np.zeros_like(a), a, 0.9), a)
 
 
 def test_few_shot_slices_between_annotations_use_both() -> None:

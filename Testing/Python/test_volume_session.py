@@ -170,9 +170,11 @@ def test_last_slices_before_a_stop_are_flagged() -> None:
         step = 1 if end == min(drawn) else -1
         for i in range(TAIL_FLAGGED):
             assert per[end + step * i]["flagged"], (end, i)
-    queue = res.report["review_queue"]  # the ends first: last drawn slices and first empty ones
-    lo, hi = min(drawn), max(drawn)
-    assert set(queue[:6]) == {lo - 1, lo, lo + 1, hi - 1, hi, hi + 1}
+    queue = res.report["review_queue"]  # flagged slices first, by expected wrong area
+    n_flagged = sum(p["flagged"] for p in per.values() if p["status"] != "seed")
+    assert all(per[k]["flagged"] for k in queue[:n_flagged])
+    wrong = [per[k]["evidence"]["expected_wrong_px"] for k in queue[:n_flagged]]
+    assert wrong == sorted(wrong, reverse=True)
 
 
 @pytest.mark.parametrize("low, high", [
@@ -180,8 +182,11 @@ def test_last_slices_before_a_stop_are_flagged() -> None:
     (({"disagreement": 0.0}, True), ({"disagreement": 0.4}, True)),
     # farther from the annotation -> higher risk
     (({"distance_mm": 5.0}, True), ({"distance_mm": 30.0}, True)),
-    # the last slice drawn before a stop is riskier than one far inside the run
-    (({"to_end": 8}, True), ({"to_end": 0}, True)),
+    # a drawn slice much smaller than its annotation -> higher risk
+    (({"area_ratio": 0.9}, True), ({"area_ratio": 0.2}, True)),
+    # an empty slice is less risky than a drawn one; unless its two sides disagree
+    (({}, False), ({}, True)),
+    (({"disagreement": 0.0}, False), ({"disagreement": 1.0}, False)),
     # lower image similarity after warping -> higher risk
     (({"similarity": 0.9}, True), ({"similarity": 0.3}, True)),
 ])

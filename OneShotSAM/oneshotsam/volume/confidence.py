@@ -33,10 +33,14 @@ from oneshotsam.volume.stoprule import StopRule
 
 #: the last slices drawn before a walk stopped are flagged (possibly beyond the structure's end)
 TAIL_FLAGGED = 2
-#: distance scale (mm) of the prior that farther slices are less reliable
+#: distance scale (mm): the distance term is ``1 - exp(-distance / scale)``
 DISTANCE_SCALE_MM = 40.0
-#: how fast the risk of drawn slices falls with their distance from the stop (slices)
-TAIL_SCALE = 3.0
+#: logistic coefficients of the risk of a drawn slice, fitted on the LA tuning split
+#: (docs/volume_propagation.md, "Review queue")
+RISK_DRAWN = {"intercept": -2.3, "distance": 7.0, "dissimilarity": 1.3, "smaller": 9.1,
+              "disagreement": 1.2}
+#: ... of a slice left empty (rarely wrong unless the two sides disagree)
+RISK_EMPTY = {"intercept": -3.4, "disagreement": 4.7}
 #: ``to_end`` is counted up to this many slices (farther = the same); an outer walk's slice
 #: is scored once this many drawn slices came after it
 TAIL_LAG = 4
@@ -103,6 +107,9 @@ class GapScorer:
         if to_end is not None:
             ev["to_end"] = int(min(to_end, TAIL_LAG))
         risk = slice_risk(ev, bool(o.labels.any()), bool(self.full))
+        stake = _area(o.labels) if o.labels.any() else (
+            0.5 * _area(self.anchors[near].labels) if near is not None else 0.0)
+        ev["expected_wrong_px"] = round(risk * stake, 2)
         o.info["evidence"] = ev
         o.info["method_confidence"] = round(float(o.confidence), 4)
         o.confidence = float(1.0 - risk)
@@ -119,27 +126,42 @@ class GapScorer:
 
 
 def slice_risk(ev: Mapping[str, float], drawn: bool, has_anchor: bool) -> float:
-    """Risk in [0, 1) of one slice from its evidence (see the module docstring)."""
+    """Probability in [0, 1] that a slice is not acceptable (its Dice with the truth below
+    0.90, or drawn where the truth is empty or the reverse), from its evidence: a logistic
+    model of the evidence (coefficients in :data:`RISK_DRAWN` / :data:`RISK_EMPTY`)."""
     if not has_anchor:
         return 0.0  # between erased slices: nothing drawn, by the user's word
-    dist = 1.0 - math.exp(-float(ev.get("distance_mm", 0.0)) / DISTANCE_SCALE_MM)
-    sim = 1.0 - float(ev.get("similarity", 1.0)) if drawn else 0.0
-    risk = 0.3 * dist + 0.2 * min(max(sim, 0.0), 1.0)
-    if "disagreement" in ev:
-        risk += 0.5 * float(ev["disagreement"])
-    if "to_end" in ev:
-        t = float(ev["to_end"])
-        risk += 0.5 * math.exp(-abs(t + 0.5) / TAIL_SCALE)
-    return float(min(max(risk, 0.0), 0.999))
+    if drawn:
+        c = RISK_DRAWN
+        z = (c["intercept"] + c["distance"] * (1.0 - math.exp(-float(ev.get("distance_mm", 0.0))
+                                                              / DISTANCE_SCALE_MM))
+             + c["dissimilarity"] * min(max(1.0 - float(ev.get("similarity", 1.0)), 0.0), 1.0)
+             + c["smaller"] * (1.0 - min(float(ev.get("area_ratio", 1.0)), 1.0))
+             + c["disagreement"] * float(ev.get("disagreement", 0.0)))
+    else:
+        z = RISK_EMPTY["intercept"] + RISK_EMPTY["disagreement"] * float(ev.get("disagreement", 0.0))
+    return float(1.0 / (1.0 + math.exp(-z)))
+
+
+def expected_wrong(o: SliceOutcome) -> float:
+    """Risk times the area at stake (pixels): the drawn area, or for an empty slice half the
+    nearest anchor's; what the review queue is ordered by."""
+    ev = o.info.get("evidence")
+    if ev is None:
+        return (1.0 - float(o.confidence)) * _area(o.labels)
+    return float(ev.get("expected_wrong_px", 0.0))
 
 
 def review_queue(outcomes: Mapping[int, SliceOutcome]) -> list[int]:
-    """Slice indices to review, most likely wrong first: flagged slices first, then by
-    ascending confidence (ties: lower index); anchors (annotated, approved, corrected,
-    cross-visit seeds are not anchors here) are left out."""
+    """Slice indices to review: flagged slices first, each group ordered by the expected
+    wrong area (:func:`expected_wrong`: a likely wrong slice with much drawn is worth more
+    than a likely wrong speck at the structure's end), then by ascending confidence and
+    index. Annotated, approved, corrected and erased slices are left out (a follow-up's
+    cross-visit predictions are reviewed)."""
     rows = [o for o in outcomes.values() if o.status != "seed" or o.info.get("kind") == "cross-visit"]
-    rows.sort(key=lambda o: (not o.flagged, float(o.confidence), int(o.index)))
+    rows.sort(key=lambda o: (not o.flagged, -expected_wrong(o), float(o.confidence), int(o.index)))
     return [int(o.index) for o in rows]
 
 
-__all__ = ["GapScorer", "slice_risk", "review_queue", "TAIL_FLAGGED", "TAIL_LAG"]
+__all__ = ["GapScorer", "slice_risk", "expected_wrong", "review_queue", "TAIL_FLAGGED", "TAIL_LAG",
+           "RISK_DRAWN", "RISK_EMPTY"]

@@ -70,17 +70,22 @@ def _sdf(mask: np.ndarray) -> np.ndarray:
     return outside - inside
 
 
-def fuse_labels(a: np.ndarray, b: np.ndarray, w_a: float) -> np.ndarray:
+def fuse_labels(a: np.ndarray, b: np.ndarray, w_a: float, shrink: bool = False) -> np.ndarray:
     """Per label value, interpolate the signed distance maps of ``a`` and ``b``
     (weight ``w_a`` on ``a``, ``1 - w_a`` on ``b``) and keep pixels inside. A label
-    present on one side only shrinks towards the other by its equivalent radius
-    (a structure that ends between the two). Overlaps go to the lower-valued label."""
+    present on one side only is kept as that side drew it (``shrink=False``: between two
+    annotations holding it, the walk that lost it most likely stopped too early) or
+    shrinks towards the other side by its equivalent radius (``shrink=True``). Overlaps
+    go to the lower-valued label."""
     out = np.zeros_like(a)
     values = sorted({int(v) for v in np.unique(a) if v} | {int(v) for v in np.unique(b) if v})
     for v in values:
         ma, mb = a == v, b == v
-        if not ma.any() and not mb.any():
-            continue
+        if not ma.any() or not mb.any():
+            one = ma if ma.any() else mb
+            if not shrink:
+                out[one & (out == 0)] = v
+                continue
         sa, sb = _sdf(ma), _sdf(mb)
         for s, m, other in ((sa, ma, mb), (sb, mb, ma)):
             if not m.any():
