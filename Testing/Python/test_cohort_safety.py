@@ -158,3 +158,27 @@ def test_help_and_docs_say_how_to_start_and_join_a_head(capsys) -> None:
                  "scp HEAD:~/.ray/auth_token ~/.ray/auth_token", "export RAY_AUTH_TOKEN=",
                  "--address HEAD:6379", 'ray.init(address="local")'):
         assert step in doc, step
+
+
+def test_a_checkpoint_enters_the_keys_by_its_contents_not_by_how_its_path_is_written(
+        tmp_path: Path, monkeypatch) -> None:
+    from oneshotsam.cohort.execute import plan
+    from oneshotsam.cohort.manifest import read_manifest
+    from oneshotsam.volume.types import PropagationConfig
+
+    patients = read_manifest(make_cohort(tmp_path / "data", n_patients=1, n_targets=1))
+    ckpt = tmp_path / "weights" / "model.pt"
+    ckpt.parent.mkdir()
+    ckpt.write_bytes(b"weights A")
+
+    def planned(checkpoint: str) -> tuple[str, str]:
+        jobs, _ = plan(patients, PropagationConfig(checkpoint=checkpoint), tmp_path / "out")
+        return jobs[0].keys[0], jobs[0].config.checkpoint
+
+    monkeypatch.chdir(ckpt.parent)
+    key_rel, sent_rel = planned("model.pt")  # relative to the folder the command runs in
+    monkeypatch.chdir(tmp_path)
+    key_abs, sent_abs = planned(str(ckpt))
+    assert key_rel == key_abs and sent_rel == sent_abs == str(ckpt)  # workers get the absolute path
+    ckpt.write_bytes(b"weights B, retrained")  # same path, other contents
+    assert planned(str(ckpt))[0] != key_abs

@@ -82,11 +82,15 @@ def plan(patients: Sequence[PatientPlan], config: Any, output_dir: str | Path,
     """(jobs for the patients with work left, a record per target in manifest order).
 
     ``labels_io``: ``{"rois": [...] | None, "output_formats": [...] | None}`` (DICOM RT
-    input and output; part of every target's key)."""
+    input and output; part of every target's key). A checkpoint file enters the keys by
+    its contents and reaches the workers by its absolute path."""
     out = Path(output_dir).expanduser().resolve()  # absolute on this machine, for every worker
     cache = DigestCache(out / ".cohort-digests.json")
     io = {k: (tuple(v) if v else None) for k, v in (labels_io or {}).items()}
+    config, ckpt_digest = _checkpoint_resolved(config, cache)
     settings = {**settings_of(config), **{k: v for k, v in io.items() if v}}
+    if ckpt_digest:
+        settings["config"] = {**settings["config"], "checkpoint": f"sha256:{ckpt_digest}"}
     jobs, records = [], {}
     for p in patients:
         ref_d, lab_d = cache.digest(p.reference.image), cache.digest(p.reference.labels)
@@ -108,6 +112,20 @@ def plan(patients: Sequence[PatientPlan], config: Any, output_dir: str | Path,
                                    output_formats=io.get("output_formats")))
     cache.save()
     return jobs, records
+
+
+def _checkpoint_resolved(config: Any, cache: DigestCache) -> tuple[Any, str | None]:
+    """(config with an existing checkpoint file named by its absolute path, its digest);
+    a checkpoint that is not a file here (a name, or none) is left as it is."""
+    import dataclasses
+
+    ckpt = getattr(config, "checkpoint", None)
+    if not ckpt or not Path(ckpt).expanduser().is_file():
+        return config, None
+    path = Path(ckpt).expanduser().resolve()
+    if dataclasses.is_dataclass(config):
+        config = dataclasses.replace(config, checkpoint=str(path))
+    return config, cache.digest(path)
 
 
 def reconcile(jobs: Sequence[PatientJob], records: dict[tuple[str, str], dict[str, Any]]) -> None:
