@@ -181,7 +181,9 @@ class MedPerSAM:
     # ------------------------------------------------------------------ helpers
     def _prototypes(self, reference: Image2D, labels: np.ndarray, values: list[int]
                     ) -> tuple[dict[int, np.ndarray], list[str]]:
-        """Per class ``(C,)`` mean raw reference feature (reference encoded once)."""
+        """Per class ``(C,)`` mean raw reference feature (reference encoded once), on
+        the cells PerSAM's code takes for a mask (``rule="persam"``): C.1 adopts
+        PerSAM's prototype and target-semantic prompting."""
         from oneshotsam.methods.features import (
             grid_mapping, masked_features, mean_prototype, reference_cells)
 
@@ -191,7 +193,8 @@ class MedPerSAM:
         mapping = grid_mapping(be, reference.shape_hw, be.valid_grid_hw(emb))
         protos, messages = {}, []
         for v in values:
-            cells = reference_cells(be, labels == v, mapping, what=f"reference label {v}")
+            cells = reference_cells(be, labels == v, mapping, what=f"reference label {v}",
+                                    rule="persam")
             protos[v] = mean_prototype(masked_features(fmap, cells.foreground))
             messages += list(cells.messages)
         return protos, messages
