@@ -87,15 +87,19 @@ def test_lock_of_a_run_that_is_gone_is_taken_over(tmp_path: Path) -> None:
     assert not (out / ".cohort.lock").exists()
 
 
-@pytest.mark.parametrize("name", ["summary.csv", "Summary.JSON"])
-def test_patient_named_like_the_summary_is_refused(tmp_path: Path, capsys, name: str) -> None:
+@pytest.mark.parametrize("name, message", [
+    ("summary.csv", "row 4: patient 'summary.csv' would collide with the cohort's own OUT/summary.csv"),
+    ("Summary.JSON", "row 4: patient 'Summary.JSON' would collide with the cohort's own OUT/summary.json"),
+    ("p01", "row 4: patient 'p01' differs from patient 'P01' only in case"),
+])
+def test_patient_named_like_the_summary_or_another_patient_is_refused(
+        tmp_path: Path, capsys, name: str, message: str) -> None:
     m = make_cohort(tmp_path / "data", n_patients=2, n_targets=1)
     text = m.read_text(encoding="utf-8").replace("P02,", f"{name},")  # rows 4 and 5
     m.write_text(text, encoding="utf-8")
     out = tmp_path / "out"
     assert _cohort(m, out, "--workers", "1") == 2
-    err = capsys.readouterr().err
-    assert f"row 4: patient {name!r} would collide with the cohort's own OUT/{name.lower()}" in err
+    assert message in capsys.readouterr().err
     assert not out.exists()
 
 

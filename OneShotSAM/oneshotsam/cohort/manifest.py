@@ -120,7 +120,13 @@ def read_manifest(path: str | Path) -> list[PatientPlan]:
         for e in _row_errors(v, base):
             problems.setdefault(v.patient, []).append(e)
     plans = []
+    folded: dict[str, str] = {}
     for pid, visits in by_patient.items():
+        other = folded.setdefault(pid.lower(), pid)
+        if other != pid:  # one folder on a case-insensitive file system
+            problems.setdefault(pid, []).append(
+                f"row {visits[0].row}: patient {pid!r} differs from patient {other!r} only in case "
+                "(they would share one folder on some file systems); rename one")
         refs = [v for v in visits if v.labels]
         rows_txt = ", ".join(str(v.row) for v in visits)
         if not refs:
