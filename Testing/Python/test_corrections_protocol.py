@@ -257,3 +257,27 @@ def test_one_case_through_both_orders_the_peer_and_the_printed_tables():
     assert "two" in text and "Fill between slices" in text
     figures = {b[0]: b for b in bars(summary, 2)}
     assert figures["LA queue order, mean Dice after 4 corrections >= 0.9"][2] == "-"  # K = 2 only
+
+
+BAD_ARGS = [  # command line -> what the error says (nothing is written)
+    (["--data", "{tmp}/none"], "data folder not found"),
+    (["--data", "{tmp}/data", "--kinds", "tumour"], "no pyradiomics data"),
+    (["--data", "{tmp}/data", "--steps", "0"], "--steps must be at least 1"),
+    (["--data", "{tmp}/data", "--kinds", "la", "--json", "{tmp}/no/such/out.json"], "does not exist"),
+]
+
+
+@pytest.mark.parametrize("argv,message", BAD_ARGS)
+def test_bad_command_lines_are_refused_before_any_work(tmp_path, capsys, argv, message):
+    from oneshotsam.cli import main
+
+    la = tmp_path / "data" / "la"
+    la.mkdir(parents=True)
+    for part in ("image", "label"):
+        (la / f"A_{part}.nii.gz").write_bytes(b"")
+    before = sorted(tmp_path.rglob("*"))
+    argv = [a.format(tmp=tmp_path) for a in argv] + ["--json", str(tmp_path / "out.json")] * (
+        "--json" not in argv)
+    assert main(["benchmark", "corrections", *argv]) != 0
+    assert message in capsys.readouterr().err
+    assert sorted(tmp_path.rglob("*")) == before  # nothing written

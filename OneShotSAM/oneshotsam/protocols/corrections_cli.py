@@ -83,6 +83,12 @@ def run(args: argparse.Namespace) -> int:
     from oneshotsam.writer import jsonable, write_json_atomic
 
     opts = options_from_args(args)
+    if args.json:
+        out = Path(args.json)
+        if not out.parent.is_dir():
+            from oneshotsam.errors import OneShotError
+
+            raise OneShotError(f"--json: folder {out.parent} does not exist; create it first")
     opts.checkpoint = check_model_args(args.method, args.backend, args.checkpoint)
     folders = {"la": ("la", "*_image.nii.gz"), "acdc-ed": ("acdc", "patient*_ED.nii.gz"),
                "acdc-es": ("acdc", "patient*_ED.nii.gz"), "tumour": ("pyradiomics", "*_image.nrrd")}
@@ -94,12 +100,6 @@ def run(args: argparse.Namespace) -> int:
     probe = np.zeros((3, 4, 4), np.uint8)
     probe[0, 1:3, 1:3] = probe[2, 1:3, 1:3] = 1
     fill_between_slices(keep_slices(probe, 0, [0, 2]), 0)  # a clear error now if itk lacks it
-    if args.json:
-        out = Path(args.json)
-        if not out.parent.is_dir():
-            from oneshotsam.errors import OneShotError
-
-            raise OneShotError(f"--json: folder {out.parent} does not exist; create it first")
     import torch
 
     torch.set_num_threads(opts.threads)
