@@ -16,7 +16,7 @@ from oneshotsam.errors import OneShotError
 from oneshotsam.progress import ProgressFn, no_progress
 
 #: methods that need SAM weights
-NEEDS_WEIGHTS = ("medpersam", "p2sam", "persam")
+NEEDS_WEIGHTS = ("medpersam", "p2sam", "persam", "persam-f")
 
 
 @dataclass(frozen=True)
