@@ -27,7 +27,10 @@ the authors' code):
   features, exact OT cost
   (:mod:`oneshotsam.methods.retrieval`); empty prediction = infinite cost; the
   smallest cost wins. All candidates empty: the class is absent (empty labels,
-  listed in ``TargetResult.absent``).
+  listed in ``TargetResult.absent``). A candidate whose step-2 mask was empty
+  skips step 3 (no box; the authors' code crashes) and says so
+  (``step2_empty``); when the answer comes from such candidates the target goes
+  on the review queue (``TargetResult.report["review"]``).
 
 Every image is encoded once (the backend caches by content); candidates only
 cost decoder calls, and identical prompt sets (part counts that collapse) are

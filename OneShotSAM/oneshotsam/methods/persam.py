@@ -10,13 +10,18 @@ cells only); then PerSAM's cascade:
 1. points, single mask, with target-semantic prompting (the unnormalised
    prototype added to the decoder tokens, ``decode(token_prototype=...)``) and,
    when the backend's ``decode`` accepts ``attn_sim`` (oneshotsam's SAM 1 and
-   SAM 2 backends do), target-guided attention from the similarity map;
+   SAM 2 backends do), target-guided attention from the similarity map, built
+   as the authors' code does (:func:`target_guided_attention`: standardised at
+   image resolution, resized to the grid, sigmoid);
 2. points + step-1 low-res logits, multimask, best predicted IoU;
 3. points + box of the step-2 mask + its logits, multimask, best predicted IoU.
 
 With a backend whose ``decode`` has no ``attn_sim`` the baseline runs without
 target-guided attention (recorded in the report). An empty mask at any step is
-a defined outcome: the class is reported absent for that target.
+a defined outcome: the class is reported absent for that target; an empty
+step-2 mask (no box for step 3; the authors' code crashes there) also puts the
+target on the review queue with the reason (``TargetResult.report["review"]``,
+:func:`step2_empty`).
 
 This module also holds the helpers P2SAM shares (encoding with per-image
 geometry, assembling multi-class results). Imports numpy only at module level.
@@ -125,7 +130,9 @@ def assemble_result(outcomes: dict[int, ClassOutcome], enc: EncodedImage, dtype:
                     report: dict[str, Any]) -> TargetResult:
     """Combine per-class outcomes: highest upsampled logit wins where classes
     overlap, background where none predicts; confidence = mean predicted IoU of
-    the present classes (0 when all are absent)."""
+    the present classes (0 when all are absent). Class reports holding a
+    ``"review"`` reason are gathered into ``report["review"]`` (and the
+    messages), which report.json carries and the volume path's review flag reads."""
     hw = enc.mapping.image_hw
     present = {v: o for v, o in outcomes.items() if o.mask.any()}
     if len(present) > 1:
