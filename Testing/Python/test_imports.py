@@ -29,6 +29,7 @@ LIGHT_MODULES = [
     "oneshotsam.cli_weights",
     "oneshotsam.cli_benchmark",
     "oneshotsam.types",
+    "oneshotsam.devices",
     "oneshotsam.methods",
     "oneshotsam.methods.base",
     "oneshotsam.methods.registry",
