@@ -26,7 +26,6 @@ from cohort_synth import make_cohort
 from cohort_synth import run_cohort as _cohort
 
 ray = pytest.importorskip("ray")
-psutil = pytest.importorskip("psutil")
 
 _RAY_ENV = ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH", "RAY_ADDRESS")
 
@@ -44,16 +43,29 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _processes_of(folder: Path) -> list:
-    """Every process whose command line names ``folder`` (the head's Ray processes)."""
+def _processes_of(folder: Path) -> list[int]:
+    """The pids of every process whose command line names ``folder`` (the head's Ray
+    processes), read from /proc."""
     out = []
-    for p in psutil.process_iter(["pid", "cmdline"]):
-        try:
-            if any(str(folder) in a for a in p.info["cmdline"] or []):
-                out.append(p)
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
-            pass
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                if str(folder).encode() in (d / "cmdline").read_bytes():
+                    out.append(int(d.name))
+            except OSError:  # gone meanwhile
+                pass
     return out
+
+
+def _kill_and_wait(pids: list[int], timeout_s: float = 30) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and any(Path(f"/proc/{pid}").exists() for pid in pids):
+        time.sleep(0.2)
 
 
 @pytest.fixture(scope="module")
@@ -93,9 +105,7 @@ def token_head():
             head.wait(30)
         log.close()
         left = _processes_of(ray_tmp)
-        for p in left:
-            p.kill()
-        psutil.wait_procs(left, timeout=30)
+        _kill_and_wait(left)
         shutil.rmtree(base, ignore_errors=True)
         assert not left, f"the head left {len(left)} process(es) behind"
 
