@@ -3,8 +3,9 @@
 Files: ``oneshotsam/presets/<method>.json`` holding
 ``{"<preset name>": {"source": "<paper, table/section>", ...settings...}, ...}``.
 Top-level keys starting with ``_`` are comments, not presets. The method registry
-(:mod:`oneshotsam.methods.registry`) names each method's preset file, its typed
-config class and its default preset.
+(:mod:`oneshotsam.methods.registry`) names each method's preset file and typed
+config classes; :data:`DEFAULT_PRESETS` says which preset a method uses when none is
+named.
 
 :func:`resolve_settings` is THE merge of a method's settings, used by every method
 and so by every front end: the config class's defaults <- the preset <- what the
@@ -12,7 +13,8 @@ situation chose (Med-PerSAM's warp settings) <- the user's own values. Its
 :class:`ResolvedSettings` records where each value came from; ``report.json``
 carries it (``settings``).
 
-This module imports only the standard library.
+This module imports only the standard library (and, in :func:`default_preset`, the
+engine's device resolver).
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ from typing import Any, Collection, Mapping
 from oneshotsam.errors import OneShotError
 
 __all__ = ["load_preset", "list_presets", "available_methods", "default_preset",
-           "DEFAULT_PRESETS", "AUTO", "resolve_settings", "ResolvedSettings", "check_user_settings", "config_from_preset"]
+           "DEFAULT_PRESETS", "AUTO", "resolve_settings", "ResolvedSettings",
+           "check_user_settings", "config_from_preset"]
 
 #: preset name meaning "chosen per run from the situation" (``medpersam-warp``)
 AUTO = "auto"
