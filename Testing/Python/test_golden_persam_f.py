@@ -84,3 +84,29 @@ def test_bad_settings_and_backends_are_refused(tiny):
         PerSAMF(None)
     with pytest.raises(OneShotError, match="lowres_to_image"):
         PerSAMF(object())
+
+
+def test_persam_f_through_the_cli(tmp_path):
+    """``oneshotsam segment --method persam-f``: the registry, preset, overrides and
+    report.json carry the method (the reference's trained weights, per target the steps)."""
+    from oneshotsam.backends.tiny import save_tiny_checkpoint
+    from oneshotsam.cli import main
+
+    example = Path(__file__).resolve().parents[2] / "Testing" / "Data" / "example"
+    ckpt = save_tiny_checkpoint(tmp_path / "tiny_sam.pt", "sam-tiny-test")
+    out = tmp_path / "out"
+    rc = main(["segment", "--reference-image", str(example / "reference.png"),
+               "--reference-mask", str(example / "reference_mask.png"),
+               "--targets", str(example / "targets" / "case01.png"), "--output-dir", str(out),
+               "--quiet", "--method", "persam-f", "--backend", "sam-tiny-test",
+               "--checkpoint", str(ckpt), "--device", "cpu", "--set", "epochs=20"])
+    assert rc == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["method"] == "persam-f" and report["preset"] == "default"
+    assert report["config"]["epochs"] == 20 and report["config"]["lr"] == 1e-3
+    ref = report["run"]["reference"]
+    assert set(ref) == {"1", "2"} and all(sum(r["mask_weights"]) == pytest.approx(1, abs=1e-5)
+                                          for r in ref.values())
+    classes = report["targets"][0]["images"][0]["report"]["classes"]
+    assert set(classes) == {"1", "2"} and all(c["prompts"]["point_labels"] == [1]
+                                              for c in classes.values())
