@@ -3,6 +3,8 @@ changes (the warp engine at tiny sizes and the deterministic bright-pixel method
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -202,3 +204,21 @@ def test_review_queue_flagged_first_then_by_confidence() -> None:
         (0, 0.9, False, "predicted"), (1, 0.2, False, "predicted"), (2, 0.8, True, "predicted"),
         (3, 1.0, False, "seed"), (4, 0.5, True, "stopped")]}
     assert review_queue(outs) == [4, 2, 1, 0]
+
+
+def test_followup_erased_slice_empties_the_predictions_beyond_it() -> None:
+    vol, truth, aff = _ball()
+    drawn = [k for k in range(truth.shape[0]) if truth[k].any()]
+    s = PropagationSession(vol, dataclasses.replace(BRIGHT, align=False), targets=[vol],
+                           method=BrightMethod())
+    first = np.asarray(s.run(Volume(truth, aff, "lab")).label_volumes[0].voxels)
+    assert [k for k in range(truth.shape[0]) if first[k].any()] == drawn  # a planning contour
+    top = drawn[-1]
+    lab = first.copy()
+    lab[top - 1] = 0
+    res = s.update(Volume(lab, aff, "l"), [], erased_slices=[top - 1], target_index=0)
+    out = np.asarray(res.label_volumes[0].voxels)
+    assert not out[top - 1:].any()  # the erased slice and the prediction beyond it
+    np.testing.assert_array_equal(out[:top - 1], first[:top - 1])
+    recomputed = res.report["targets"][0]["update"]["recomputed_slices"]
+    assert top in recomputed and min(recomputed) > top - 1  # nothing below the erased slice

@@ -100,9 +100,11 @@ class PropagationSession:
                             approved_slices)
         proc = _to_processing(self.ctx, state, edits)
         changed = _set_anchors(state, proc)
+        cleared = _clear_beyond_erased(state, proc) if state.followup else set()
+        changed |= cleared
         todo = gaps_touching(plan_gaps(self.ctx.sg.n_slices, list(state.anchors),
                                        min(state.in_fov), max(state.in_fov)), changed)
-        recomputed = sorted(k for g in todo for k in g.indices)
+        recomputed = sorted({k for g in todo for k in g.indices} | cleared)
         steps = sum(len(g.indices) * (2 if g.lo is not None and g.hi is not None else 1) for g in todo)
         ctx = dataclasses.replace(self.ctx, progress=JobProgress(progress, max(steps, 1)),
                                   on_slice=on_slice if not state.followup else None)
@@ -258,6 +260,32 @@ def _set_anchors(state: JobState, proc: dict[int, SliceOutcome]) -> set[int]:
             changed.add(k)
         state.anchors[k] = o
     return changed
+
+
+def _clear_beyond_erased(state: JobState, proc: dict[int, SliceOutcome]) -> set[int]:
+    """A follow-up's slice the user emptied ends the structure: the cross-visit
+    predictions beyond it (away from the structure's middle, up to the next slice the
+    user drew) are emptied too. Returns the slices emptied."""
+    drawn = [k for k, o in state.anchors.items() if o.labels.any()]
+    if not drawn:
+        return set()
+    middle = float(np.median(drawn))
+    out = set()
+    for e in (k for k, o in proc.items() if o.info["kind"] == "erased"):
+        step = 1 if e > middle else -1
+        k = e + step
+        while k in state.anchors or k in state.outcomes:
+            a = state.anchors.get(k)
+            if a is not None and a.info.get("kind") in ("corrected", "approved"):
+                break
+            o = state.anchors.get(k) or state.outcomes[k]
+            if o.labels.any():
+                o.labels = np.zeros_like(o.labels)
+                o.status = "stopped" if o.status != "seed" else o.status
+                o.info["review"] = f"emptied: beyond slice {e}, which you erased"
+                out.add(k)
+            k += step
+    return out
 
 
 def _compose_followup(ctx: JobContext, state: JobState, before: Volume, after: Volume, edits: _Edits,
