@@ -223,7 +223,7 @@ class OneShotSAMWebApp:
         self.review = type(self.review)()
         self._watch_segmentation()
         self._push_status()
-        self._annotation_changed()
+        self.segment_watch.changed()
 
     def set_reference(self, node_id: str) -> None:
         node = self.slicer_app.scene.GetNodeByID(node_id)
@@ -265,15 +265,15 @@ class OneShotSAMWebApp:
             method_overrides=dict(self.cfg.method_overrides) if same_method else {}))
 
     def start_run(self, update: bool = False) -> None:
-        st = self.server.state
         try:
             if not update:
                 self.write_parameters()
             self.slicer_app.segmentation_editor.deactivate_effect()  # no brush during the run
             self.review.current = None
             self.run.start(update=update)
-        except OneShotError as exc:
-            st.osam_error = str(exc)
+        except OneShotError as exc:  # shown until the next run (kept by every status push)
+            self.run.status.error = str(exc)
+            self._push_status()
 
     def cancel_run(self) -> None:
         self.run.cancel()
@@ -304,15 +304,15 @@ class OneShotSAMWebApp:
         self._saved = {p.name: p for p in paths}
         st.osam_saved = [{"name": p.name, "url": f"download/{p.name}", "path": str(p)} for p in paths]
         self._n_saves += 1
-        st.osam_message = f"save {self._n_saves}: {len(paths)} file(s) in {self.cfg.output_dir}"
-        st.osam_error = ""
+        status = self.run.status  # kept by the next status push (e.g. the one after a run)
+        status.message = f"save {self._n_saves}: {len(paths)} file(s) in {self.cfg.output_dir}"
+        status.error = ""
+        self._push_status()
         return paths
 
     def jump_to(self, index: int) -> None:
         """Centre every slice view on review row ``index`` (its volume shown)."""
         import slicer
-
-        from oneshotsam.errors import OneShotError
 
         rows = self.run.status.rows
         if not 0 <= index < len(rows):
@@ -353,9 +353,6 @@ class OneShotSAMWebApp:
                                  + [self.slicer_app.scene.GetNodeByID(o["segmentation"])
                                     for o in record.get("outputs", [])])
 
-    def _annotation_changed(self) -> None:
-        self.segment_watch.changed()
-
     def _refresh_annotation(self) -> None:
         """Annotation summary (before a run) and corrected rows (after it)."""
         from OneShotSAMWeb.review import summarise
@@ -384,7 +381,7 @@ class OneShotSAMWebApp:
         rows = self.review.rows(s.rows)
         if not s.running and self.server.state.osam_running:  # a run just ended
             self._watch_segmentation()
-            self._annotation_changed()
+            self.segment_watch.changed()
         self.running_style.update(RUNNING_CSS if s.running else "")
         with self.server.state as st:
             st.osam_running = s.running

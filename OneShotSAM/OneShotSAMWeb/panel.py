@@ -44,13 +44,14 @@ def build_panel(app: Any) -> None:
             with html.Div(classes="pa-2 d-flex flex-column", id="osam-panel",
                           style="height: 100%; overflow-y: auto;"):
                 html.Div("1. Volumes", classes="text-subtitle-2")
-                v.VSelect(id="osam-reference", label="Reference (annotated) volume",
-                          items=("osam_volumes",), v_model=("osam_reference",),
-                          update_modelValue=(app.set_reference, "[$event]"),
-                          disabled=("osam_running",), **compact)
-                v.VSelect(id="osam-followups", label="Follow-up volumes", multiple=True, chips=True,
-                          items=("osam_volumes.filter(x => x.value !== osam_reference)",),
-                          v_model=("osam_followups",), disabled=("osam_running",), **compact)
+                with html.Div(classes="d-flex ga-2"):
+                    v.VSelect(id="osam-reference", label="Reference (annotated)",
+                              items=("osam_volumes",), v_model=("osam_reference",),
+                              update_modelValue=(app.set_reference, "[$event]"),
+                              disabled=("osam_running",), **compact)
+                    v.VSelect(id="osam-followups", label="Follow-ups", multiple=True,
+                              items=("osam_volumes.filter(x => x.value !== osam_reference)",),
+                              v_model=("osam_followups",), disabled=("osam_running",), **compact)
 
                 html.Div("2. Annotate one slice", classes="text-subtitle-2")
                 with html.Div(classes="d-flex ga-1 mb-1"):
@@ -114,11 +115,11 @@ def build_panel(app: Any) -> None:
                            click=(app.step_flagged, "[1]"), disabled=("!osam_n_flagged",))
                     v.VBtn("approve (a)", id="osam-approve", size="x-small", click=app.approve_current,
                            disabled=("osam_running || osam_current < 0",))
-                html.Div("Correct slices with the brush, then Update: corrected slices are kept.",
-                         classes="text-caption")
                 with html.Div(classes="d-flex ga-2 my-1 align-center"):
                     v.VBtn("Update", id="osam-update", size="small", click=(app.start_run, "[true]"),
-                           disabled=("osam_running || !osam_can_update",))
+                           disabled=("osam_running || !osam_can_update",),
+                           title="correct slices with the brush, then Update: corrected slices "
+                                 "are kept, the others recomputed")
                     v.VBtn("Undo run", id="osam-undo", size="small", click=app.undo_run,
                            disabled=("osam_running || !osam_can_undo",))
                     v.VSpacer()

@@ -221,3 +221,38 @@ def test_every_file_given_is_loaded_or_answered(tmp_path, browser):
         page.close()
     finally:
         srv.stop()
+
+
+@pytest.mark.parametrize("case", ["la", "acdc"])
+def test_real_volume_one_stroke_paints_one_slice(tmp_path, browser, data_root, case):
+    """A left-atrium LGE-MRI (88 slices of 0.625 mm) and an ACDC cine MRI (10 slices, unit
+    spacing): one stroke annotates the slice shown (the sphere brush painted about 36 and 10)."""
+    import SimpleITK as sitk
+
+    pattern = {"la": "la/*_image.nii.gz", "acdc": "acdc/patient*_ED.nii.gz"}[case]
+    files = sorted(data_root.glob(pattern))
+    if not files:
+        pytest.skip(f"no {pattern} under {data_root}")
+    vol = files[0]
+    size_ijk = sitk.ReadImage(str(vol)).GetSize()
+    srv = _serve(tmp_path, [vol])
+    try:
+        page = browser.new_page(viewport={"width": 1600, "height": 900})
+        page.goto(srv.url)
+        views_ready(page)
+        page.wait_for_timeout(2000)
+        shot(page, tmp_path, f"{case}-loaded", 1600)
+        ax = axial_box(page)
+        assert page.inner_text(".osam-view-label >> nth=0").startswith("axial")
+        page.click("#osam-paint")
+        page.wait_for_timeout(500)
+        cx, cy = ax["x"] + ax["w"] / 2, ax["y"] + ax["h"] / 2
+        stroke(page, cx - ax["w"] * 0.1, cy, cx + ax["w"] * 0.1, cy)
+        page.wait_for_function("() => document.querySelector('#osam-annotated').innerText.startsWith('annotated')",
+                               timeout=30000)
+        shot(page, tmp_path, f"{case}-one-stroke", 1600)
+        k = size_ijk[2] // 2
+        assert page.inner_text("#osam-annotated") in (f"annotated: slice {k}", f"annotated: slice {k - 1}")
+        page.close()
+    finally:
+        srv.stop()

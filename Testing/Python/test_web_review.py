@@ -6,18 +6,22 @@ MutationObserver records the progress bar, the remaining time, the review
 rows and whether the segment editor takes input) while the run lasts:
 progress moves through training, no remaining time before it is measured,
 the segment editor is locked; then the review table (slice, confidence,
-state; flagged first), keyboard n / p / a, a corrected slice's state, and
-Undo after Update bringing back the first run's rows.
+state; flagged first), keyboard n / p / a, a corrected flagged slice's state;
+Update (the Logic's incremental one: no training again, only the slices on the
+corrected side of the reference may change, the corrected slice kept exactly,
+progress moving), and Undo after Update bringing back the first run's rows.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from web_harness import (CHROMIUM, TINY, PageWatch, Server, free_port, launch_chromium, paint_blob, rows,
-                         shot, stroke, synthetic_volume, views_ready, wait_http, wait_message)
+from web_harness import (CHROMIUM, SHAPE_KJI, TINY, PageWatch, Server, free_port, launch_chromium, paint_blob,
+                         rows, save, shot, stroke, synthetic_volume, views_ready, wait_http, wait_message)
 
 pytest.importorskip("trame_slicer")
 pytest.importorskip("slicer_layer_dm", reason="slicer-layer-dm (trame-slicer's MRML layer) "
@@ -51,6 +55,14 @@ def _table(page) -> list[dict]:
                          " state: r.querySelector('.osam-row-state').innerText.trim()}))")
 
 
+def _saved_labels(out: Path) -> np.ndarray:
+    from oneshotsam.medio import read_label_volume
+
+    saved = sorted(out.glob("*.seg.nrrd"))
+    assert len(saved) == 1, saved
+    return np.asarray(read_label_volume(saved[0]).voxels)
+
+
 def _viewing(page) -> int:
     return int(page.inner_text("#osam-viewing").rsplit("slice ", 1)[1])
 
@@ -60,7 +72,8 @@ def test_run_progress_lock_review_keys_undo(tmp_path):
 
     vol = tmp_path / "synth.nrrd"
     synthetic_volume(vol)
-    srv = Server([str(vol), "--port", str(free_port()), "--output-dir", str(tmp_path / "out"),
+    out = tmp_path / "out"
+    srv = Server([str(vol), "--port", str(free_port()), "--output-dir", str(out),
                   "--device", "cpu", *TINY], tmp_path / "server.log")
     shots = tmp_path / "shots"
     try:
@@ -128,22 +141,45 @@ def test_run_progress_lock_review_keys_undo(tmp_path):
             page.wait_for_function(f"() => document.querySelectorAll('#osam-review .osam-row-state')[{last}]"
                                    ".innerText.trim() === 'approved'", timeout=20000)
 
-            # --- correct a slice: its row says so; Update; Undo brings the first run's rows back
-            target = next(k for k in first_rows if 2 <= k <= 13)
-            page.locator("#osam-review .osam-row").nth(first_rows.index(target)).click()
+            # --- correct a flagged slice (far from the reference): its row says so; Update
+            # recomputes only that side of the reference without training again, keeps the
+            # corrected slice exactly, and its progress moves; Undo brings the first run's rows back
+            page.wait_for_timeout(400)  # the approval above settles before the first Save
+            save(page, 1)
+            report = json.loads((out / "report.json").read_text())
+            ref = report["run_record"]["reference_slices"]
+            assert ref == [SHAPE_KJI[0] // 2], ref
+            away = [r["slice"] for r in flagged if abs(r["slice"] - ref[0]) >= 3 and 1 <= r["slice"] <= 14] \
+                or [k for k in first_rows if abs(k - ref[0]) >= 3 and 1 <= k <= 14]
+            target = away[0]
+            i = first_rows.index(target)
+            page.locator("#osam-review .osam-row").nth(i).click()
             page.wait_for_function(f"() => document.querySelector('#osam-viewing').innerText"
                                    f".endsWith('slice {target}')", timeout=20000)
             page.click("#osam-paint")
             page.wait_for_timeout(500)
             cx, cy = ax["x"] + ax["w"] / 2, ax["y"] + ax["h"] / 2
             stroke(page, cx - ax["w"] * 0.3, cy - ax["w"] * 0.35, cx + ax["w"] * 0.3, cy - ax["w"] * 0.35)
-            i = first_rows.index(target)
             page.wait_for_function(f"() => document.querySelectorAll('#osam-review .osam-row-state')[{i}]"
                                    ".innerText.trim() === 'corrected'", timeout=20000)
             shot(page, shots, "corrected", 1600)
+            save(page, 2)
+            before = _saved_labels(out)
+            page.evaluate(RECORD_JS)
             page.click("#osam-update")
             wait_message(page, "finished")
+            log = page.evaluate("() => window.__osamLog")
+            save(page, 3)
+            after = _saved_labels(out)
+            changed = [k for k in range(SHAPE_KJI[0]) if not np.array_equal(after[k], before[k])]
+            side = set(range(target + 1, SHAPE_KJI[0])) | set(range(ref[0] + 1, target)) if target > ref[0] \
+                else set(range(0, target)) | set(range(target + 1, ref[0]))
+            assert set(changed) <= side, f"Update changed {changed}; only {sorted(side)} may change"
+            np.testing.assert_array_equal(after[target], before[target])
             assert target not in rows(page)
+            progress = [e["progress"] for e in log if e["running"]]
+            assert progress and 0 < max(progress), f"Update's progress: {sorted(set(progress))}"
+            assert "training" not in " ".join(e["message"] for e in log), "Update trained again"
             page.click("#osam-undo")
             page.wait_for_function("() => document.querySelector('#osam-message').innerText"
                                    ".startsWith('last run undone')", timeout=30000)
