@@ -21,26 +21,45 @@ ray = pytest.importorskip("ray")
 
 
 @pytest.fixture(scope="module")
-def local_ray():
+def local_ray(tmp_path_factory):
     """A real, private local Ray (``address="local"``: never a cluster that RAY_ADDRESS or a
     left-over /tmp/ray/ray_current_cluster names): 2 CPUs and 1 logical GPU (scheduling
-    only, nothing runs on it). RAY_AUTH_MODE, which ``ray.init`` sets, is put back after."""
+    only, nothing runs on it). RAY_AUTH_MODE, which ``ray.init`` sets, is put back after,
+    and HOME is a temporary folder meanwhile: the token Ray creates for a new cluster
+    (``~/.ray/auth_token``) does not outlive the module."""
+    from ray._raylet import AuthenticationTokenLoader
+
     from oneshotsam.cohort.raylink import auth_mode_kept
 
-    with auth_mode_kept():
-        for attempt in range(3):  # Ray waits a fixed 30 s for its node: a loaded machine can miss it
-            try:
-                ray.init(address="local", num_cpus=2, num_gpus=1, include_dashboard=False,
-                         logging_level="WARNING")
-                break
-            except Exception as exc:
-                if attempt == 2 or "timed out during startup" not in str(exc):
-                    raise
-                ray.shutdown()
+    home_before = os.environ.get("HOME")
+    os.environ["HOME"] = str(tmp_path_factory.mktemp("home"))
+    AuthenticationTokenLoader.instance().reset_cache()  # read the token of this HOME
+    try:
+        with auth_mode_kept():
+            yield from _started_ray()
+    finally:
+        if home_before is None:
+            os.environ.pop("HOME", None)
+        else:
+            os.environ["HOME"] = home_before
+        AuthenticationTokenLoader.instance().reset_cache()  # forget the module's token
+
+
+def _started_ray():
+    """Start the module's Ray, yield it, shut it down."""
+    for attempt in range(3):  # Ray waits a fixed 30 s for its node: a loaded machine can miss it
         try:
-            yield ray
-        finally:
+            ray.init(address="local", num_cpus=2, num_gpus=1, include_dashboard=False,
+                     logging_level="WARNING")
+            break
+        except Exception as exc:
+            if attempt == 2 or "timed out during startup" not in str(exc):
+                raise
             ray.shutdown()
+    try:
+        yield ray
+    finally:
+        ray.shutdown()
 
 
 def _summary(out: Path) -> dict:
