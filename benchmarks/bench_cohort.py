@@ -49,14 +49,14 @@ def write_manifest(data: Path, n: int, work: Path) -> tuple[Path, list[str]]:
         lines.append(f"{pid},ES,{acdc / (pid + '_ES.nii.gz')},,{acdc / (pid + '_ES_label.nii.gz')}")
     work.mkdir(parents=True, exist_ok=True)
     m = work / "manifest.csv"
-    m.write_text("\n".join(lines) + "\n")
+    m.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return m, pids
 
 
 def _run(cmd: list[str]) -> tuple[float, str, str, int]:
     before = _uptime()
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    proc = subprocess.run(cmd, capture_output=True, text=True, encoding="utf-8")
     sec = time.perf_counter() - t0
     if proc.returncode != 0:
         print(proc.stderr[-2000:], file=sys.stderr)
@@ -90,7 +90,7 @@ def main() -> int:
             shutil.rmtree(out)
         sec, l0, l1, rc = _run(cli + ["cohort", str(manifest), "--output-dir", str(out), "--workers", str(w),
                                       "--device", a.device, "--quiet"])
-        summ = json.loads((out / "summary.json").read_text())
+        summ = json.loads((out / "summary.json").read_text(encoding="utf-8"))
         n = len(summ["targets"])
         row = {"workers": w, "seconds": round(sec, 1), "targets": n, "rc": rc,
                "targets_per_min": round(60 * n / sec, 2), "load_before": l0, "load_after": l1,
@@ -148,7 +148,7 @@ def main() -> int:
             print(f"workers {r['workers']}: max |Dice - propagate| = {max(diffs):.4f}, "
                   f"mean {np.mean(list(r['dice'].values())):.4f} vs {np.mean(list(rows.values())):.4f}")
     if a.json:
-        Path(a.json).write_text(json.dumps(res, indent=1))
+        Path(a.json).write_text(json.dumps(res, indent=1), encoding="utf-8")
     return 0
 
 
