@@ -88,7 +88,8 @@ def bars(summary: dict[str, Any], steps: int) -> list[tuple[str, str, str]]:
     """``[(bar, measured, met)]``: each figure next to the bar it is measured against
     (``met``: yes / no / ``-`` when the run lacks the cases or the steps)."""
     def row(bar: str, value: float, ok: bool | None, text: str | None = None):
-        met = "-" if ok is None or (isinstance(value, float) and math.isnan(value)) else ("yes" if ok else "no")
+        unknown = ok is None or (isinstance(value, float) and math.isnan(value))
+        met = "-" if unknown else ("yes" if ok else "no")
         return bar, text if text is not None else fmt(value), met
 
     out = []
