@@ -160,6 +160,26 @@ def test_layout_from_1280x720_and_two_tabs(tmp_path, browser):
         srv.stop()
 
 
+def _painted_slices(page, n_slices: int = 16) -> float:
+    """Thickness, in slices, of the segment (orange-red) in the coronal view: the upper
+    of the two small views; the volume's rows there span ``n_slices`` slices; the
+    longest run of rows holding the segment's colour."""
+    from PIL import Image
+
+    small = sorted(view_boxes(page), key=lambda b: b["h"])[:2]
+    cor = min(small, key=lambda b: b["y"])
+    png = page.screenshot(clip={"x": cor["x"], "y": cor["y"], "width": cor["w"], "height": cor["h"]})
+    rgb = np.asarray(Image.open(BytesIO(png)).convert("RGB"), dtype=float)
+    r0, r1, _, _ = _extent(rgb.mean(axis=2))
+    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+    red = (r > 120) & (r - g > 50) & (r - b > 60)  # not the yellow labels (r - g about 40)
+    red[:30], red[-45:] = False, False  # the view's overlays
+    rows = np.flatnonzero(red.sum(axis=1) >= 3)
+    runs = np.split(rows, np.flatnonzero(np.diff(rows) > 1) + 1) if rows.size else [rows]
+    band = max(len(run) for run in runs)  # the segment (the brush outline is a separate run)
+    return band / ((r1 - r0 + 1) / n_slices)
+
+
 def test_brush_paints_one_slice_and_save_before_run(tmp_path, browser):
     from oneshotsam.medio import read_label_volume
 
@@ -177,10 +197,13 @@ def test_brush_paints_one_slice_and_save_before_run(tmp_path, browser):
         page.wait_for_timeout(500)
         cx, cy = ax["x"] + ax["w"] / 2, ax["y"] + ax["h"] / 2
         stroke(page, cx - ax["w"] * 0.2, cy, cx + ax["w"] * 0.2, cy)
+        page.wait_for_timeout(1500)
+        shot(page, tmp_path, "one-slice", 1600)
+        # what the coronal view shows: the painted band is one slice thick
+        assert _painted_slices(page) <= 1.5, f"one stroke painted {_painted_slices(page):.1f} slices"
         page.wait_for_function("() => document.querySelector('#osam-annotated').innerText.startsWith('annotated')",
                                timeout=20000)
         assert page.inner_text("#osam-annotated") == "annotated: slice 8"
-        shot(page, tmp_path, "one-slice", 1600)
         save(page, 1)  # no run yet: the annotation is saved
         saved = sorted((tmp_path / "out").glob("*.seg.nrrd"))
         assert len(saved) == 1, saved
