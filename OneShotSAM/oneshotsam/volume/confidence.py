@@ -8,16 +8,17 @@ Weight-free evidence, gathered per slice while its gap is walked
 * ``similarity``: the engine's confidence (warp: image similarity after warping times
   the share of warped pixels that look like the annotated structure);
 * ``distance_mm``: physical distance to the nearest non-empty anchor;
-* ``to_end``: outer gaps only, the number of slices between this slice and the
-  slice where the walk stopped (0 = the last slice drawn): propagation runs on past a
-  structure's end, so the last slices drawn before a stop are the most likely wrong
-  (drawn beyond the end), and the first slices left empty after it are the next;
+* ``to_end``: one-sided walks only, the slices between this slice and the last slice
+  drawn before the walk stopped (0 = the last drawn, negative = left empty after it),
+  counted up to :data:`TAIL_LAG`: propagation runs on past a structure's end;
 * ``area_ratio``: drawn area relative to the nearest anchor's.
 
-``confidence`` in [0, 1] orders slices by how likely they are right (its ORDER is
-what was measured; docs/volume_propagation.md, "Review queue"); a slice is flagged when
-its confidence is below ``StopRule.review_confidence``, when a label stops on it, or
-when it is one of the last ``TAIL_FLAGGED`` slices drawn before a stop. Numpy only.
+``confidence`` = 1 - risk, the risk a logistic model of the evidence
+(:func:`slice_risk`; its ORDER is what was measured, docs/volume_propagation.md,
+"Review and correct"). A slice is flagged when its risk reaches :data:`FLAG_RISK`,
+when a label stops on it (the walk's own flags), or when it is one of the last
+:data:`TAIL_FLAGGED` slices drawn before a one-sided walk stopped. The review queue
+puts flagged slices first, by expected wrong area (:func:`expected_wrong`). Numpy only.
 """
 
 from __future__ import annotations
@@ -41,6 +42,8 @@ RISK_DRAWN = {"intercept": -2.3, "distance": 7.0, "dissimilarity": 1.3, "smaller
               "disagreement": 1.2}
 #: ... of a slice left empty (rarely wrong unless the two sides disagree)
 RISK_EMPTY = {"intercept": -3.4, "disagreement": 4.7}
+#: a slice whose risk reaches this is flagged (its confidence below ``1 - FLAG_RISK``)
+FLAG_RISK = 0.8
 #: ``to_end`` is counted up to this many slices (farther = the same); an outer walk's slice
 #: is scored once this many drawn slices came after it
 TAIL_LAG = 4
@@ -109,13 +112,13 @@ class GapScorer:
         risk = slice_risk(ev, bool(o.labels.any()), bool(self.full))
         stake = _area(o.labels) if o.labels.any() else (
             0.5 * _area(self.anchors[near].labels) if near is not None else 0.0)
-        ev["expected_wrong_px"] = round(risk * stake, 2)
+        ev["expected_wrong_px"] = round(risk * risk * stake, 2)
         o.info["evidence"] = ev
         o.info["method_confidence"] = round(float(o.confidence), 4)
         o.confidence = float(1.0 - risk)
         why = ""
-        if o.confidence < self.rule.review_confidence:
-            why = f"likely wrong (confidence {o.confidence:.2f} < {self.rule.review_confidence})"
+        if risk >= FLAG_RISK:
+            why = f"likely wrong (confidence {o.confidence:.2f} < {1.0 - FLAG_RISK:.2f})"
         elif 0 <= ev.get("to_end", -1) < TAIL_FLAGGED:
             why = "last slices drawn before the structure was judged to end: check it does not run past"
         if why:
@@ -144,8 +147,9 @@ def slice_risk(ev: Mapping[str, float], drawn: bool, has_anchor: bool) -> float:
 
 
 def expected_wrong(o: SliceOutcome) -> float:
-    """Risk times the area at stake (pixels): the drawn area, or for an empty slice half the
-    nearest anchor's; what the review queue is ordered by."""
+    """Risk squared times the area at stake (pixels: the drawn area, or for an empty slice
+    half the nearest anchor's); what the review queue is ordered by (squared: a sure error
+    on a mid-sized slice before a doubtful one on the largest)."""
     ev = o.info.get("evidence")
     if ev is None:
         return (1.0 - float(o.confidence)) * _area(o.labels)
