@@ -40,6 +40,7 @@ img.image-display-area { width: 100% !important; height: 100% !important; object
   color: #ffd54f; text-shadow: 0 0 3px #000; }
 .osam-edge-left { left: 6px; top: 50%; } .osam-edge-right { right: 6px; top: 50%; }
 .osam-edge-top { top: 22px; left: 50%; } .osam-edge-bottom { bottom: 30px; left: 50%; }
+#osam-panel > .v-input { flex: 0 0 auto; }  /* a Vuetify input grows in a column otherwise */
 #osam-review table { width: 100%; border-collapse: collapse; font-size: 12px; }
 #osam-review th { position: sticky; top: 0; background: #2b2b2b; text-align: left; padding: 2px 4px; }
 #osam-review td { padding: 1px 4px; border-top: 1px solid #3a3a3a; white-space: nowrap; }
