@@ -67,6 +67,9 @@ def test_auto_engine_for_followups(annotated, engine, calls):
         chosen = eng["chosen_settings"]
         assert chosen["situation"]["kind"] == "pair" and chosen["preset"] == "cpu-field"
         assert chosen["user_settings"]["resolution"] == 32
+        # the merged settings of the last call and where each came from
+        assert eng["settings"]["preset"] == "cpu-field"
+        assert eng["settings"]["from"]["resolution"] == "user"
         per = {p["slice"]: p for p in res.report["targets"][0]["per_slice"]}
         assert all(per[k]["kind"] == "cross-visit" for k in ks)
         # the same volume as its own follow-up: an (almost) untrained warp is the identity

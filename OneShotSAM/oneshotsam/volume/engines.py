@@ -136,11 +136,13 @@ class MethodEngine:
         self.last_report: dict[str, Any] = {}  # the method's report of its last call
 
     def describe(self) -> dict[str, Any]:
+        settings = getattr(self.method, "settings", None)  # the one merge's record
         return {"engine": f"method-{self.mode}", "method": getattr(self.method, "name", "?"),
                 "preset": getattr(getattr(self.method, "config", None), "preset", None),
                 "method_calls": self.calls,
                 **({"chosen_settings": self.last_report["chosen_settings"]}
-                   if "chosen_settings" in self.last_report else {})}
+                   if "chosen_settings" in self.last_report else {}),
+                **({"settings": settings.report()} if settings is not None else {})}
 
     def prepare(self, ref: SliceStack, proc: SliceStack, ref_slices: list[int],
                 ref_labels: dict[int, np.ndarray], followup: bool,
