@@ -304,14 +304,6 @@ def slice_plane_to_lps(vol: Volume, array_axis: int, index: int) -> np.ndarray:
     return m
 
 
-def nearest_slice(positions_mm: np.ndarray, position_mm: float) -> int:
-    """Index of the slice whose position is closest to ``position_mm`` (lowest index on ties)."""
-    p = np.asarray(positions_mm, dtype=np.float64)
-    if p.size == 0:
-        raise OneShotError("no slices to choose from")
-    return int(np.argmin(np.abs(p - float(position_mm))))
-
-
 # ----------------------------------------------------------------------------- resampling
 def _sitk_interpolator(name: str) -> Any:
     import SimpleITK as sitk

@@ -123,15 +123,7 @@ def test_flipped_storage_pairs_slices_by_position_not_index():
     a = make_volume((0, 0, 0), (1, 1, 2), np.eye(3))
     b = make_volume((0, 0, 8), (1, 1, 2), np.diag([1.0, 1.0, -1.0]))  # same space, k reversed
     pa, pb = g.slice_geometry(a).positions_mm, g.slice_geometry(b).positions_mm
-    assert [g.nearest_slice(pb, p) for p in pa] == [4, 3, 2, 1, 0]
-
-
-@pytest.mark.parametrize("positions, x, expected", [
-    ([0.0, 2.0, 4.0], 2.9, 1), ([0.0, 2.0, 4.0], 3.1, 2), ([4.0, 2.0, 0.0], -10, 2),
-    ([0.0, 2.0], 1.0, 0),  # tie -> lowest index
-])
-def test_nearest_slice(positions, x, expected):
-    assert g.nearest_slice(np.array(positions), x) == expected
+    assert [int(np.argmin(np.abs(pb - p))) for p in pa] == [4, 3, 2, 1, 0]
 
 
 @pytest.mark.parametrize("array_axis, index, expected_shape", [(0, 2, (6, 7)), (1, 5, (5, 7)), (2, 0, (5, 6))])
