@@ -139,6 +139,14 @@ def _list(paths: str | Path | Sequence[str | Path]) -> list[Path]:
     return out
 
 
+def _without_previews(paths: list[Path]) -> list[Path]:
+    """Drop ``segment``'s colour previews: ``<x>_preview.png`` beside its label file ``<x>.png``
+    (:mod:`oneshotsam.preview`)."""
+    names = {p.name for p in paths}
+    return [p for p in paths if not (p.name.endswith("_preview.png")
+                                     and p.name[: -len("_preview.png")] + ".png" in names)]
+
+
 def _key(path: Path, loose: bool) -> str:
     stem = medio.path_stem(path)
     return _TAG.sub("", stem) if loose else stem
@@ -212,7 +220,7 @@ def evaluate_pairs(pred_paths: str | Path | Sequence[str | Path], gt_paths: str 
             over all ground-truth files.
     Raises :class:`OneShotError` when nothing pairs or a pair differs in shape.
     """
-    preds, gts = _list(pred_paths), _list(gt_paths)
+    preds, gts = _without_previews(_list(pred_paths)), _list(gt_paths)
     pairs, lone_p, lone_g = pair_by_stem(preds, gts)
     if not pairs:
         raise OneShotError(

@@ -72,3 +72,25 @@ def test_segment_writes_a_preview_beside_each_label_png(tmp_path):
     bg = labels == 0
     grey_target = target if target.ndim == 2 else target[..., 0]
     assert np.corrcoef(preview[..., 0][bg].astype(float), grey_target[bg].astype(float))[0, 1] > 0.99
+
+
+def test_evaluate_leaves_the_previews_out(tmp_path):
+    """A folder of segment outputs: each label PNG is scored, its preview is not
+    taken for a prediction (nor listed as one without ground truth)."""
+    import SimpleITK as sitk
+
+    from oneshotsam.evaluate import evaluate_pairs
+    from oneshotsam.preview import write_preview
+
+    preds, gts = tmp_path / "pred", tmp_path / "gt"
+    preds.mkdir()
+    gts.mkdir()
+    lab = np.zeros((6, 6), dtype=np.uint8)
+    lab[1:4, 1:4] = 1
+    for folder, name in ((preds, "case01_oneshotsam.png"), (gts, "case01.png")):
+        sitk.WriteImage(sitk.GetImageFromArray(lab), str(folder / name))
+    write_preview(np.full((6, 6), 0.5, dtype=np.float32), lab, preds / "case01_oneshotsam_preview.png")
+    table = evaluate_pairs(preds, gts)
+    assert [c.name for c in table.cases] == ["case01"]
+    assert table.cases[0].scores[1]["dice"] == 1.0
+    assert table.unmatched_predictions == []
