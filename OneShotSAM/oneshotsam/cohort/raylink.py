@@ -88,10 +88,32 @@ def _probe(address: str) -> BaseException | None:
     except ImportError:
         return None  # no probe possible: ray.init will tell
     try:
-        GcsClient(address=address)
+        with _native_stderr_quiet():  # Ray's C++ client logs the refusal it then raises
+            GcsClient(address=address)
     except Exception as exc:  # AuthenticationError, or the GCS did not answer
         return exc
     return None
+
+
+@contextlib.contextmanager
+def _native_stderr_quiet() -> Iterator[None]:
+    """File descriptor 2 to /dev/null meanwhile (native code writes there directly)."""
+    import sys
+
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError, AttributeError):
+        yield
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
 
 
 def _is_auth_error(exc: BaseException | None) -> bool:
