@@ -215,7 +215,8 @@ def _run_locked(args: argparse.Namespace, patients: Any, cfg: Any, out: Path, id
 
     workers, how = workers_how
     jobs, records = execute.plan(patients, cfg, out, sys.argv[1:],
-                                 {"rois": args.roi, "output_formats": args.output_format})
+                                 {"rois": args.roi, "output_formats": args.output_format},
+                                 getattr(args, "allow_other_patient", False))
     in_process = args.address is None and workers == 1
     mode = ("in-process" if in_process else
             f"Ray {args.address}" if args.address else f"local Ray, {workers} workers")

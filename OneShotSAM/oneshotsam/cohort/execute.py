@@ -77,13 +77,15 @@ def settings_of(config: Any) -> dict[str, Any]:
 
 
 def plan(patients: Sequence[PatientPlan], config: Any, output_dir: str | Path,
-         argv: Sequence[str] = (), labels_io: dict[str, Any] | None = None
+         argv: Sequence[str] = (), labels_io: dict[str, Any] | None = None,
+         allow_other_patient: bool = False,
          ) -> tuple[list[PatientJob], dict[tuple[str, str], dict[str, Any]]]:
     """(jobs for the patients with work left, a record per target in manifest order).
 
     ``labels_io``: ``{"rois": [...] | None, "output_formats": [...] | None}`` (DICOM RT
     input and output; part of every target's key). A checkpoint file enters the keys by
-    its contents and reaches the workers by its absolute path."""
+    its contents and reaches the workers by its absolute path. ``allow_other_patient``
+    (``--allow-other-patient``) reaches every target's report through its job."""
     out = Path(output_dir).expanduser().resolve()  # absolute on this machine, for every worker
     cache = DigestCache(out / ".cohort-digests.json")
     io = {k: (tuple(v) if v else None) for k, v in (labels_io or {}).items()}
@@ -109,7 +111,8 @@ def plan(patients: Sequence[PatientPlan], config: Any, output_dir: str | Path,
         if todo:
             jobs.append(PatientJob(p.patient, p.reference, tuple(todo), tuple(keys), str(out), config,
                                    tuple(argv), rois=io.get("rois"),
-                                   output_formats=io.get("output_formats")))
+                                   output_formats=io.get("output_formats"),
+                                   allow_other_patient=allow_other_patient))
     cache.save()
     return jobs, records
 

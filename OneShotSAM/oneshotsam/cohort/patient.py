@@ -35,6 +35,8 @@ class PatientJob:
         argv: the command line, recorded in each report.
         rois: ROIs of a DICOM RTSTRUCT / SEG reference (``--roi``; None = all).
         output_formats: ``--output-format`` names (None = NIfTI-family + ``.seg.nrrd``).
+        allow_other_patient: ``--allow-other-patient`` (each target's report records the
+            patient check of its inputs: :func:`target_identity`).
     """
 
     patient: str
@@ -47,6 +49,7 @@ class PatientJob:
     extra: dict[str, Any] = field(default_factory=dict)
     rois: tuple[str, ...] | None = None
     output_formats: tuple[str, ...] | None = None
+    allow_other_patient: bool = False
 
     @property
     def patient_dir(self) -> Path:
@@ -124,6 +127,7 @@ def run_target(job: PatientJob, i: int, ref, ref_labels, progress=None) -> dict[
     from oneshotsam.volume.pipeline import propagate
 
     v = job.targets[i]
+    identity = target_identity(job, v)
     t0, c0 = time.perf_counter(), time.process_time()
     staging = new_staging(job.patient_dir, v.visit)
     try:
@@ -153,7 +157,8 @@ def run_target(job: PatientJob, i: int, ref, ref_labels, progress=None) -> dict[
         report = write_outputs(res, staging, [staging / _output_name(v.visit, v.image)],
                                segments=ref_labels.meta.get("segments"),
                                extra_report={"command": "cohort", "argv": list(job.argv),
-                                             "cohort": cohort, "contours_outside_series":
+                                             "cohort": cohort, "patient_identity": identity,
+                                             "contours_outside_series":
                                              ref_labels.meta.get("contours_outside_series", [])},
                                formats=formats, grids=[target])
         final = commit_outputs(staging, job.patient_dir, report)
@@ -163,6 +168,20 @@ def run_target(job: PatientJob, i: int, ref, ref_labels, progress=None) -> dict[
             import shutil
 
             shutil.rmtree(staging, ignore_errors=True)
+
+
+def target_identity(job: PatientJob, v: Visit) -> dict[str, Any]:
+    """The patient check of one target's inputs (reference image, its labels, the
+    target), for its report: :func:`oneshotsam.dicom_identity.check_same_patient`'s
+    record plus ``override_used`` (another patient let through by ``--allow-other-patient``).
+    Raises its OneShotError when they differ without the option."""
+    from oneshotsam.dicom_identity import check_same_patient
+
+    ref = job.reference
+    rec = check_same_patient([(f"reference image (row {ref.row})", ref.image),
+                              (f"reference labels (row {ref.row})", ref.labels),
+                              (f"target (row {v.row})", v.image)], job.allow_other_patient)
+    return {**rec, "override_used": bool(rec["mismatches"])}
 
 
 def run_patient(job: PatientJob, on_target: Callable[[dict[str, Any]], None] | None = None
