@@ -121,7 +121,8 @@ def run_selftest(scene: Any, method: str = "persam", workdir: str | None = None)
     np.testing.assert_array_equal(after[3], before[3])          # the annotation is kept
     written = sorted(r.slice_index for r in out.rows)
     assert 3 not in written and set(written) <= set(range(6))
-    assert [r.confidence for r in out.rows] == sorted(r.confidence for r in out.rows)
+    flagged = [r.flagged for r in out.rows]  # the review queue: flagged rows first
+    assert flagged == sorted(flagged, reverse=True), "flagged review rows are not first"
     logic.undo()
     restored = labels_from_segments(case.segmentation_node, [case.segment_id], case.volume_node)
     undo_ok = bool(np.array_equal(restored, before))
@@ -159,7 +160,8 @@ def run_numpy_selftest(scene: Any) -> dict[str, Any]:
     written = sorted(r.slice_index for r in out.rows)
     assert written == [k for k in range(8) if k != 4], f"written slices {written}"
     assert seen == list(range(1, len(written) + 1)), "review rows were not reported as they finished"
-    assert [r.confidence for r in out.rows] == sorted(r.confidence for r in out.rows)
+    flagged = [r.flagged for r in out.rows]  # the review queue: flagged rows first
+    assert flagged == sorted(flagged, reverse=True), "flagged review rows are not first"
     d = dice(after, case.truth_kji)
     assert d > 0.8, f"the synthetic blob was not followed (Dice {d:.3f})"
     assert logic.can_undo()
