@@ -44,6 +44,8 @@ class WebConfig:
         method, preset, backend, checkpoint: initial method settings (None = the method's default).
         method_overrides: preset overrides (``--set KEY=VALUE``).
         device: engine device (``auto``, ``cpu``, ``cuda``).
+        allow_other_patient: ``--allow-other-patient``: DICOM volumes of another patient load,
+            with a warning on the page (:mod:`OneShotSAMWeb.patients`).
     """
 
     volumes: tuple[str, ...] = ()
@@ -57,6 +59,7 @@ class WebConfig:
     checkpoint: str | None = None
     method_overrides: dict[str, Any] = field(default_factory=dict)
     device: str = "auto"
+    allow_other_patient: bool = False
 
 
 class OneShotSAMWebApp:
@@ -69,6 +72,7 @@ class OneShotSAMWebApp:
         from trame_slicer.core import SlicerApp
 
         from OneShotSAMWeb.page import ViewLabels
+        from OneShotSAMWeb.patients import PatientGuard
         from OneShotSAMWeb.review import ReviewTable, SegmentWatch
         from OneShotSAMWeb.session import RunController
         from OneShotSAMWeb.views import SliceViews
@@ -92,6 +96,8 @@ class OneShotSAMWebApp:
         self.run = RunController(self.slicer_app.scene, asyncio.get_event_loop(),
                                  on_change=self._push_status, views=self.views)
         self.review = ReviewTable()
+        self.patients = PatientGuard(cfg.allow_other_patient)
+        self.run.patient_identity = self.patients.record  # into Save's report.json
         self._saved: dict[str, Path] = {}
         self._n_saves = 0
         self.segment_watch = SegmentWatch(self._refresh_annotation)
@@ -140,6 +146,7 @@ class OneShotSAMWebApp:
         st.osam_remaining = ""
         st.osam_message = "load a volume, paint the structure on one slice, then Run"
         st.osam_error = ""
+        st.osam_patient_warning = ""
         st.osam_rows = []
         st.osam_n_rows = 0
         st.osam_n_flagged = 0
@@ -181,6 +188,7 @@ class OneShotSAMWebApp:
         for p in paths:
             if not Path(p).exists():
                 raise OneShotError(f"volume not found: {p}")
+        self.server.state.osam_patient_warning = self.patients.admit(paths, from_page=False)
         volumes, failed = read_volumes(self.slicer_app.io_manager, paths)
         if failed:
             raise OneShotError(f"could not read {', '.join(failed)}: give NIfTI, NRRD, MHA "
@@ -194,10 +202,17 @@ class OneShotSAMWebApp:
             self.labels.fit_all()
 
     def _load_page_files(self, paths: list[str]) -> None:
-        """Files given with the page's Load button: each one loaded or named in a message."""
+        """Files given with the page's Load button: each one loaded or named in a message;
+        none when a DICOM file is another patient's (:mod:`OneShotSAMWeb.patients`)."""
+        status = self.run.status  # the page's message and error lines, until the next run
+        try:
+            self.server.state.osam_patient_warning = self.patients.admit(paths, from_page=True)
+        except OneShotError as exc:
+            status.error, status.message = str(exc), f"loaded 0 of {len(paths)} file(s)"
+            self._push_status()
+            return
         volumes, failed = read_volumes(self.slicer_app.io_manager, paths)
         self._show_loaded(volumes)
-        status = self.run.status  # the page's message and error lines, until the next run
         status.error = not_loaded_message(failed)
         status.message = f"loaded {len(volumes)} of {len(paths)} file(s)"
         self._push_status()

@@ -38,7 +38,8 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
                    help="where Save writes .seg.nrrd, .nii.gz and report.json")
     p.add_argument("--allow-other-patient", action="store_true",
                    help="RESEARCH DATA ONLY: open DICOM volumes whose PatientID / PatientName / "
-                        "PatientBirthDate differ (refused by default)")
+                        "PatientBirthDate differ, here or opened on the page (refused by default; "
+                        "the page shows a warning and Save's report.json records it)")
     add_model_options(p, method_required=False)
     p.set_defaults(command="web", handler=run)
 
@@ -104,7 +105,8 @@ def run(args: argparse.Namespace) -> int:
     cfg = WebConfig(volumes=tuple(args.volumes), host=args.host, port=port,
                     output_dir=Path(args.output_dir), token=token, method=args.method,
                     preset=args.preset, backend=args.backend, checkpoint=args.checkpoint,
-                    method_overrides=parse_overrides(args.overrides), device=args.device)
+                    method_overrides=parse_overrides(args.overrides), device=args.device,
+                    allow_other_patient=getattr(args, "allow_other_patient", False))
     server = get_server(name="oneshotsam-web", client_type="vue3")
     OneShotSAMWebApp(server, cfg)
     settle_heap()  # torch, VTK, trame: no full garbage collection scans them again

@@ -13,12 +13,21 @@ from typing import Any
 
 
 def read_volumes(io_manager: Any, paths: list[str]) -> tuple[list[Any], list[str]]:
-    """``(volume nodes read, names of the files not read)``."""
+    """``(volume nodes read, names of the files not read)``; a folder is read as the DICOM
+    series of its files (Slicer's volume reader does not open folders)."""
     from trame_slicer.core.volumes_reader import VolumesReader
 
-    dicom = [p for p in paths if Path(p).is_file() and VolumesReader.is_dcm_file(p)]
     volumes: list[Any] = []
     failed: list[str] = []
+    for folder in [p for p in paths if Path(p).is_dir()]:
+        files = [str(f) for f in sorted(Path(folder).iterdir())
+                 if f.is_file() and VolumesReader.is_dcm_file(str(f))]
+        got = _readable(io_manager.load_volumes(files)) if files else []
+        volumes += got
+        if not got:
+            failed.append(f"{Path(folder).name}/ (no DICOM series read)")
+    paths = [p for p in paths if not Path(p).is_dir()]
+    dicom = [p for p in paths if Path(p).is_file() and VolumesReader.is_dcm_file(p)]
     for p in [p for p in paths if p not in dicom]:
         got = _readable(io_manager.load_volumes([p]))
         volumes += got

@@ -52,6 +52,8 @@ def build_panel(app: Any) -> None:
                     v.VSelect(id="osam-followups", label="Follow-ups", multiple=True,
                               items=("osam_volumes.filter(x => x.value !== osam_reference)",),
                               v_model=("osam_followups",), disabled=("osam_running",), **compact)
+                html.Div("{{ osam_patient_warning }}", id="osam-patient-warning",
+                         v_show=("osam_patient_warning",), classes="text-caption text-warning mb-1")
 
                 html.Div("2. Annotate one slice", classes="text-subtitle-2")
                 with html.Div(classes="d-flex ga-1 mb-1"):

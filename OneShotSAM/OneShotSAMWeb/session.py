@@ -120,6 +120,8 @@ class RunController:
         self.ui_thread = threading.get_ident()
         self._rows_before: list[SliceRow] = []  # the review rows Undo brings back
         self._progress = RunProgress()
+        #: the app's patient check of the volumes it opened (``report.json``'s ``patient_identity``)
+        self.patient_identity: Callable[[], dict[str, Any]] | None = None
 
     # ---------------------------------------------------------------- run
     def start(self, update: bool = False, method: Any = None) -> None:
@@ -309,7 +311,8 @@ class RunController:
         report = {"run_record": record, "settings": _settings_dict(node),
                   "engine": self.last_outcome.report if self.last_outcome else None,
                   "rows": [r.__dict__ for r in self.status.rows],
-                  "shown_latency_s": [round(x, 4) for x in self.status.shown_latency_s]}
+                  "shown_latency_s": [round(x, 4) for x in self.status.shown_latency_s],
+                  "patient_identity": self.patient_identity() if self.patient_identity else None}
         written.append(_atomic_write_text(output_dir / "report.json",
                                           json.dumps(report, indent=2, default=str)))
         return written
