@@ -10,7 +10,7 @@ import pytest
 
 from oneshotsam.errors import OneShotError
 from oneshotsam.types import Volume
-from oneshotsam.volume.confidence import TAIL_FLAGGED, review_queue, slice_risk
+from oneshotsam.volume.confidence import TAIL_FLAGGED, correction_gains, review_queue, slice_risk
 from oneshotsam.volume.session import PropagationSession
 from oneshotsam.volume.types import PropagationConfig
 from volume_synth import BrightMethod, affine, ellipsoid, sample
@@ -165,18 +165,20 @@ def test_bad_update_input_is_a_clear_error(kwargs, match) -> None:
 
 def test_last_slices_before_a_stop_are_flagged() -> None:
     vol, truth, aff = _ball()
-    res = PropagationSession(vol, BRIGHT, method=BrightMethod()).run(_one(truth, 6, aff))
+    session = PropagationSession(vol, BRIGHT, method=BrightMethod())
+    res = session.run(_one(truth, 6, aff))
     per = {p["slice"]: p for p in res.report["targets"][0]["per_slice"]}
     drawn = [k for k in per if per[k]["status"] == "predicted"]
     for end in (min(drawn), max(drawn)):
         step = 1 if end == min(drawn) else -1
         for i in range(TAIL_FLAGGED):
             assert per[end + step * i]["flagged"], (end, i)
-    queue = res.report["review_queue"]  # flagged slices first, by expected wrong area
+    queue = res.report["review_queue"]  # flagged slices first, by what correcting them fixes
     n_flagged = sum(p["flagged"] for p in per.values() if p["status"] != "seed")
     assert all(per[k]["flagged"] for k in queue[:n_flagged])
-    wrong = [per[k]["evidence"]["expected_wrong_px"] for k in queue[:n_flagged]]
-    assert wrong == sorted(wrong, reverse=True)
+    gains = correction_gains(session.states[0].outcomes)
+    gain = [round(gains[k], 6) for k in queue[:n_flagged]]
+    assert gain == sorted(gain, reverse=True)
 
 
 @pytest.mark.parametrize("low, high", [
