@@ -25,7 +25,7 @@ from oneshotsam.errors import OneShotError
 from OneShotSAMLib import parameters as P
 from OneShotSAMWeb.editor import (attach_effect_views, brush_on_shown_slice, presets,
                                   register_slicer_modules)
-from OneShotSAMWeb.loading import not_loaded_message, read_volumes
+from OneShotSAMWeb.loading import check_uploads_first, not_loaded_message, read_volumes
 
 LAYOUT_ID = "OneShotSAM"
 TARGET_MODES = [{"title": "Rest of this volume", "value": "self"},
@@ -108,6 +108,8 @@ class OneShotSAMWebApp:
         self.viewer._load_files_logic.volume_loaded.connect(self._on_volume_loaded)
         # files given on the page: each one loaded or answered (trame-slicer drops unreadable ones)
         self.viewer._load_files_logic._on_load_volume_files = self._load_page_files
+        check_uploads_first(self.viewer._load_files_logic, self.ui.load_volume_items_buttons,
+                            self._admit_page_files)
         server.controller.on_server_bind.add(self._on_bind)
         server.controller.on_server_ready.add(self._on_ready)
         if cfg.volumes:
@@ -201,18 +203,23 @@ class OneShotSAMWebApp:
             self.viewer._load_files_logic.volume_loaded(volumes[0])
             self.labels.fit_all()
 
-    def _load_page_files(self, paths: list[str]) -> None:
-        """Files given with the page's Load button: each one loaded or named in a message;
-        none when a DICOM file is another patient's (:mod:`OneShotSAMWeb.patients`)."""
-        status = self.run.status  # the page's message and error lines, until the next run
+    def _admit_page_files(self, paths: list[str]) -> bool:
+        """Before a page upload replaces the scene: another patient's DICOM files are
+        refused, the scene kept (:mod:`OneShotSAMWeb.patients`)."""
         try:
             self.server.state.osam_patient_warning = self.patients.admit(paths, from_page=True)
+            return True
         except OneShotError as exc:
-            status.error, status.message = str(exc), f"loaded 0 of {len(paths)} file(s)"
+            self.run.status.error = str(exc)
+            self.run.status.message = f"loaded 0 of {len(paths)} file(s)"
             self._push_status()
-            return
+            return False
+
+    def _load_page_files(self, paths: list[str]) -> None:
+        """Files given with the page's Load button: each one loaded or named in a message."""
         volumes, failed = read_volumes(self.slicer_app.io_manager, paths)
         self._show_loaded(volumes)
+        status = self.run.status  # the page's message and error lines, until the next run
         status.error = not_loaded_message(failed)
         status.message = f"loaded {len(volumes)} of {len(paths)} file(s)"
         self._push_status()

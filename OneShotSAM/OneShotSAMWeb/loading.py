@@ -9,7 +9,7 @@ gives is either loaded or named in the answer.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 
 def read_volumes(io_manager: Any, paths: list[str]) -> tuple[list[Any], list[str]]:
@@ -39,6 +39,30 @@ def read_volumes(io_manager: Any, paths: list[str]) -> tuple[list[Any], list[str
         if not got:
             failed.append(f"the DICOM files ({len(dicom)})")
     return volumes, failed
+
+
+def check_uploads_first(load_logic: Any, load_ui: Any, admit: Callable[[list[str]], bool]) -> None:
+    """Give the files of every page upload to ``admit`` BEFORE trame-slicer clears the
+    scene to load them: ``admit`` False (e.g. another patient's DICOM) leaves the scene,
+    the volumes already open and their annotation, as they were.
+
+    ``load_logic``: trame-slicer's ``LoadVolumeLogic`` (its ``_load_volume_files`` is
+    connected to ``load_ui.on_load_volume``, the page's Open Files / Open Directory)."""
+    from tempfile import TemporaryDirectory
+
+    from trame_slicer.utils import write_client_files_to_dir
+
+    load = load_logic._load_volume_files
+
+    def checked_load(files: list[dict]) -> None:
+        if files:
+            with TemporaryDirectory() as tmp:
+                if not admit(write_client_files_to_dir(files, tmp)):
+                    return
+        load(files)
+
+    load_ui.on_load_volume.disconnect(load)
+    load_ui.on_load_volume.connect(checked_load)  # a closure: the signal keeps it alive
 
 
 def _readable(nodes: list[Any]) -> list[Any]:

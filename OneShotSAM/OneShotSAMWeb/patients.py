@@ -58,7 +58,8 @@ class PatientGuard:
         if found and not self.allow_other_patient:
             raise OneShotError(
                 found[0] + (f" (and {len(found) - 1} more of another patient)" if len(found) > 1 else "")
-                + ": nothing was loaded. One patient per session: open this patient's series in "
+                + ": nothing was loaded (the volumes open are kept). One patient per session: "
+                "open this patient's series in "
                 f"another 'oneshotsam web', or, for research data only, start the app with {ALLOW_OPTION} "
                 "(recorded in the saved report)")
         self.inputs += new
