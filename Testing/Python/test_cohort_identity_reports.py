@@ -53,8 +53,8 @@ CASES = [
 
 @pytest.mark.parametrize("ids, allow, expected", CASES)
 def test_each_target_report_records_its_patient_check(planning, ids, allow, expected):  # noqa: F811
-    targets = [(visit, str(planning["root"] / visit) if visit == "followup" else _series_of(planning, visit, pid))
-               for visit, pid in ids.items()]
+    targets = [(visit, str(planning["root"] / visit) if visit == "followup"
+                else _series_of(planning, visit, pid)) for visit, pid in ids.items()]
     reports = _cohort(planning, targets, allow)
     for visit, (used, n_mismatches) in expected.items():
         rec = reports[visit]["patient_identity"]

@@ -40,10 +40,10 @@ def _series(folder: Path, patient_id: str) -> Path:
 def series(tmp_path_factory) -> dict[str, Path]:
     """Two series of patient A (reference and follow-up), one of patient B, one NRRD."""
     root = tmp_path_factory.mktemp("patients")
-    nii = root / "atlas.nrrd"
-    synthetic_volume(nii, (6, 16, 16))
+    nrrd = root / "atlas.nrrd"
+    synthetic_volume(nrrd, (6, 16, 16))
     return {"A": _series(root / "a_plan", "A"), "A2": _series(root / "a_followup", "A"),
-            "B": _series(root / "b", "B"), "nii": nii}
+            "B": _series(root / "b", "B"), "nrrd": nrrd}
 
 
 def _files(folder: Path) -> list[str]:
@@ -55,8 +55,8 @@ def _files(folder: Path) -> list[str]:
 CASES = [
     ([("cli", ["A"]), ("page", ["A2"])], False, ("A", 0)),
     ([("cli", ["A"]), ("page", ["B"])], True, ("A", 0)),
-    ([("cli", ["A", "A2"]), ("page", ["nii"])], False, ("A", 0)),
-    ([("cli", ["nii"]), ("page", ["A"]), ("page", ["B"])], True, ("A", 0)),
+    ([("cli", ["A", "A2"]), ("page", ["nrrd"])], False, ("A", 0)),
+    ([("cli", ["nrrd"]), ("page", ["A"]), ("page", ["B"])], True, ("A", 0)),
     ([("page", ["A", "B"])], True, (None, 0)),                     # one upload, two patients
     ([("page", ["B"]), ("cli", ["A"])], True, ("B", 0)),
 ]
@@ -153,7 +153,8 @@ def test_page_load_of_another_patient(tmp_path, series, allow):
                 assert rec["override_used"] is False and rec["mismatches"] == []
                 assert [e["identity"]["PatientID"] for e in rec["inputs"]] == ["A"]
                 return
-            assert page.inner_text("#osam-message").startswith("loaded 1 of"), page.inner_text("#osam-message")
+            msg = page.inner_text("#osam-message")
+            assert msg.startswith("loaded 1 of"), msg
             assert not page.locator("#osam-error").is_visible()
             warning = page.inner_text("#osam-patient-warning")
             assert warning.startswith("WARNING (--allow-other-patient)") and "'A' vs 'B'" in warning, warning
