@@ -122,15 +122,16 @@ def load_case(kind: str, name: str, split: str, paths: tuple) -> Case:
     return Case(kind, name, split, ref, truth, t_axis, lab, target)
 
 
-def _fork(session, case: Case, make: Callable[[], Any]):
-    """A second session in the state of ``session`` (a deep copy; when the session cannot
-    be copied, a fresh one that runs step 0 again)."""
+def _fork(session, case: Case, make: Callable[[], Any]) -> tuple[Any, str]:
+    """A second session in the state of ``session`` and how it was made: ``"copy"`` (a
+    deep copy) or, when the session cannot be copied, ``"second run"`` (a fresh one that
+    runs step 0 again)."""
     try:
-        return copy.deepcopy(session)
+        return copy.deepcopy(session), "copy"
     except Exception:  # noqa: BLE001 -- not copyable (native handles): run step 0 again
         s = make()
         s.run(case.start)
-        return s
+        return s, "second run"
 
 
 def _labels_now(case: Case, pred: np.ndarray, done: set[int]) -> np.ndarray:
@@ -249,7 +250,8 @@ def run_case(case: Case, cfg, engine: str, steps: int, method=None) -> dict[str,
     }
     orders: dict[str, Any] = {}
     for order in ORDERS:
-        sess = session if order == ORDERS[-1] else _fork(session, case, make)
+        sess, row["fork"] = (session, row.get("fork")) if order == ORDERS[-1] else \
+            _fork(session, case, make)
         orders[order] = run_order(case, sess, res0, order, steps, values, names)
     row["orders"] = orders
     row["peer"] = peer_curve(case, steps + 1, values, names)
