@@ -8,7 +8,7 @@ import pytest
 
 from oneshotsam.errors import OneShotError
 from oneshotsam.types import Volume
-from oneshotsam.volume.gaps import fuse_labels, plan_gaps
+from oneshotsam.volume.gaps import fuse_labels, fuse_many, plan_gaps
 from oneshotsam.volume.pipeline import PropagationConfig, SliceEvent, propagate
 from oneshotsam.volume.stoprule import StopRule, decide_label
 from volume_synth import BrightMethod, affine, ellipsoid, sample
@@ -98,15 +98,44 @@ def test_fuse_labels_one_side_empty() -> None:
     assert np.array_equal(fuse_labels(np.zeros_like(a), a, 0.9), a)
 
 
-def test_few_shot_slices_between_annotations_use_both() -> None:
+@pytest.mark.parametrize("weights, expect_rows", [
+    ([1.0, 0.0, 0.0], (2, 7)),      # one map only
+    ([0.5, 0.5, 0.0], (3, 8)),      # halfway between the first two
+    ([0.0, 0.0, 1.0], (6, 11)),     # the third
+    ([1.0, 1.0, 0.0], (3, 8)),      # weights are renormalised
+])
+def test_fuse_many_weights_signed_distances(weights, expect_rows) -> None:
+    maps = [np.zeros((14, 12), np.uint8) for _ in range(3)]
+    for m, r in zip(maps, (2, 4, 6)):
+        m[r:r + 5, 3:8] = 1
+    rows = np.nonzero(fuse_many(maps, weights).any(axis=1))[0]
+    assert (rows.min(), rows.max() + 1) == expect_rows
+
+
+def test_fuse_many_ignores_maps_without_the_label() -> None:
+    a = np.zeros((10, 10), np.uint8)
+    a[2:6, 2:6] = 1
+    assert np.array_equal(fuse_many([a, np.zeros_like(a)], [0.1, 0.9]), a)
+
+
+def test_few_shot_slices_between_annotations_use_both(monkeypatch) -> None:
+    from oneshotsam.volume import gaps
+
     vol, truth = _two_blobs()
-    m = BrightMethod()
-    res = propagate(vol, _annotate(vol, truth, [6, 11]), config=CFG, method=m)
+    res = propagate(vol, _annotate(vol, truth, [6, 11]), config=CFG, method=BrightMethod())
     per = {p["slice"]: p for p in res.report["targets"][0]["per_slice"]}
     for k in (7, 8, 9, 10):  # walked from 6 and from 11, fused by distance
         assert per[k]["source"] == [6, 11] and per[k]["disagreement"] == 0.0
+        assert per[k]["anchor_shape"] == gaps.ANCHOR_SHAPE
     assert per[12]["source"] == 11 and per[5]["source"] == 6
     assert per[7]["weight_lo"] == 0.8 and per[10]["weight_lo"] == 0.2
+    out = np.asarray(res.label_volumes[0].voxels)
+    # with the anchors' shape in the fusion: close to the (exact) walks, not equal
+    assert min(gaps.dice(out[k], truth[k]) for k in (7, 8, 9, 10)) > 0.85
+    np.testing.assert_array_equal(out[:7], truth[:7])
+    np.testing.assert_array_equal(out[11:], truth[11:])
+    monkeypatch.setattr(gaps, "ANCHOR_SHAPE", 0.0)  # the two walks alone: exact here
+    res = propagate(vol, _annotate(vol, truth, [6, 11]), config=CFG, method=BrightMethod())
     np.testing.assert_array_equal(np.asarray(res.label_volumes[0].voxels), truth)
 
 
