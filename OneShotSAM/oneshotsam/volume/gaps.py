@@ -175,8 +175,10 @@ def _fuse_one(gap: Gap, a: SliceOutcome, b: SliceOutcome, pos: np.ndarray,
     w_lo = d_hi / max(d_lo + d_hi, 1e-9)
     if anchors is not None and ANCHOR_SHAPE > 0:
         s = ANCHOR_SHAPE
-        labels = fuse_many([np.asarray(a.labels), np.asarray(b.labels),
-                            np.asarray(anchors[gap.lo].labels), np.asarray(anchors[gap.hi].labels)],
+        seen = np.union1d(np.unique(a.labels), np.unique(b.labels))  # absent from both walks:
+        shapes = [np.where(np.isin(anchors[k].labels, seen), anchors[k].labels, 0)  # stays absent
+                  for k in (gap.lo, gap.hi)]
+        labels = fuse_many([np.asarray(a.labels), np.asarray(b.labels), *shapes],
                            [(1 - s) * w_lo, (1 - s) * (1 - w_lo), s * w_lo, s * (1 - w_lo)])
     else:
         labels = fuse_labels(np.asarray(a.labels), np.asarray(b.labels), w_lo)
