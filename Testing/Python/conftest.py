@@ -47,6 +47,33 @@ def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
                                     f"with -p randomly --randomly-seed={seed}")
 
 
+#: pytest's exit status, kept for :func:`pytest_unconfigure`
+_EXIT_STATUS: list[int] = []
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    _EXIT_STATUS.append(int(exitstatus))
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """End the test process with pytest's own status once everything is reported.
+
+    In 2 of 4 whole-suite runs (VTK/MRML, ITK, SimpleITK, torch and Ray loaded in one
+    process) glibc aborted the interpreter's finalisation AFTER the summary ("corrupted
+    double-linked list", exit 134), turning a green run red; each half of the suite alone
+    finished cleanly (NOTES.md). Every fixture has already torn down what it started
+    (Ray clusters, servers, scenes, files) by now. ``ONESHOTSAM_TEST_FINALIZE=1`` keeps
+    the normal finalisation, to reproduce it.
+    """
+    if _EXIT_STATUS and os.environ.get("ONESHOTSAM_TEST_FINALIZE") != "1":
+        import sys
+
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(_EXIT_STATUS[-1])
+
+
 @pytest.fixture(autouse=True)
 def _process_state_kept():
     """Every test leaves the process locale and working folder as it found them (a
