@@ -9,9 +9,6 @@ both sides use the same random tiny weights, so equal numbers mean equal steps.
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import numpy as np
 import pytest
 
@@ -24,27 +21,7 @@ from oneshotsam.methods.p2sam import P2SAM, P2SAMConfig  # noqa: E402
 from oneshotsam.methods.persam import target_guided_attention  # noqa: E402
 from oneshotsam.types import Image2D  # noqa: E402
 
-GOLDEN = Path(__file__).parent / "golden"
-
-
-def _load(name):
-    return json.loads((GOLDEN / name).read_text())["cases"]
-
-
-def disc(hw, cy, cx, r):
-    yy, xx = np.mgrid[:hw[0], :hw[1]]
-    return (yy - cy) ** 2 + (xx - cx) ** 2 <= r * r
-
-
-def textured(hw, seed, blobs=()):
-    """The fixtures' grey test image as (H, W, 3) uint8 (noise, then discs of given grey)."""
-    rng = np.random.default_rng(seed)
-    img = np.full(hw, 60.0) + rng.normal(0, 8, hw)
-    for (cy, cx, r, v) in blobs:
-        d = disc(hw, cy, cx, r)
-        img[d] = v + rng.normal(0, 5, int(d.sum()))
-    img = np.clip(img, 0, 255).astype(np.uint8)
-    return np.repeat(img[..., None], 3, axis=2)
+from golden_images import disc, load_cases as _load, textured_rgb as textured  # noqa: E402
 
 
 def _image2d(rgb):

@@ -29,9 +29,6 @@ instead of at image resolution moves them by 3e-5 to 1.6e-3 on these cases
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import numpy as np
 import pytest
 
@@ -43,26 +40,7 @@ from oneshotsam.methods.p2sam import P2SAM, P2SAMConfig  # noqa: E402
 from oneshotsam.methods.persam import PerSAM  # noqa: E402
 from oneshotsam.types import Image2D  # noqa: E402
 
-GOLDEN = Path(__file__).parent / "golden"
-
-
-def _load(name):
-    return json.loads((GOLDEN / name).read_text())["cases"]
-
-
-def disc(hw, cy, cx, r):
-    yy, xx = np.mgrid[:hw[0], :hw[1]]
-    return (yy - cy) ** 2 + (xx - cx) ** 2 <= r * r
-
-
-def textured(hw, seed, blobs=()):
-    """(H, W) grey uint8: noise, then discs (cy, cx, r, grey) (test_golden_authors)."""
-    rng = np.random.default_rng(seed)
-    img = np.full(hw, 60.0) + rng.normal(0, 8, hw)
-    for (cy, cx, r, v) in blobs:
-        d = disc(hw, cy, cx, r)
-        img[d] = v + rng.normal(0, 5, int(d.sum()))
-    return np.clip(img, 0, 255).astype(np.uint8)
+from golden_images import disc, load_cases as _load, textured_grey as textured  # noqa: E402
 
 
 def _images(spec):

@@ -20,17 +20,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from web_harness import (CHROMIUM, REPO, SHAPE_KJI, TINY, PageWatch, Server, axial_box,
-                         free_port, launch_chromium, rows as _rows, save as _save, shot, stroke as _stroke,
-                         synthetic_volume, views_ready as _views_ready, wait_http as _wait_http,
-                         wait_message as _wait_message)
+from web_harness import (PageWatch, REPO, Server, SHAPE_KJI, TINY, axial_box, free_port,
+                         launch_chromium, require_browser, rows as _rows, save as _save, shot,
+                         stroke as _stroke, synthetic_volume, views_ready as _views_ready,
+                         wait_http as _wait_http, wait_message as _wait_message)
 
-pytest.importorskip("trame_slicer")
-pytest.importorskip("slicer_layer_dm", reason="slicer-layer-dm (trame-slicer's MRML layer) "
-                    "is installed by the README setup command")
-pytest.importorskip("playwright")
-if not Path(CHROMIUM).exists():
-    pytest.skip("Debian's chromium is not installed (apt-get install chromium)", allow_module_level=True)
+require_browser()
 
 CLICK_GAP_MS = 150  # between two timed clicks
 

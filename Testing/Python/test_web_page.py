@@ -17,15 +17,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from web_harness import (CHROMIUM, TINY, PageWatch, Server, axial_box, free_port, launch_chromium,
-                         save, shot, stroke, synthetic_volume, view_boxes, views_ready, wait_http)
+from web_harness import (PageWatch, Server, TINY, axial_box, free_port, launch_chromium,
+                         require_browser, save, shot, stroke, synthetic_volume, view_boxes,
+                         views_ready, wait_http)
 
-pytest.importorskip("trame_slicer")
-pytest.importorskip("slicer_layer_dm", reason="slicer-layer-dm (trame-slicer's MRML layer) "
-                    "is installed by the README setup command")
-pytest.importorskip("playwright")
-if not Path(CHROMIUM).exists():
-    pytest.skip("Debian's chromium is not installed (apt-get install chromium)", allow_module_level=True)
+require_browser()
 
 #: an elongated volume (96 x 40 mm in the axial plane, 24 slices), unit spacing like ACDC
 LONG_KJI = (24, 40, 96)

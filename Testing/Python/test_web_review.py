@@ -18,17 +18,12 @@ import json
 from pathlib import Path
 
 import numpy as np
-import pytest
 
-from web_harness import (CHROMIUM, SHAPE_KJI, TINY, PageWatch, Server, free_port, launch_chromium, paint_blob,
-                         rows, save, shot, stroke, synthetic_volume, views_ready, wait_http, wait_message)
+from web_harness import (PageWatch, Server, SHAPE_KJI, TINY, free_port, launch_chromium,
+                         paint_blob, require_browser, rows, save, shot, stroke, synthetic_volume,
+                         views_ready, wait_http, wait_message)
 
-pytest.importorskip("trame_slicer")
-pytest.importorskip("slicer_layer_dm", reason="slicer-layer-dm (trame-slicer's MRML layer) "
-                    "is installed by the README setup command")
-pytest.importorskip("playwright")
-if not Path(CHROMIUM).exists():
-    pytest.skip("Debian's chromium is not installed (apt-get install chromium)", allow_module_level=True)
+require_browser()
 
 RECORD_JS = """() => { window.__osamLog = [];
   const note = () => {

@@ -19,6 +19,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import numpy as np
+import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 MODULE_DIR = REPO / "OneShotSAM"
@@ -33,6 +34,18 @@ TINY = ["--set", "steps=48", "--set", "resolution=32", "--set", "batch=4", "--se
 SHAPE_KJI = (16, 48, 48)
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]", "::1")
 
+
+
+def require_browser() -> None:
+    """Skip the calling test module where the browser app's stack (trame-slicer, its MRML
+    layer, Playwright) or Debian's Chromium is missing, saying what to install."""
+    pytest.importorskip("trame_slicer")
+    pytest.importorskip("slicer_layer_dm", reason="slicer-layer-dm (trame-slicer's MRML layer) "
+                        "is installed by the README setup command")
+    pytest.importorskip("playwright")
+    if not Path(CHROMIUM).exists():
+        pytest.skip("Debian's chromium is not installed (apt-get install chromium)",
+                    allow_module_level=True)
 
 def free_port() -> int:
     with socket.socket() as s:
