@@ -254,6 +254,8 @@ class RunController:
         self._on_change()
 
     def _finish(self, out: RunOutcome | None, error: str) -> None:
+        if self._push_handle is not None:  # the page has not seen the last progress yet
+            self._push()
         self.status.running = False
         self.status.eta = ""
         if out is not None and not out.cancelled:

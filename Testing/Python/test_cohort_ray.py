@@ -29,13 +29,16 @@ def local_ray(tmp_path_factory):
     (``~/.ray/auth_token``) does not outlive the module."""
     from ray._raylet import AuthenticationTokenLoader
 
-    from oneshotsam.cohort.raylink import auth_mode_kept
+    from oneshotsam.cohort.raylink import _set_auth_mode, auth_mode_kept
 
     home_before = os.environ.get("HOME")
     os.environ["HOME"] = str(tmp_path_factory.mktemp("home"))
     AuthenticationTokenLoader.instance().reset_cache()  # read the token of this HOME
     try:
         with auth_mode_kept():
+            # a token mode left in the environment (another test's Ray, the user's shell)
+            # would make Ray look for a token in the new HOME and abort its GCS
+            _set_auth_mode(None)
             yield from _started_ray()
     finally:
         if home_before is None:

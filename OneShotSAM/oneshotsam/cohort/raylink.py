@@ -215,6 +215,11 @@ def init_local(ray: Any, workers: int, kw: dict[str, Any]) -> None:
         AuthenticationTokenLoader.instance().reset_cache()
     except (ImportError, AttributeError):
         pass
+    if os.environ.get(AUTH_MODE_ENV, "").strip().lower() == "token" and find_token() is None:
+        # token mode with no token anywhere: Ray's GCS aborts ("couldn't find an authentication
+        # token") and ray.init times out; a private cluster makes its own token when the mode
+        # is left to Ray (the caller's auth_mode_kept puts the variable back afterwards)
+        _set_auth_mode(None)
     # worker_niceness 0: workers run at this command's priority (Ray's default, +15,
     # starves them on a shared machine; run the command under `nice` to be polite)
     ray.init(address="local", num_cpus=int(workers), include_dashboard=False,
