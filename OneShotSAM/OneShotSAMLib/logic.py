@@ -54,64 +54,12 @@ from OneShotSAMLib import parameters as P
 from OneShotSAMLib import planning
 from OneShotSAMLib.messages import for_slicer
 from OneShotSAMLib.mrml_bridge import SliceWriter, labels_from_segments, plane_hash, volume_from_node
+from OneShotSAMLib.outcome import RunOutcome, SliceRow
 from OneShotSAMLib.progress import ProgressClock, ProgressMethod, ProgressRelay
 from OneShotSAMLib.review import Output, plan_update, update_session
 from OneShotSAMLib.undo import UndoSnapshot
 
 __all__ = ["OneShotSAMLogic", "SliceRow", "RunOutcome", "ProgressClock"]
-
-
-def propagation_config(s: P.RunSettings, reference_slices: Any = None, fixed_slices: Any = ()) -> Any:
-    """The engine configuration of run settings ``s`` (every propagation setting of the
-    parameter node), built by the one settings layer :mod:`oneshotsam.settings`.
-
-    Raises OneShotError for a bad value (the same message the command line gives)."""
-    from oneshotsam.settings import propagation_config_from_text
-
-    text = {**s.propagation, "Window": s.window or "", "Align": "true" if s.align else "false"}
-    return propagation_config_from_text(
-        text, method=s.method, overrides=dict(sorted(s.method_overrides.items())),
-        backend=s.backend, checkpoint=s.checkpoint, preset=s.preset, device=s.device,
-        values={"axis": s.axis, "reference_slices": reference_slices,
-                "fixed_slices": fixed_slices})
-
-
-@dataclass
-class SliceRow:
-    """One written slice for the review table (sorted lowest confidence first).
-
-    ``volume_node_id`` is the target's ID in ITS scene (a sequence item's ID is
-    one of the sequence's internal scene): show a row with
-    :meth:`OneShotSAMLogic.locate_row`, never by looking the ID up.
-    """
-
-    target_name: str
-    volume_node_id: str
-    output_index: int
-    array_axis: int
-    slice_index: int
-    confidence: float
-    flagged: bool
-    sequence_node_id: str | None = None
-    sequence_item: int | None = None
-
-
-@dataclass
-class RunOutcome:
-    """What a run did.
-
-    Attributes:
-        rows: written slices, lowest confidence first.
-        cancelled: the progress callback asked to stop (finished slices kept).
-        output_segmentation_ids: MRML IDs of the segmentations written into.
-        report: the engine's JSON report plus the Logic's timings.
-    """
-
-    rows: list[SliceRow]
-    cancelled: bool
-    output_segmentation_ids: list[str]
-    report: dict[str, Any] = field(default_factory=dict)
-    seconds: float = 0.0
 
 
 @dataclass
@@ -229,7 +177,7 @@ class OneShotSAMLogic:
         from oneshotsam.integrity import check_image_values
 
         s = P.read_settings(node)
-        propagation_config(s)  # every setting checked before anything is touched
+        P.propagation_config(s)  # every setting checked before anything is touched
         record = P.read_run_record(node) if update else {}
         if update and not record:
             raise OneShotError("nothing to update: run the propagation first, edit slices, "
@@ -330,7 +278,7 @@ class OneShotSAMLogic:
         wrapped = ProgressMethod(method, relay) if method is not None else None
 
         def config(reference_slices: Any, fixed_slices: Any) -> Any:
-            cfg = propagation_config(s, reference_slices, fixed_slices)
+            cfg = P.propagation_config(s, reference_slices, fixed_slices)
             return dataclasses.replace(cfg, checkpoint=self._method_checkpoint(s))
 
         reports: list[dict] = []

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from oneshotsam.errors import OneShotError
-from oneshotsam.settings import AXES, PROPAGATION_SETTINGS, method_names
+from oneshotsam.settings import AXES, PROPAGATION_SETTINGS, method_names, propagation_config_from_text
 
 MODULE_NAME = "OneShotSAM"
 TARGET_MODES = ("self", "volumes", "sequence")
@@ -221,3 +221,16 @@ def set_reference_source(node: Any, source: str) -> None:
         raise OneShotError(f"unknown reference slice source {source!r}; choose "
                            f"{' or '.join(REFERENCE_SOURCES)}")
     node.SetParameter("ReferenceSliceSource", source)
+
+
+def propagation_config(s: RunSettings, reference_slices: Any = None, fixed_slices: Any = ()) -> Any:
+    """The engine configuration of run settings ``s`` (every propagation setting of the
+    parameter node), built by the one settings layer :mod:`oneshotsam.settings`.
+
+    Raises OneShotError for a bad value (the same message the command line gives)."""
+    text = {**s.propagation, "Window": s.window or "", "Align": "true" if s.align else "false"}
+    return propagation_config_from_text(
+        text, method=s.method, overrides=dict(sorted(s.method_overrides.items())),
+        backend=s.backend, checkpoint=s.checkpoint, preset=s.preset, device=s.device,
+        values={"axis": s.axis, "reference_slices": reference_slices,
+                "fixed_slices": fixed_slices})

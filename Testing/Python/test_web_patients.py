@@ -148,7 +148,7 @@ def test_page_load_of_another_patient(tmp_path, series, allow):
                 assert "--allow-other-patient" in err and "nothing was loaded" in err, err
                 assert page.inner_text("#osam-message").startswith("loaded 0 of")
                 assert not page.locator("#osam-patient-warning").is_visible()
-                save(page, 1)  # patient A's volume is still open (the scene was not cleared)
+                save(page, 1)  # the first patient's volume is still open (the scene was not cleared)
                 rec = json.loads((out / "report.json").read_text(encoding="utf-8"))["patient_identity"]
                 assert rec["override_used"] is False and rec["mismatches"] == []
                 assert [e["identity"]["PatientID"] for e in rec["inputs"]] == ["A"]
