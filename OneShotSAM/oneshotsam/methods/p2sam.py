@@ -166,13 +166,9 @@ class P2SAM:
                     **overrides: Any) -> P2SAM:
         """Build from preset ``preset`` of ``presets/p2sam.json`` (None = the method's
         default) with ``overrides`` on top (:func:`oneshotsam.presets.resolve_settings`)."""
-        from oneshotsam.presets import config_from_preset, default_preset
+        from oneshotsam.presets import method_from_preset
 
-        name = preset or default_preset("p2sam", device)
-        config, settings = config_from_preset(P2SAMConfig, "p2sam", name, **overrides)
-        method = cls(backend, config)
-        method.settings = settings
-        return method
+        return method_from_preset(cls, P2SAMConfig, "p2sam", preset, backend, device, overrides)
 
     # -- reference ----------------------------------------------------------------
     def prepare_reference(self, ref: EncodedImage, reference_labels: np.ndarray,

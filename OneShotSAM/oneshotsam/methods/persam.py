@@ -252,13 +252,9 @@ class PerSAM:
                     **overrides: Any) -> PerSAM:
         """Build from preset ``preset`` of ``presets/persam.json`` (None = the method's
         default) with ``overrides`` on top (:func:`oneshotsam.presets.resolve_settings`)."""
-        from oneshotsam.presets import config_from_preset, default_preset
+        from oneshotsam.presets import method_from_preset
 
-        name = preset or default_preset("persam", device)
-        config, settings = config_from_preset(PerSAMConfig, "persam", name, **overrides)
-        method = cls(backend, config)
-        method.settings = settings
-        return method
+        return method_from_preset(cls, PerSAMConfig, "persam", preset, backend, device, overrides)
 
     def segment(self, reference: Image2D, reference_labels: np.ndarray,
                 targets: Sequence[Image2D], progress: ProgressFn = no_progress) -> RunResult:

@@ -141,13 +141,9 @@ class PerSAMF:
                     **overrides: Any) -> PerSAMF:
         """Build from preset ``preset`` of ``presets/persam-f.json`` (None = the method's
         default) with ``overrides`` on top (:func:`oneshotsam.presets.resolve_settings`)."""
-        from oneshotsam.presets import config_from_preset, default_preset
+        from oneshotsam.presets import method_from_preset
 
-        name = preset or default_preset("persam-f", device)
-        config, settings = config_from_preset(PerSAMFConfig, "persam-f", name, **overrides)
-        method = cls(backend, config)
-        method.settings = settings
-        return method
+        return method_from_preset(cls, PerSAMFConfig, "persam-f", preset, backend, device, overrides)
 
     def prepare(self, ref: EncodedImage, lab: np.ndarray, value: int) -> _Prior:
         """Prototype, reference point and trained mask weights of one label value."""

@@ -30,7 +30,7 @@ from oneshotsam.errors import OneShotError
 
 __all__ = ["load_preset", "list_presets", "available_methods", "default_preset",
            "DEFAULT_PRESETS", "AUTO", "resolve_settings", "ResolvedSettings",
-           "check_user_settings", "config_from_preset"]
+           "check_user_settings", "config_from_preset", "method_from_preset"]
 
 #: preset name meaning "chosen per run from the situation" (``medpersam-warp``)
 AUTO = "auto"
@@ -217,3 +217,16 @@ def config_from_preset(config_cls: type, method: str, name: str,
     fields = {f.name for f in dataclasses.fields(config_cls)}
     settings = resolve_settings(method, name, known=fields, user=overrides, check=(config_cls,))
     return config_cls(**{k: _tuples(v) for k, v in settings.values.items()}), settings
+
+
+def method_from_preset(cls: type, config_cls: type, method: str, preset: str | None,
+                       backend: Any, device: str, overrides: dict[str, Any]) -> Any:
+    """``cls(backend, config)`` of preset ``preset`` (None = the method's default for
+    ``device``) with ``overrides`` on top, its ``settings`` set to the resolved record:
+    the ``from_preset`` of every SAM method."""
+    name = preset or default_preset(method, device)
+    config, settings = config_from_preset(config_cls, method, name, **overrides)
+    built = cls(backend, config)
+    built.settings = settings
+    return built
+
