@@ -21,6 +21,7 @@ it with the alignment transform (reference LPS -> target LPS). Numpy at import t
 
 from __future__ import annotations
 
+import math
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -28,6 +29,7 @@ import numpy as np
 from oneshotsam.types import Volume
 from oneshotsam.volume.chain import SliceOutcome
 from oneshotsam.volume.stoprule import (StopRule, contour_end_trims, decide_label, followup_review,
+                                        followup_flagged, followup_risk, followup_stake,
                                         review_flag)
 from oneshotsam.volume.types import SliceEvent
 
@@ -104,24 +106,64 @@ def trim_contour_ends(outcomes: dict[int, SliceOutcome], ref_labels_by_slice: di
 
 def review_followup(outcomes: dict[int, SliceOutcome], ref_labels_by_slice: dict[int, np.ndarray],
                     rule: StopRule) -> None:
-    """Re-flag the cross-visit seeds of a planning contour's follow-up with
-    :func:`followup_review` (slices where a label was removed keep their flag)."""
-    areas, conf = {}, {}
+    """Score the cross-visit seeds of a planning contour's follow-up: ``confidence`` =
+    1 - :func:`followup_risk`, ``info["evidence"]`` with the ``expected_wrong_px`` the
+    review queue ranks by (risk times :func:`followup_stake`), ``flagged`` by
+    :func:`followup_flagged`; a flagged slice's ``info["review"]`` says why (with
+    :func:`followup_review`'s area reason or the contour-end trim, when there is one)."""
+    areas, conf, scored = {}, {}, {}
     for k, o in outcomes.items():
         if o.info.get("kind") != "cross-visit" or k not in ref_labels_by_slice:
             continue
-        if any("stop" in d for d in o.info.get("labels", {}).values()):
-            continue
         ref = ref_labels_by_slice[k]
-        areas[k] = {int(v): (float((o.labels == v).sum()), float((ref == v).sum()))
-                    for v in np.unique(ref) if v}
-        conf[k] = o.confidence
+        a = {int(v): (float((o.labels == v).sum()), float((ref == v).sum())) for v in np.unique(ref) if v}
+        o.info.setdefault("method_confidence", round(float(o.confidence), 4))
+        scored[k] = a
+        if not any("stop" in d for d in o.info.get("labels", {}).values()):
+            areas[k], conf[k] = a, float(o.info["method_confidence"])
     for k, (flag, why) in followup_review(rule, conf, areas).items():
         o = outcomes[k]
-        o.flagged = flag
         o.info.pop("review", None)
         if why:
             o.info["review"] = why
+    _score_followup(outcomes, scored, sorted(ref_labels_by_slice))
+
+
+def _score_followup(outcomes: dict[int, SliceOutcome], areas: dict[int, dict[int, tuple[float, float]]],
+                    ref_slices: list[int]) -> None:
+    """Confidence and evidence of the scored cross-visit seeds (:func:`review_followup`)."""
+    ratios: dict[int, list[float]] = {}
+    for a in areas.values():
+        for v, (f, ref) in a.items():
+            if f > 0 and ref > 0:
+                ratios.setdefault(v, []).append(f / ref)
+    median = {v: float(np.median(r)) for v, r in ratios.items()}
+    largest = max([float(np.count_nonzero(outcomes[k].labels)) for k in areas] + [1.0])
+    for k, a in areas.items():
+        o = outcomes[k]
+        drawn = float(np.count_nonzero(o.labels))
+        dev = max([abs(math.log(f / ref / median[v])) for v, (f, ref) in a.items()
+                   if f > 0 and ref > 0 and median.get(v, 0) > 0] or [0.0])
+        fits = [float(d["fit"]) for d in o.info.get("labels", {}).values()
+                if d.get("present") and "fit" in d]
+        fit = min(fits) if fits else 1.0
+        risk = followup_risk(fit, float(o.info["method_confidence"]), dev, drawn / largest)
+        from_end = min(k - ref_slices[0], ref_slices[-1] - k)
+        stake = followup_stake(drawn, from_end)
+        o.info["evidence"] = {"fit": round(fit, 4), "similarity": o.info["method_confidence"],
+                              "deviation": round(dev, 4), "size": round(drawn / largest, 4),
+                              "from_end": int(from_end),
+                              "expected_wrong_px": round(risk * stake, 2)}
+        o.confidence = float(1.0 - risk)
+    most = max([o.info["evidence"]["expected_wrong_px"] for k, o in outcomes.items() if k in areas]
+               or [0.0])
+    for k in areas:
+        o = outcomes[k]
+        o.flagged = followup_flagged(1.0 - o.confidence, o.info["evidence"]["expected_wrong_px"], most)
+        why = o.info.pop("review", "")
+        if o.flagged:
+            o.info["review"] = "; ".join(x for x in (f"likely wrong (confidence {o.confidence:.2f})",
+                                                     why) if x)
 
 
 def fov_slices(target: Volume, reference: Volume, transform, array_axis: int) -> list[int]:

@@ -55,6 +55,7 @@ class PropagationSession:
         self.ctx: JobContext | None = None
         self.states: list[JobState] = []
         self._refs: dict[int, set[int]] = {}  # Updates without a kept state: references per job
+        self._followups: dict[int, dict[str, Any]] = {}  # per follow-up: first labels, edits
 
     def run(self, reference_labels: Volume, progress: ProgressFn = no_progress,
             on_slice: Callable[[SliceEvent], None] | None = None) -> PropagationResult:
@@ -66,7 +67,7 @@ class PropagationSession:
         res = pipeline.propagate(self.reference, reference_labels, self.targets, self.config,
                                  progress, on_slice, self.method)
         self.ctx, self.states = res.state if res.state is not None else (None, [])
-        self._refs = {}
+        self._refs, self._followups = {}, {}
         self.result = res
         return res
 
@@ -104,6 +105,8 @@ class PropagationSession:
         changed |= cleared
         todo = gaps_touching(plan_gaps(self.ctx.sg.n_slices, list(state.anchors),
                                        min(state.in_fov), max(state.in_fov)), changed)
+        if state.followup and self.ctx.dense and not self.ctx.cfg.extend_beyond_contour:
+            todo = []  # beyond a planning contour stays empty, as the first run left it
         recomputed = sorted({k for g in todo for k in g.indices} | cleared)
         steps = sum(len(g.indices) * (2 if g.lo is not None and g.hi is not None else 1) for g in todo)
         ctx = dataclasses.replace(self.ctx, progress=JobProgress(progress, max(steps, 1)),
@@ -116,17 +119,44 @@ class PropagationSession:
         before = self.result.label_volumes[ti]
         state.report = copy.deepcopy(state.report)  # the previous result keeps its report
         vol, rep, _ = finish_job(dataclasses.replace(ctx, on_slice=None), state, cancelled, t0)
+        refined: set[int] = set()
         if state.followup:
-            vol = _compose_followup(ctx, state, before, vol, edits, set(recomputed) | set(proc))
+            touched = set(recomputed) | set(proc)
+            vol = _compose_followup(ctx, state, before, vol, edits, touched)
+            vol, refined = self._refine_followup(ctx, state, before, vol, edits, touched)
             if on_slice is not None:
-                _emit_followup(ctx, state, vol, set(recomputed) | set(proc), on_slice)
+                _emit_followup(ctx, state, vol, touched | _processing_of(ctx, state, refined),
+                               on_slice)
         rep["update"] = {"corrected_slices": sorted(edits.corrected), "erased_slices": sorted(edits.erased),
                          "approved_slices": sorted(edits.approved),
-                         "recomputed_slices": recomputed, "seconds": elapsed(t0)}
+                         "recomputed_slices": recomputed, "seconds": elapsed(t0),
+                         **({"refined_slices": sorted(refined)} if state.followup else {})}
         rep["anchors"] = {str(k): o.info.get("kind", "seed") for k, o in sorted(state.anchors.items())}
         self.result = _replace_job(self.result, ti, vol, rep, cancelled)
         return self.result
 
+    def _refine_followup(self, ctx: JobContext, state: JobState, before: Volume, vol: Volume,
+                         edits: "_Edits", touched: set[int]) -> tuple[Volume, set[int]]:
+        """What the follow-up's corrections say about its other slices
+        (:func:`oneshotsam.volume.followup_update.label_ends_rule`, from the first run's
+        labels and every edit so far); returns the labels and the target slices changed."""
+        from oneshotsam.geometry import slice_geometry
+        from oneshotsam.volume.followup_update import label_ends_rule
+
+        memo = getattr(self, "_followups", None)
+        if memo is None:
+            memo = self._followups = {}
+        tsg = slice_geometry(state.target, ctx.cfg.axis)
+        m = memo.setdefault(state.index, {"base": np.asarray(before.voxels), "edited": {},
+                                          "frozen": set()})
+        proc_of_t = _processing_slice_of_target(ctx, state, tsg)
+        for kind, ks in (("approved", edits.approved), ("corrected", edits.corrected),
+                         ("erased", edits.erased)):
+            m["edited"].update({int(k): kind for k in ks})
+        m["frozen"] |= {s for s in range(tsg.n_slices) if proc_of_t[s] in touched}
+        out, changed = label_ends_rule(m["base"], np.asarray(vol.voxels), tsg.array_axis,
+                                       m["edited"], m["frozen"] - set(m["edited"]))
+        return Volume(out, vol.ijk_to_lps, vol.name, dict(vol.meta)), changed
 
     def _rerun(self, labels: Volume, corrected: Sequence[int], erased: Sequence[int],
                approved: Sequence[int], target_index: int | None, progress: ProgressFn,
@@ -315,6 +345,12 @@ def _processing_slice_of_target(ctx: JobContext, state: JobState, tsg) -> list[i
     ref_pts = state.align.target_to_reference_points(ijk_to_lps_points(state.target, centres))
     ref_k = lps_to_ijk_points(ctx.reference, ref_pts)[:, 2 - ctx.sg.array_axis]
     return [int(np.clip(np.rint(x), 0, ctx.sg.n_slices - 1)) for x in ref_k]
+
+
+def _processing_of(ctx: JobContext, state: JobState, target_slices: set[int]) -> set[int]:
+    """The processing slices at the positions of ``target_slices`` of the follow-up."""
+    t_of_p = _target_slice_of(ctx, state)
+    return {k for k in state.in_fov if t_of_p[k] in target_slices}
 
 
 def _emit_followup(ctx: JobContext, state: JobState, vol: Volume, touched: set[int],
