@@ -239,6 +239,9 @@ def test_a_correction_beyond_the_gap_recovers_the_second_ball(order):
     assert (out["noc90"], out["reached90"]) == loop.noc(out["dice"], 0.90)
     assert out["not_kept"] == 0 and out["erased"][0] is False and len(out["dice"]) == 3
     assert len(out["update_wall"]) == len(out["erased"]) == sum(k is not None for k in out["slices"])
+    # after each Update: [slices predicted beyond the structure, of them flagged]; the
+    # propagation never runs past the two balls here
+    assert out["beyond_after"] == [[0, 0]] * len(out["update_wall"])
 
 
 def test_one_case_through_both_orders_the_peer_and_the_printed_tables():
@@ -257,6 +260,7 @@ def test_one_case_through_both_orders_the_peer_and_the_printed_tables():
     assert summary["la"]["cases"] == 1 and summary["la"]["queue"]["not_kept"] == 0
     text = format_corrections({"rows": [row], "summary": summary, "steps": 2, "update_engine": "rerun"})
     assert "two" in text and "Fill between slices" in text
+    assert "after the Updates 0 slices predicted beyond the structure, 0 flagged" in text
     figures = {b[0]: b for b in bars(summary, 2)}
     assert figures["LA queue order, mean Dice after 4 corrections >= 0.9"][2] == "-"  # K = 2 only
 

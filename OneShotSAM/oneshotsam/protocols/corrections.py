@@ -155,7 +155,8 @@ def run_order(case: Case, session, res0, order: str, steps: int, values, names) 
     done: set[int] = set() if followup else {row_start(case)}
     dices = [score(pred, case.truth, values, names)["mean"]]
     out: dict[str, Any] = {"slices": [], "erased": [], "update_wall": [], "update_cpu": [],
-                           "first_flag_wrong": [], "not_kept": 0, "update_kind": "update"}
+                           "first_flag_wrong": [], "not_kept": 0, "update_kind": "update",
+                           "beyond_after": []}
     res = res0
     for _ in range(steps):
         records, queue = records_of(res.report, ti), queue_of(res.report, ti)
@@ -183,11 +184,19 @@ def run_order(case: Case, session, res0, order: str, steps: int, values, names) 
         out["update_wall"].append(round(c.wall, 3))
         out["update_cpu"].append(round(c.cpu, 3))
         dices.append(score(pred, case.truth, values, names)["mean"])
+        out["beyond_after"].append(_beyond_flags(pred, case, records_of(res.report, ti)))
     out["dice"] = dices
     for t in (0.85, 0.90):
         n, reached = loop.noc(dices, t)
         out[f"noc{int(t * 100)}"], out[f"reached{int(t * 100)}"] = n, reached
     return out
+
+
+def _beyond_flags(pred: np.ndarray, case: Case, records) -> list[int]:
+    """``[slices predicted beyond the structure, how many of them are flagged]`` after an
+    Update (the review must keep flagging an overrun, not only at step 0)."""
+    beyond = loop.beyond_structure(pred, case.truth, case.axis)
+    return [len(beyond), sum(1 for k in beyond if records.get(k, (1.0, False))[1])]
 
 
 def _update(session, res, vol, k: int, erased: bool, target_index: int | None, out: dict):

@@ -55,6 +55,8 @@ def summarise_kind(rows: list[dict[str, Any]], steps: int) -> dict[str, Any]:
             "not_kept": sum(x["not_kept"] for x in o),
             "corrections": sum(len(x["erased"]) for x in o),
             "erasures": sum(sum(x["erased"]) for x in o),
+            "beyond_after": [sum(b[0] for x in o for b in x.get("beyond_after", [])),
+                             sum(b[1] for x in o for b in x.get("beyond_after", []))],
         }
     s["peer"] = [_msw([r["peer"]["dice"][n] for r in rows]) for n in range(steps + 1)]
     s["queue_minus_peer"] = [_msw([r["orders"]["queue"]["dice"][j] - r["peer"]["dice"][j] for r in rows])
@@ -166,7 +168,8 @@ def format_corrections(result: dict[str, Any]) -> str:
                          f"{fmt(x['update_wall_median'], 2)} s wall, {fmt(x['update_cpu_median'], 2)} "
                          f"s CPU; {x['erasures']} of {x['corrections']} corrections erased a "
                          f"slice; {x['drops']} steps lowered the Dice; {x['not_kept']} corrections "
-                         "not kept exactly")
+                         f"not kept exactly; after the Updates {x['beyond_after'][0]} slices "
+                         f"predicted beyond the structure, {x['beyond_after'][1]} flagged")
         f = s["first_flag"]
         lines.append(f"  first run {fmt(s['first_run_wall_mean'], 1)} s wall, "
                      f"{fmt(s['first_run_cpu_mean'], 1)} s CPU (mean); first-flag precision "
