@@ -1,0 +1,164 @@
+"""A planning contour's follow-up: its per-slice risk, flags and review queue, and what an
+Update does with a correction there (a label the correction left out ends there; every
+other slice keeps its voxels; nothing is walked beyond the contour)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from oneshotsam.types import Volume
+from oneshotsam.volume.chain import SliceOutcome
+from oneshotsam.volume.followup import review_followup
+from oneshotsam.volume.followup_update import ended_labels, label_ends, label_ends_rule
+from oneshotsam.volume.session import PropagationSession
+from oneshotsam.volume.stoprule import (FOLLOWUP_FLAG_RISK, StopRule, followup_flagged,
+                                        followup_risk, followup_stake)
+from oneshotsam.volume.types import PropagationConfig
+from volume_synth import BrightMethod, affine
+
+P = np.array([[1, 1, 2, 2, 3]])
+
+
+@pytest.mark.parametrize("truth,ended", [
+    ([[1, 1, 2, 2, 3]], set()),          # nothing left out
+    ([[1, 1, 0, 0, 3]], {2}),            # label 2 left out: it ended here
+    ([[0, 0, 0, 0, 3]], {1, 2}),
+    ([[0, 0, 0, 0, 0]], set()),          # an erased slice: the erase rule's business
+    ([[1, 1, 2, 2, 4]], {3}),            # a new label is no end
+])
+def test_label_ends_table(truth, ended) -> None:
+    assert label_ends(P, np.array(truth)) == ended
+
+
+def _stack(planes) -> np.ndarray:
+    """``(K, 1, W)`` labels from one row per slice."""
+    return np.array(planes)[:, None, :]
+
+
+BASE = _stack([[0, 0, 0], [1, 2, 0], [1, 2, 0], [1, 2, 2], [1, 2, 2], [1, 2, 0], [1, 0, 0]])
+
+
+@pytest.mark.parametrize("corrected_row,slice_,edited,expected", [
+    # label 2 spans slices 1..5 (median 3): corrected at 5 -> ends upwards (6 has none of it)
+    ([1, 0, 0], 5, {5: "corrected"}, {6: {2}}),
+    # corrected at 2 (below the middle) -> downwards to slice 0
+    ([1, 0, 0], 2, {2: "corrected"}, {1: {2}, 0: {2}}),
+    # ... up to the next edited slice
+    ([1, 0, 0], 2, {2: "corrected", 1: "approved"}, {}),
+    # an approved slice reveals nothing
+    ([1, 0, 0], 2, {2: "approved"}, {}),
+])
+def test_ended_labels_run_outward_up_to_the_next_edit(corrected_row, slice_, edited, expected) -> None:
+    cur = BASE.copy()
+    cur[slice_, 0] = corrected_row
+    assert ended_labels(BASE, cur, 0, edited) == expected
+
+
+def test_label_ends_rule_changes_only_the_slices_it_reaches() -> None:
+    cur = BASE.copy()
+    cur[2, 0] = [1, 0, 0]
+    out, changed = label_ends_rule(BASE, cur, 0, {2: "corrected"})
+    assert changed == {1}  # slice 0 holds no label 2: unchanged
+    assert out[1, 0].tolist() == [1, 0, 0]
+    assert np.array_equal(out[2], cur[2])  # the correction kept exactly
+    assert np.array_equal(np.delete(out, 1, axis=0), np.delete(cur, 1, axis=0))
+    out, changed = label_ends_rule(BASE, cur, 0, {2: "corrected"}, frozen={1})
+    assert changed == set() and np.array_equal(out, cur)
+
+
+def test_followup_risk_and_stake() -> None:
+    # a slice that fits as well as the whole image, with a confident method, is safe;
+    # a poorly fitting one is not; a deviating area and a small slice add risk
+    assert followup_risk(1.0, 1.0, 0.0, 1.0) == pytest.approx(1 / (1 + np.exp(2.7475)))
+    assert followup_risk(0.85, 0.9, 0.0, 1.0) > 0.98
+    assert followup_risk(0.97, 0.97, 0.0, 1.0) < followup_risk(0.97, 0.97, 1.0, 1.0)
+    assert followup_risk(0.97, 0.97, 0.0, 1.0) < followup_risk(0.97, 0.97, 0.0, 0.2)
+    assert [followup_stake(100, e) for e in (0, 1, 2, 5)] == [200.0, 200.0, 100.0, 100.0]
+
+
+@pytest.mark.parametrize("risk,px,most,flag", [
+    (0.95, 100, 150, True), (0.95, 70, 150, False), (FOLLOWUP_FLAG_RISK - 0.01, 150, 150, False),
+    (0.95, 0, 0, False)])
+def test_followup_flag_table(risk, px, most, flag) -> None:
+    assert followup_flagged(risk, px, most) is flag
+
+
+def _seed(k: int, labels: np.ndarray, fit: float) -> SliceOutcome:
+    info = {"kind": "cross-visit", "labels": {"1": {"present": True, "fit": fit}}}
+    return SliceOutcome(k, labels, 0.97, False, "seed", None, info)
+
+
+def test_review_followup_scores_flags_and_ranks_by_expected_wrong_pixels() -> None:
+    from oneshotsam.volume.confidence import review_queue
+
+    ref = {k: np.pad(np.ones((6, 6), np.uint8), 2) for k in range(5)}
+    fits = {0: 0.80, 1: 0.99, 2: 1.00, 3: 0.99, 4: 0.93}
+    outs = {k: _seed(k, ref[k].copy(), f) for k, f in fits.items()}
+    review_followup(outs, ref, StopRule())
+    conf = {k: outs[k].confidence for k in outs}
+    assert conf[0] < conf[4] < conf[1] <= conf[2]
+    assert outs[0].flagged and outs[0].info["review"].startswith("likely wrong")
+    assert not any(outs[k].flagged for k in (1, 2, 3))
+    ev = outs[0].info["evidence"]
+    assert ev["from_end"] == 0 and ev["size"] == 1.0 and 0 < ev["expected_wrong_px"] <= 72
+    assert review_queue(outs)[:2] == [0, 4]  # the flagged end slice, then the next risk
+
+
+def _two_blobs():
+    """Two bright blobs, label 1 on slices 1..8 and label 2 on slices 3..8 (10 slices)."""
+    aff = affine((1.0, 1.0, 2.0), (0, 0, 0))
+    lab = np.zeros((10, 32, 32), np.uint8)
+    lab[1:9, 8:16, 4:14] = 1
+    lab[3:9, 8:16, 18:28] = 2
+    vol = Volume((0.2 + 0.7 * (lab > 0)).astype(np.float32), aff, "blobs")
+    return vol, lab, aff
+
+
+def test_followup_update_ends_a_label_and_keeps_every_other_slice() -> None:
+    vol, lab, aff = _two_blobs()
+    cfg = PropagationConfig(method="bright-test", propagation="chain", window="0,1", align=False)
+    method = BrightMethod()
+    s = PropagationSession(vol, cfg, targets=[vol], method=method)
+    first = np.asarray(s.run(Volume(lab, aff, "lab")).label_volumes[0].voxels)
+    assert np.array_equal(first, lab)
+    calls = len(method.calls)
+    edit = first.copy()
+    edit[4][edit[4] == 2] = 0  # label 2 has already ended on slice 4 (below its middle)
+    res = s.update(Volume(edit, aff, "l"), [4], target_index=0)
+    out = np.asarray(res.label_volumes[0].voxels)
+    upd = res.report["targets"][0]["update"]
+    assert upd["refined_slices"] == [3] and upd["recomputed_slices"] == []
+    assert np.array_equal(out[4], edit[4])
+    assert not (out[3] == 2).any() and np.array_equal(out[3] == 1, lab[3] == 1)
+    np.testing.assert_array_equal(np.delete(out, [3, 4], axis=0), np.delete(first, [3, 4], axis=0))
+    # correcting the first contoured slice walks nothing beyond the contour (slice 0)
+    edit2 = out.copy()
+    edit2[1, 8:10] = 0
+    res = s.update(Volume(edit2, aff, "l"), [1], target_index=0)
+    out2 = np.asarray(res.label_volumes[0].voxels)
+    assert len(method.calls) == calls and not out2[0].any()
+    assert np.array_equal(out2[1], edit2[1]) and _same_but(out2, out, [1])
+
+
+def _same_but(a: np.ndarray, b: np.ndarray, ks) -> bool:
+    return bool(np.array_equal(np.delete(a, ks, axis=0), np.delete(b, ks, axis=0)))
+
+
+def test_followup_update_above_the_middle_ends_the_label_upwards_once() -> None:
+    vol, lab, aff = _two_blobs()
+    cfg = dataclasses.replace(PropagationConfig(method="bright-test", propagation="chain",
+                                                window="0,1"), align=False)
+    s = PropagationSession(vol, cfg, targets=[vol], method=BrightMethod())
+    first = np.asarray(s.run(Volume(lab, aff, "lab")).label_volumes[0].voxels)
+    edit = first.copy()
+    edit[7][edit[7] == 2] = 0  # above label 2's middle (slice 5.5): it ends upwards (slice 8)
+    a = s.update(Volume(edit, aff, "l"), [7], target_index=0)
+    assert a.report["targets"][0]["update"]["refined_slices"] == [8]
+    out = np.asarray(a.label_volumes[0].voxels)
+    assert not (out[7:] == 2).any() and _same_but(out, first, [7, 8])
+    b = s.update(Volume(out, aff, "l"), [7], target_index=0)  # the same again: nothing more
+    assert b.report["targets"][0]["update"]["refined_slices"] == []
+    assert np.array_equal(b.label_volumes[0].voxels, out)
