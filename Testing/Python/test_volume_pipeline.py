@@ -112,6 +112,25 @@ def test_fuse_many_weights_signed_distances(weights, expect_rows) -> None:
     assert (rows.min(), rows.max() + 1) == expect_rows
 
 
+@pytest.mark.parametrize("d_lo, d_hi, power, areas, area_power, expect", [
+    (1.0, 1.0, 4.0, (1, 1), 0, 0.5),              # half-way: equal weights at any power
+    (1.0, 3.0, 1.0, (1, 1), 0, 0.75),             # power 1: linear interpolation
+    (1.0, 3.0, 2.0, (1, 1), 0, 0.9),              # 9 / (9 + 1)
+    (1.0, 2.0, 4.0, (1, 1), 0, 16.0 / 17.0),      # the nearer side dominates faster
+    (0.0, 5.0, 4.0, (1, 1), 0, 1.0),              # on the lo anchor
+    (5.0, 0.0, 4.0, (1, 1), 0, 0.0),              # on the hi anchor
+    (1.0, 1.0, 2.0, (200, 100), 3, 8.0 / 9.0),    # half-way, lo twice as large: 8 : 1
+    (2.0, 1.0, 2.0, (200, 100), 3, 2.0 / 3.0),    # (8 / 4) : (1 / 1)
+    (1.0, 1.0, 2.0, (0, 100), 3, 0.0),            # the label absent on lo: all hi
+    (1.0, 1.0, 2.0, (50, 0), 3, 1.0),             # ... absent on hi: all lo
+])
+def test_side_weight_inverse_distance_and_area(d_lo, d_hi, power, areas, area_power, expect) -> None:
+    from oneshotsam.volume.gaps import side_weight
+
+    got = side_weight(d_lo, d_hi, power, area_lo=areas[0], area_hi=areas[1], area_power=area_power)
+    assert got == pytest.approx(expect)
+
+
 def test_fuse_many_ignores_maps_without_the_label() -> None:
     a = np.zeros((10, 10), np.uint8)
     a[2:6, 2:6] = 1
@@ -128,7 +147,13 @@ def test_few_shot_slices_between_annotations_use_both(monkeypatch) -> None:
         assert per[k]["source"] == [6, 11] and per[k]["disagreement"] == 0.0
         assert per[k]["anchor_shape"] == gaps.ANCHOR_SHAPE
     assert per[12]["source"] == 11 and per[5]["source"] == 6
-    assert per[7]["weight_lo"] == 0.8 and per[10]["weight_lo"] == 0.2
+    # inverse distance, power 2: slice 7 is 1 slice from 6 and 4 from 11
+    assert per[7]["weight_lo"] == round(4 ** 2 / (4 ** 2 + 1), 4) == 0.9412
+    assert per[10]["weight_lo"] == 0.0588 and per[8]["idw_power"] == gaps.IDW_POWER
+    # the walks' weights also carry the anchors' areas (the ball is larger on slice 11)
+    a6, a11 = int((truth[6] > 0).sum()), int((truth[11] > 0).sum())
+    assert per[7]["walk_weight_lo"]["1"] == round(gaps.side_weight(
+        2.0, 8.0, area_lo=a6, area_hi=a11, area_power=gaps.AREA_POWER), 4)
     out = np.asarray(res.label_volumes[0].voxels)
     # with the anchors' shape in the fusion: close to the (exact) walks, not equal
     assert min(gaps.dice(out[k], truth[k]) for k in (7, 8, 9, 10)) > 0.85

@@ -1,0 +1,174 @@
+"""Score the rules that fuse the two walks of a gap between annotated slices (docs/corrections.md, "Gap fusion").
+
+For every case of a split: step 0 (the largest slice), then the truth on ``n`` slices
+spread over the structure's true extent (both end slices included, as the
+corrections benchmark gives Fill between slices) plus the largest slice, one
+``PropagationSession.update``. Every slice strictly between two non-empty anchors is
+walked from both; both walks and both anchors are kept and each rule of the grid
+fuses them again offline (``side_weight`` powers of distance and anchor area, and the
+anchors' shape weight). Printed per rule: the 3D Dice of those slices, mean and worst
+case over the cases, at each ``n``; beside it Fill between slices (ITK's
+MorphologicalContourInterpolator) on the same slices, and how a single walk's Dice and
+area ratio change with the distance walked, towards growing and towards shrinking
+cross-sections. Without the data the script says so and exits 0.
+
+    python benchmarks/gap_fusion.py --data ../shared/data --kind la --split tuning --slices 3 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import itertools
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+
+
+def record_case(case, cfg, n_slices: list[int]) -> list[dict]:
+    """Both walks of every gap slice for each anchor count (module docstring)."""
+    from oneshotsam.protocols import corrections_loop as loop
+    from oneshotsam.protocols.corrections_engine import open_session
+    from oneshotsam.protocols.rules import largest_slice
+    from oneshotsam.types import Volume
+    from oneshotsam.volume import gaps
+
+    seen: list[dict] = []
+    original = gaps._fuse_one
+
+    def spy(gap, a, b, pos, anchors=None):
+        seen.append({"k": a.index, "lo": gap.lo, "hi": gap.hi, "pos": np.asarray(pos),
+                     "up": np.asarray(a.labels).copy(), "down": np.asarray(b.labels).copy(),
+                     "alo": np.asarray(anchors[gap.lo].labels).copy(),
+                     "ahi": np.asarray(anchors[gap.hi].labels).copy()})
+        return original(gap, a, b, pos, anchors)
+
+    session = open_session("session", case.reference, cfg, [], None)
+    res0 = session.run(case.start)
+    first, last = loop.extent(case.truth, case.axis)
+    big = largest_slice(case.truth, case.axis)
+    out = []
+    gaps._fuse_one = spy
+    try:
+        for n in n_slices:
+            s = copy.deepcopy(session)
+            anchors = sorted(set(loop.spread_slices(first, last, n, big)) | {big})
+            labels = np.array(res0.label_volumes[0].voxels)
+            for k in anchors:
+                labels, _ = loop.correct(labels, case.truth, case.axis, k)
+            seen.clear()
+            s.update(Volume(labels, case.reference.ijk_to_lps, "labels", dict(case.start.meta)),
+                     [k for k in anchors if k != big])
+            for d in seen:
+                d["truth"] = np.take(case.truth, d["k"], axis=case.axis)
+            mci = _fill_between(case, anchors)
+            out.append({"case": case.name, "n": n, "anchors": anchors, "slices": list(seen),
+                        "mci": {d["k"]: np.take(mci, d["k"], axis=case.axis) for d in seen}})
+    finally:
+        gaps._fuse_one = original
+    return out
+
+
+def _fill_between(case, anchors):
+    from oneshotsam.protocols import corrections_loop as loop
+    from oneshotsam.protocols.corrections_engine import fill_between_slices
+
+    return fill_between_slices(loop.keep_slices(case.truth, case.axis, anchors), case.axis)
+
+
+def fuse(d: dict, power: float, area_power: float, shape: float) -> np.ndarray:
+    """One gap slice fused by one rule (the rule of ``gaps._fuse_one``, other constants)."""
+    from oneshotsam.volume.gaps import fuse_many, side_weight
+
+    k, pos = d["k"], d["pos"]
+    d_lo, d_hi = abs(pos[k] - pos[d["lo"]]), abs(pos[d["hi"]] - pos[k])
+    w = side_weight(d_lo, d_hi, power)
+    weights = {}
+    for v in {int(x) for x in np.unique(d["up"]) if x} | {int(x) for x in np.unique(d["down"]) if x}:
+        wv = side_weight(d_lo, d_hi, power, float((d["alo"] == v).sum()), float((d["ahi"] == v).sum()),
+                         area_power)
+        weights[v] = [(1 - shape) * wv, (1 - shape) * (1 - wv), shape * w, shape * (1 - w)]
+    if not weights:
+        return np.zeros_like(d["up"])
+    return fuse_many([d["up"], d["down"], d["alo"], d["ahi"]], weights)
+
+
+def _dice(pairs) -> float:
+    inter = total = 0
+    for p, t in pairs:
+        p, t = p > 0, t > 0
+        inter += 2 * int((p & t).sum())
+        total += int(p.sum() + t.sum())
+    return inter / total if total else 1.0
+
+
+def report(records: list[dict], grid: list[tuple[float, float, float]]) -> None:
+    ns = sorted({r["n"] for r in records})
+    rows = []
+    for rule in grid:
+        per_n = {n: [_dice((fuse(d, *rule), d["truth"]) for d in r["slices"])
+                     for r in records if r["n"] == n] for n in ns}
+        rows.append((rule, per_n))
+    peer = {n: [_dice((r["mci"][d["k"]], d["truth"]) for d in r["slices"]) for r in records if r["n"] == n]
+            for n in ns}
+    rows.sort(key=lambda x: -np.mean([v for n in ns for v in x[1][n]]))
+    head = "distance power / area power / shape".ljust(38) + "".join(f"n={n}: mean (worst)".ljust(24) for n in ns)
+    print(head)
+    for rule, per_n in rows:
+        print(f"{rule[0]:g} / {rule[1]:g} / {rule[2]:g}".ljust(38)
+              + "".join(f"{np.mean(per_n[n]):.4f} ({np.min(per_n[n]):.4f})".ljust(24) for n in ns))
+    print("Fill between slices".ljust(38)
+          + "".join(f"{np.mean(peer[n]):.4f} ({np.min(peer[n]):.4f})".ljust(24) for n in ns))
+    walks: dict[tuple[str, int], list] = {}
+    for r in records:
+        for d in r["slices"]:
+            t = d["truth"] > 0
+            for lab, a in ((d["up"], "alo"), (d["down"], "ahi")):
+                anchor = d["lo"] if a == "alo" else d["hi"]
+                dist = abs(d["k"] - anchor)
+                b = dist if dist <= 3 else min(dist, 24) // 4 * 4
+                kind = "growing" if t.sum() > (d[a] > 0).sum() else "shrinking"
+                walks.setdefault((kind, b), []).append((lab, d["truth"]))
+    print("\none walk, by slices walked: 3D Dice, median area ratio (prediction / truth)")
+    for key in sorted(walks):
+        ratios = [float((p > 0).sum()) / max(float((t > 0).sum()), 1.0) for p, t in walks[key]]
+        print(f"  towards a {key[0]} cross-section, {key[1]:>2} slices: Dice {_dice(walks[key]):.3f}, "
+              f"area ratio {np.median(ratios):.2f} ({len(ratios)} slices)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data", default=os.environ.get("ONESHOTSAM_DATA", "../shared/data"))
+    p.add_argument("--kind", default="la", choices=("la", "acdc-ed", "tumour"))
+    p.add_argument("--split", default="tuning", choices=("tuning", "held-out", "all"))
+    p.add_argument("--cases", type=int, default=None)
+    p.add_argument("--slices", type=int, nargs="+", default=[3, 5])
+    a = p.parse_args(argv)
+    from oneshotsam.errors import OneShotError
+    from oneshotsam.protocols import corrections as C
+    from oneshotsam.settings import propagation_config
+
+    try:
+        plan = C.list_cases(Path(a.data), a.kind, a.split)[: a.cases]
+    except OneShotError as e:
+        print(f"{e}: pass --data PATH (the shared data folder); nothing run")
+        return 0
+    if not plan:
+        print(f"no {a.kind} case in the {a.split} split under {a.data}; nothing run")
+        return 0
+    cfg = propagation_config(None, method=None, overrides=None, backend=None, checkpoint=None,
+                             preset=None, device=None)
+    records = []
+    for i, (name, split, paths) in enumerate(plan):
+        print(f"[{i + 1}/{len(plan)}] {a.kind} {name}", file=sys.stderr, flush=True)
+        records += record_case(C.load_case(a.kind, name, split, paths), cfg, a.slices)
+    grid = [(1.0, 0.0, 0.5)] + list(itertools.product((1.0, 2.0, 4.0), (0.0, 2.0, 3.0, 4.0),
+                                                      (0.0, 0.25, 0.5)))
+    report(records, sorted(set(grid)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
