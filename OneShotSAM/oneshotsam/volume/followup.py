@@ -30,7 +30,7 @@ from oneshotsam.types import Volume
 from oneshotsam.volume.chain import SliceOutcome
 from oneshotsam.volume.stoprule import (StopRule, contour_end_trims, decide_label, followup_review,
                                         followup_flagged, followup_risk, followup_stake,
-                                        review_flag)
+                                        review_flag, typical_area_change)
 from oneshotsam.volume.types import SliceEvent
 
 #: ``propagation="auto"`` with ``medpersam-warp`` on follow-ups of a reference contoured
@@ -132,12 +132,7 @@ def review_followup(outcomes: dict[int, SliceOutcome], ref_labels_by_slice: dict
 def _score_followup(outcomes: dict[int, SliceOutcome], areas: dict[int, dict[int, tuple[float, float]]],
                     ref_slices: list[int]) -> None:
     """Confidence and evidence of the scored cross-visit seeds (:func:`review_followup`)."""
-    ratios: dict[int, list[float]] = {}
-    for a in areas.values():
-        for v, (f, ref) in a.items():
-            if f > 0 and ref > 0:
-                ratios.setdefault(v, []).append(f / ref)
-    median = {v: float(np.median(r)) for v, r in ratios.items()}
+    median = typical_area_change(areas)
     largest = max([float(np.count_nonzero(outcomes[k].labels)) for k in areas] + [1.0])
     for k, a in areas.items():
         o = outcomes[k]

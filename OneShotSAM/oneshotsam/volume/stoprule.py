@@ -32,7 +32,7 @@ Numpy only.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import math
 
@@ -175,6 +175,18 @@ def contour_end_trims(label_slices: dict[int, list[int]], present: dict[int, set
     return out
 
 
+def typical_area_change(areas: Mapping[int, Mapping[int, tuple[float, float]]]) -> dict[int, float]:
+    """Per label, the median over slices of follow-up area / reference area (slices where
+    both are non-zero): the volume's typical change, e.g. a heart contracting at ES.
+    ``areas``: ``{slice: {v: (follow-up area, reference area)}}`` in any one unit."""
+    ratios: dict[int, list[float]] = {}
+    for a in areas.values():
+        for v, (f, ref) in a.items():
+            if f > 0 and ref > 0:
+                ratios.setdefault(v, []).append(f / ref)
+    return {v: float(np.median(r)) for v, r in ratios.items()}
+
+
 def followup_review(rule: StopRule, confidence: dict[int, float],
                     areas: dict[int, dict[int, tuple[float, float]]]) -> dict[int, tuple[bool, str]]:
     """Review flags of a planning contour's follow-up, slice by slice.
@@ -194,12 +206,7 @@ def followup_review(rule: StopRule, confidence: dict[int, float],
     Returns:
         ``{slice: (flagged, why)}`` for every slice of ``areas``.
     """
-    ratios: dict[int, list[float]] = {}
-    for a in areas.values():
-        for v, (f, ref) in a.items():
-            if f > 0 and ref > 0:
-                ratios.setdefault(v, []).append(f / ref)
-    median = {v: float(np.median(r)) for v, r in ratios.items()}
+    median = typical_area_change(areas)
     out: dict[int, tuple[bool, str]] = {}
     for k, a in areas.items():
         c = float(confidence.get(k, 1.0))
