@@ -59,13 +59,15 @@ FLAG_RISK = 0.8
 BEYOND = {"intercept": -8.7, "distance_cm": 4.7}
 #: the end estimate (:func:`end_estimate_mm`) is made only from an anchor whose area is
 #: at most this share of the largest anchor's: nearer the middle the profile says little
-#: (on the LA tuning truth, anchors a quarter of the way from the largest slice to the
-#: end put the end 14 slices too early to 59 too late)
+#: (LA tuning truth, ``benchmarks/end_estimate.py``: mean error 1.7 slices from anchors
+#: next to the end, 7.0 from anchors half-way; without the limit, anchors a quarter of the
+#: way were off by up to 59 slices)
 END_FIT_MAX_AREA = 0.7
 #: logistic coefficients of "the structure has ended" on the distance past the estimated
 #: end (mm), fitted on the LA tuning split's true labels (7 volumes, anchors at every
 #: slice whose area is <= END_FIT_MAX_AREA of the largest, 4827 slices beyond them;
-#: leave-one-case-out AUROC 0.91): p = 0.5 at 2.4 mm past the estimate
+#: leave-one-case-out AUROC 0.91; ``benchmarks/end_estimate.py``): p = 0.5 at 2.4 mm past
+#: the estimate
 END = {"intercept": -1.33, "per_mm": 0.56}
 #: a drawn slice at least this likely beyond the structure's end is flagged
 BEYOND_FLAGGED = 0.5
