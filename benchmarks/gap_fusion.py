@@ -17,12 +17,9 @@ cross-sections. Without the data the script says so and exits 0.
 
 from __future__ import annotations
 
-import argparse
 import copy
 import itertools
-import os
 import sys
-from pathlib import Path
 
 import numpy as np
 
@@ -139,27 +136,17 @@ def report(records: list[dict], grid: list[tuple[float, float, float]]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--data", default=os.environ.get("ONESHOTSAM_DATA", "../shared/data"))
-    p.add_argument("--kind", default="la", choices=("la", "acdc-ed", "tumour"))
-    p.add_argument("--split", default="tuning", choices=("tuning", "held-out", "all"))
-    p.add_argument("--cases", type=int, default=None)
+    from _correction_cases import case_parser, plan_and_config
+
+    p = case_parser(__doc__.splitlines()[0])
     p.add_argument("--slices", type=int, nargs="+", default=[3, 5])
     a = p.parse_args(argv)
-    from oneshotsam.errors import OneShotError
     from oneshotsam.protocols import corrections as C
-    from oneshotsam.settings import propagation_config
 
-    try:
-        plan = C.list_cases(Path(a.data), a.kind, a.split)[: a.cases]
-    except OneShotError as e:
-        print(f"{e}: pass --data PATH (the shared data folder); nothing run")
+    ready = plan_and_config(a)
+    if ready is None:
         return 0
-    if not plan:
-        print(f"no {a.kind} case in the {a.split} split under {a.data}; nothing run")
-        return 0
-    cfg = propagation_config(None, method=None, overrides=None, backend=None, checkpoint=None,
-                             preset=None, device=None)
+    plan, cfg = ready
     records = []
     for i, (name, split, paths) in enumerate(plan):
         print(f"[{i + 1}/{len(plan)}] {a.kind} {name}", file=sys.stderr, flush=True)

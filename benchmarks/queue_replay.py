@@ -13,37 +13,27 @@ exits 0.
 
 from __future__ import annotations
 
-import argparse
 import copy
-import os
 import sys
-from pathlib import Path
 
 import numpy as np
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--data", default=os.environ.get("ONESHOTSAM_DATA", "../shared/data"))
-    p.add_argument("--kind", default="la", choices=("la", "acdc-ed", "tumour"))
-    p.add_argument("--split", default="tuning", choices=("tuning", "held-out", "all"))
-    p.add_argument("--cases", type=int, default=None)
+    from _correction_cases import case_parser, plan_and_config
+
+    p = case_parser(__doc__.splitlines()[0])
     p.add_argument("--steps", type=int, default=4)
     p.add_argument("--shares", type=float, nargs="+", default=[0.25, 0.5])
     a = p.parse_args(argv)
-    from oneshotsam.errors import OneShotError
     from oneshotsam.protocols import corrections as C
     from oneshotsam.protocols.corrections_engine import open_session
-    from oneshotsam.settings import propagation_config
     from oneshotsam.volume import confidence
 
-    try:
-        plan = C.list_cases(Path(a.data), a.kind, a.split)[: a.cases]
-    except OneShotError as e:
-        print(f"{e}: pass --data PATH (the shared data folder); nothing run")
+    ready = plan_and_config(a)
+    if ready is None:
         return 0
-    cfg = propagation_config(None, method=None, overrides=None, backend=None, checkpoint=None,
-                             preset=None, device=None)
+    plan, cfg = ready
     default = confidence.INSIDE_WRONG_SHARE
     dices: dict[float, list[list[float]]] = {s: [] for s in a.shares}
     try:

@@ -1,0 +1,40 @@
+"""What the correction-loop measuring scripts share: their case options and the plan.
+
+``python benchmarks/<script>.py`` puts this folder first on ``sys.path``, so the scripts
+import it as ``_correction_cases``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+
+def case_parser(description: str) -> argparse.ArgumentParser:
+    """``--data --kind --split --cases`` (the corrections benchmark's cases and split)."""
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--data", default=os.environ.get("ONESHOTSAM_DATA", "../shared/data"))
+    p.add_argument("--kind", default="la", choices=("la", "acdc-ed", "tumour"))
+    p.add_argument("--split", default="tuning", choices=("tuning", "held-out", "all"))
+    p.add_argument("--cases", type=int, default=None)
+    return p
+
+
+def plan_and_config(a: argparse.Namespace):
+    """``(cases, propagation config)`` with ``propagate``'s defaults, or None after saying
+    why nothing can run (no data folder, no case of the kind in the split)."""
+    from oneshotsam.errors import OneShotError
+    from oneshotsam.protocols import corrections as C
+    from oneshotsam.settings import propagation_config
+
+    try:
+        plan = C.list_cases(Path(a.data), a.kind, a.split)[: a.cases]
+    except OneShotError as e:
+        print(f"{e}; nothing run")
+        return None
+    if not plan:
+        print(f"no {a.kind} case in the {a.split} split under {a.data}; nothing run")
+        return None
+    return plan, propagation_config(None, method=None, overrides=None, backend=None,
+                                    checkpoint=None, preset=None, device=None)
