@@ -75,7 +75,7 @@ class PerSAMFConfig:
 
 def train_mask_weights(logits_hw: np.ndarray, mask: np.ndarray, epochs: int = 1000,
                        lr: float = 1e-3) -> tuple[np.ndarray, dict[str, float]]:
-    """PerSAM-F's training of the mask weights (the ``persam_f`` training loop of the published PerSAM-F code, torch).
+    """Train PerSAM-F's two mask weights (torch): the loop of its ``persam_f`` training function.
 
     Args:
         logits_hw: ``(3, H, W)`` float32 SAM multimask logits in the image frame.

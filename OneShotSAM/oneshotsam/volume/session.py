@@ -122,8 +122,12 @@ class PropagationSession:
         refined: set[int] = set()
         if state.followup:
             touched = set(recomputed) | set(proc)
-            vol = _compose_followup(ctx, state, before, vol, edits, touched)
-            vol, refined = self._refine_followup(ctx, state, before, vol, edits, touched)
+            from oneshotsam.geometry import slice_geometry
+
+            tsg = slice_geometry(state.target, ctx.cfg.axis)
+            proc_of_t = _processing_slice_of_target(ctx, state, tsg)
+            vol = _compose_followup(tsg, proc_of_t, before, vol, edits, touched)
+            vol, refined = self._refine_followup(tsg, proc_of_t, state, before, vol, edits, touched)
             if on_slice is not None:
                 _emit_followup(ctx, state, vol, touched | _processing_of(ctx, state, refined),
                                on_slice)
@@ -135,21 +139,17 @@ class PropagationSession:
         self.result = _replace_job(self.result, ti, vol, rep, cancelled)
         return self.result
 
-    def _refine_followup(self, ctx: JobContext, state: JobState, before: Volume, vol: Volume,
-                         edits: "_Edits", touched: set[int]) -> tuple[Volume, set[int]]:
+    def _refine_followup(self, tsg, proc_of_t: list[int], state: JobState, before: Volume,
+                         vol: Volume, edits: "_Edits", touched: set[int]) -> tuple[Volume, set[int]]:
         """What the follow-up's corrections say about its other slices
         (:func:`oneshotsam.volume.followup_update.label_ends_rule`, from the first run's
-        labels and every edit so far); returns the labels and the target slices changed."""
-        from oneshotsam.geometry import slice_geometry
+        labels and every edit so far); returns the labels and the target slices changed.
+        ``tsg``: the follow-up's slice geometry; ``proc_of_t``: processing slice of each of
+        its slices."""
         from oneshotsam.volume.followup_update import label_ends_rule
 
-        memo = getattr(self, "_followups", None)
-        if memo is None:
-            memo = self._followups = {}
-        tsg = slice_geometry(state.target, ctx.cfg.axis)
-        m = memo.setdefault(state.index, {"base": np.asarray(before.voxels), "edited": {},
-                                          "frozen": set()})
-        proc_of_t = _processing_slice_of_target(ctx, state, tsg)
+        m = self._followups.setdefault(state.index, {"base": np.asarray(before.voxels),
+                                                     "edited": {}, "frozen": set()})
         for kind, ks in (("approved", edits.approved), ("corrected", edits.corrected),
                          ("erased", edits.erased)):
             m["edited"].update({int(k): kind for k in ks})
@@ -318,14 +318,14 @@ def _clear_beyond_erased(state: JobState, proc: dict[int, SliceOutcome]) -> set[
     return out
 
 
-def _compose_followup(ctx: JobContext, state: JobState, before: Volume, after: Volume, edits: _Edits,
+def _compose_followup(tsg, proc_of_t: list[int], before: Volume, after: Volume, edits: _Edits,
                       touched: set[int]) -> Volume:
     """The follow-up's labels: the previous ones, with the target slices that lie on a
-    recomputed processing slice taken from ``after`` and the edited slices exactly as drawn."""
-    from oneshotsam.geometry import get_slice, set_slice, slice_geometry
+    recomputed processing slice (``proc_of_t``: processing slice of each slice of ``tsg``,
+    the follow-up's slice geometry) taken from ``after`` and the edited slices exactly as
+    drawn."""
+    from oneshotsam.geometry import get_slice, set_slice
 
-    tsg = slice_geometry(state.target, ctx.cfg.axis)
-    proc_of_t = _processing_slice_of_target(ctx, state, tsg)
     out = np.array(before.voxels, copy=True)
     for s in range(tsg.n_slices):
         if s in edits.corrected or s in edits.erased or s in edits.approved:
