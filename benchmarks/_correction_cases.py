@@ -12,12 +12,13 @@ from pathlib import Path
 
 
 def case_parser(description: str) -> argparse.ArgumentParser:
-    """``--data --kind --split --cases`` (the corrections benchmark's cases and split)."""
+    """``--data --kind --split --cases --names`` (the corrections benchmark's cases and split)."""
     p = argparse.ArgumentParser(description=description)
     p.add_argument("--data", default=os.environ.get("ONESHOTSAM_DATA", "../shared/data"))
     p.add_argument("--kind", default="la", choices=("la", "acdc-ed", "tumour"))
     p.add_argument("--split", default="tuning", choices=("tuning", "held-out", "all"))
     p.add_argument("--cases", type=int, default=None)
+    p.add_argument("--names", nargs="+", default=None, help="only these cases of the split (by name)")
     return p
 
 
@@ -29,7 +30,8 @@ def plan_and_config(a: argparse.Namespace):
     from oneshotsam.settings import propagation_config
 
     try:
-        plan = C.list_cases(Path(a.data), a.kind, a.split)[: a.cases]
+        plan = [c for c in C.list_cases(Path(a.data), a.kind, a.split)
+                if a.names is None or c[0] in a.names][: a.cases]
     except OneShotError as e:
         print(f"{e}; nothing run")
         return None

@@ -13,13 +13,18 @@ area ratio change with the distance walked, towards growing and towards shrinkin
 cross-sections. Without the data the script says so and exits 0.
 
     python benchmarks/gap_fusion.py --data ../shared/data --kind la --split tuning --slices 3 5
+
+``--cache FILE`` keeps the recorded walks (a pickle, one per case list and slice counts):
+a second run with the same file scores the rules without walking again.
 """
 
 from __future__ import annotations
 
 import copy
 import itertools
+import pickle
 import sys
+from pathlib import Path
 
 import numpy as np
 
@@ -140,6 +145,7 @@ def main(argv: list[str] | None = None) -> int:
 
     p = case_parser(__doc__.splitlines()[0])
     p.add_argument("--slices", type=int, nargs="+", default=[3, 5])
+    p.add_argument("--cache", type=Path, default=None, help="pickle of the recorded walks (read if present)")
     a = p.parse_args(argv)
     from oneshotsam.protocols import corrections as C
 
@@ -147,10 +153,19 @@ def main(argv: list[str] | None = None) -> int:
     if ready is None:
         return 0
     plan, cfg = ready
-    records = []
-    for i, (name, split, paths) in enumerate(plan):
-        print(f"[{i + 1}/{len(plan)}] {a.kind} {name}", file=sys.stderr, flush=True)
-        records += record_case(C.load_case(a.kind, name, split, paths), cfg, a.slices)
+    if a.cache is not None and a.cache.exists():
+        with open(a.cache, "rb") as f:
+            records = pickle.load(f)
+    else:
+        records = []
+        for i, (name, split, paths) in enumerate(plan):
+            print(f"[{i + 1}/{len(plan)}] {a.kind} {name}", file=sys.stderr, flush=True)
+            records += record_case(C.load_case(a.kind, name, split, paths), cfg, a.slices)
+        if a.cache is not None:
+            tmp = a.cache.with_suffix(".partial")
+            with open(tmp, "wb") as f:
+                pickle.dump(records, f)
+            tmp.replace(a.cache)
     grid = [(1.0, 0.0, 0.5)] + list(itertools.product((1.0, 2.0, 4.0), (0.0, 2.0, 3.0, 4.0),
                                                       (0.0, 0.25, 0.5)))
     report(records, sorted(set(grid)))

@@ -67,6 +67,16 @@ class VolumeWarpConfig:
             annotated slice(s) are removed, holes filled (0 disables). This lets
             a structure shrink to nothing where it ends, so the area rule of
             :mod:`oneshotsam.volume.stoprule` can stop it [measured on LA].
+        open_fraction: within a volume, after each slice-to-slice warp and its
+            refinement, each label is opened (erosion then dilation) by a disc of
+            ``floor(open_fraction * r)`` native pixels, ``r`` the radius of the largest
+            disc inside that label on the annotated slice(s): parts narrower than about
+            ``open_fraction`` of the structure's width (a leak through a gap in the
+            refinement, the last sliver of a walk past the structure's end) are cut off
+            before they are carried on to the next slice; a thin structure (a
+            myocardium: ``r`` of 4-5 pixels) is left as it is; 0 disables. Not applied
+            across visits [measured on the LA tuning split: docs/corrections.md, "The
+            walk"].
         roi_margin: crop every slice to the box of the annotated labels (union
             over annotated slices) grown per side by this fraction of its larger
             physical side; None = whole slices. Keeps the small working grid on
@@ -93,6 +103,7 @@ class VolumeWarpConfig:
     cross_repeat: int = 8
     lr: float = 2e-3
     refine_sigma: float = 2.5
+    open_fraction: float = 0.15
     roi_margin: float | None = 0.5
     threads: int | None = None
     intensity_percentiles: tuple[float, float] | None = (0.5, 99.5)
@@ -121,6 +132,29 @@ class VolumeWarpConfig:
         return cls(**kw), settings
 
 
+def _inscribed_radius_px(mask: np.ndarray) -> float:
+    """Radius in pixels of the largest disc inside ``mask`` (0 for an empty mask)."""
+    from scipy import ndimage as ndi
+
+    return float(ndi.distance_transform_edt(mask).max()) if np.any(mask) else 0.0
+
+
+def _open_labels(labels: np.ndarray, radius_px: dict[int, int]) -> np.ndarray:
+    """Per label value ``v`` of ``(H, W)`` ``labels``, a morphological opening by a disc of
+    ``radius_px[v]`` pixels (missing or 0: as it is); same shape and dtype."""
+    import cv2
+
+    out = np.zeros_like(labels)
+    for v in sorted(int(x) for x in np.unique(labels) if x):
+        m = (labels == v).astype(np.uint8)
+        r = int(radius_px.get(v, 0))
+        if r > 0:
+            disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
+            m = cv2.morphologyEx(m, cv2.MORPH_OPEN, disc)
+        out[(m > 0) & (out == 0)] = v
+    return out
+
+
 def _work_hw(native_hw: tuple[int, int], spacing_rc: tuple[float, float], res: int,
              mult: int) -> tuple[int, int]:
     ph, pw = native_hw[0] * spacing_rc[0], native_hw[1] * spacing_rc[1]
@@ -137,6 +171,7 @@ class WarpVolumeEngine:
         self.vcfg, self.device, self.seed = vcfg, device, seed
         self.history: list[float] = []
         self.timing: dict[str, float] = {}
+        self.inscribed_px: dict[int, float] = {}  # per label: largest inscribed radius on the annotation
 
     @classmethod
     def from_config(cls, cfg, method=None) -> "WarpVolumeEngine":
@@ -184,6 +219,8 @@ class WarpVolumeEngine:
         for v_ in self.values:
             px = np.concatenate([(ref.plane(r))[ref_labels[r] == v_] for r in ref_slices])
             self.stats[v_] = (float(px.mean()), float(max(px.std(), 1e-3)))
+        self.inscribed_px = {v_: max(_inscribed_radius_px(ref_labels[r] == v_) for r in ref_slices)
+                             for v_ in self.values}
         net_cfg = NetConfig(**v.net)
         self.box = self._roi(proc.native_hw, proc.spacing_rc_mm, [ref_labels[r] for r in ref_slices])
         r0, r1, c0, c1 = self.box
@@ -299,7 +336,8 @@ class WarpVolumeEngine:
             res[ndi.binary_fill_holes(m) & (own | (out == 0)) & (res == 0)] = v
         return res
 
-    def _predict(self, moving_w, fixed_w, labels: np.ndarray, dst_plane: np.ndarray) -> TargetResult:
+    def _predict(self, moving_w, fixed_w, labels: np.ndarray, dst_plane: np.ndarray,
+                 walk: bool = False) -> TargetResult:
         import torch
 
         from oneshotsam.methods.medpersam.nice_trans import upsample_flow
@@ -317,10 +355,14 @@ class WarpVolumeEngine:
         keep = np.isin(values, present)
         probs[~keep] = -1.0  # a label absent on the source cannot appear on dst
         warped = values[np.argmax(probs, axis=0)].astype(full.dtype)
-        crop = self._refine(warped, dst_plane[r0:r1, c0:c1])
+        plane = dst_plane[r0:r1, c0:c1]
+        crop = self._refine(warped, plane)
         # per label: fraction of the warped pixels that look like the annotated structure
         kept = {int(v): float(((crop == v) & (warped == v)).sum() / max(1, (warped == v).sum()))
                 for v in self.values if (warped == v).any()}
+        radii = {v: int(self.vcfg.open_fraction * r) for v, r in self.inscribed_px.items()}
+        if walk and any(radii.values()):
+            crop = _open_labels(crop, radii)
         out = np.zeros_like(full)
         out[r0:r1, c0:c1] = crop
         conf = sim * (float(np.mean(list(kept.values()))) if kept else 1.0)
@@ -332,7 +374,8 @@ class WarpVolumeEngine:
         """Nothing to batch: each step is one forward pass (see :class:`SliceEngine`)."""
 
     def step(self, src: int, src_labels: np.ndarray, dst: int) -> TargetResult:
-        return self._predict(self.proc_w[src], self.proc_w[dst], src_labels, self.proc.plane(dst))
+        return self._predict(self.proc_w[src], self.proc_w[dst], src_labels, self.proc.plane(dst),
+                             walk=True)
 
     def cross(self, r: int, labels_hw: np.ndarray) -> TargetResult:
         return self._predict(self.ref_w[self.ref_pos[r]], self.proc_w[r], labels_hw, self.proc.plane(r))
