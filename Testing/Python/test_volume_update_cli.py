@@ -68,6 +68,11 @@ def test_update_from_recomputes_only_the_corrections_gaps(tmp_path: Path) -> Non
     assert report["targets"][0]["update"]["recomputed_slices"] == [7, 8, 10, 11, 12, 13]
     assert np.array_equal(out[9], corrected[9]) and np.array_equal(out[:7], first[:7])
     assert "train_steps" in report["engine"] and (tmp_path / "second" / "session.pt").is_file()
+    # the saved engine carries what the walk's opening needs (the annotation's inscribed radius)
+    from oneshotsam.volume.saved import _read
+
+    saved = _read(tmp_path / "first")["engine"]
+    assert set(saved["inscribed_px"]) == {"1"} and saved["inscribed_px"]["1"] > 0
     # an Update of the Update: the first correction stays an anchor
     again = out.copy()
     again[3] = 0

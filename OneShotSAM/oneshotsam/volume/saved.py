@@ -28,7 +28,7 @@ from oneshotsam.volume.types import PropagationConfig, PropagationResult
 #: the session's state inside an output folder
 STATE_FILE = "session.pt"
 #: layout of :data:`STATE_FILE`
-FORMAT = 1
+FORMAT = 2
 #: settings that carry the corrections of an Update (may differ from the saved run)
 _PER_UPDATE = ("reference_slices", "fixed_slices")
 
@@ -48,6 +48,7 @@ def _engine_state(engine) -> dict[str, Any]:
         return {"kind": "warp-volume", "box": [int(x) for x in engine.box],
                 "work_hw": [int(x) for x in engine.work_hw], "values": list(engine.values),
                 "stats": {str(k): list(v) for k, v in engine.stats.items()},
+                "inscribed_px": {str(k): float(v) for k, v in engine.inscribed_px.items()},
                 "history": [float(x) for x in engine.history]}
     return {"kind": "method"}
 
@@ -199,6 +200,7 @@ def _restore_engine(ctx, saved: dict[str, Any], net: dict[str, np.ndarray]):
     engine.ref = engine.proc = ctx.ref_stack
     engine.values = [int(x) for x in saved["values"]]
     engine.stats = {int(k): tuple(x) for k, x in saved["stats"].items()}
+    engine.inscribed_px = {int(k): float(x) for k, x in saved["inscribed_px"].items()}
     engine.box = tuple(saved["box"])
     engine.work_hw = tuple(saved["work_hw"])
     r0, r1, c0, c1 = engine.box
