@@ -75,7 +75,9 @@ class PerSAMFConfig:
 
 def train_mask_weights(logits_hw: np.ndarray, mask: np.ndarray, epochs: int = 1000,
                        lr: float = 1e-3) -> tuple[np.ndarray, dict[str, float]]:
-    """Train PerSAM-F's two mask weights (torch): the loop of its ``persam_f`` training function.
+    """Fit the two mask-scale weights of PerSAM-F (torch): ``epochs`` AdamW steps with a cosine
+    learning rate on Dice + focal loss of the weighted sum of SAM's three mask logits against
+    the reference mask (the mixture weights start at a third each).
 
     Args:
         logits_hw: ``(3, H, W)`` float32 SAM multimask logits in the image frame.
