@@ -82,16 +82,12 @@ def _fill_between(case, anchors):
 
 def fuse(d: dict, power: float, area_power: float, shape: float) -> np.ndarray:
     """One gap slice fused by one rule (the rule of ``gaps._fuse_one``, other constants)."""
-    from oneshotsam.volume.gaps import fuse_many, side_weight
+    from oneshotsam.volume.gaps import fuse_many, fusion_weights
 
     k, pos = d["k"], d["pos"]
-    d_lo, d_hi = abs(pos[k] - pos[d["lo"]]), abs(pos[d["hi"]] - pos[k])
-    w = side_weight(d_lo, d_hi, power)
-    weights = {}
-    for v in {int(x) for x in np.unique(d["up"]) if x} | {int(x) for x in np.unique(d["down"]) if x}:
-        wv = side_weight(d_lo, d_hi, power, float((d["alo"] == v).sum()), float((d["ahi"] == v).sum()),
-                         area_power)
-        weights[v] = [(1 - shape) * wv, (1 - shape) * (1 - wv), shape * w, shape * (1 - w)]
+    seen = np.union1d(np.unique(d["up"]), np.unique(d["down"]))
+    weights = fusion_weights(abs(pos[k] - pos[d["lo"]]), abs(pos[d["hi"]] - pos[k]), d["alo"], d["ahi"],
+                             seen, power, area_power, shape)
     if not weights:
         return np.zeros_like(d["up"])
     return fuse_many([d["up"], d["down"], d["alo"], d["ahi"]], weights)

@@ -144,6 +144,26 @@ def side_weight(d_lo_mm: float, d_hi_mm: float, power: float | None = None,
          + power * (np.log(d_hi_mm) - np.log(d_lo_mm)))
     return float(1.0 / (1.0 + np.exp(-z)))
 
+def fusion_weights(d_lo_mm: float, d_hi_mm: float, lo_labels: np.ndarray, hi_labels: np.ndarray,
+                   values, power: float | None = None, area_power: float | None = None,
+                   shape: float | None = None) -> dict[int, list[float]]:
+    """Per label value of ``values``: the weights of (walk from lo, walk from hi, lo's shape,
+    hi's shape) at a slice ``d_lo_mm`` / ``d_hi_mm`` from the two anchors (labels
+    ``lo_labels`` / ``hi_labels``, ``(H, W)``), for :func:`fuse_many`. The walks share
+    ``1 - shape`` by :func:`side_weight` with the anchors' areas of the label; the shapes
+    share ``shape`` by distance only. None = :data:`IDW_POWER`, :data:`AREA_POWER`,
+    :data:`ANCHOR_SHAPE`."""
+    s = ANCHOR_SHAPE if shape is None else float(shape)
+    q = AREA_POWER if area_power is None else float(area_power)
+    w = side_weight(d_lo_mm, d_hi_mm, power)
+    out = {}
+    for v in (int(x) for x in values if x):
+        wv = side_weight(d_lo_mm, d_hi_mm, power, float(np.count_nonzero(lo_labels == v)),
+                         float(np.count_nonzero(hi_labels == v)), q)
+        out[v] = [(1 - s) * wv, (1 - s) * (1 - wv), s * w, s * (1 - w)]
+    return out
+
+
 #: ``walk(run, anchors, emit) -> (outcomes, cancelled)``: :func:`walk_runs` with the job's
 #: engine bound; ``emit(outcome)`` (or None) hears every finished slice in walk order
 WalkFn = Callable[[Run, Mapping[int, SliceOutcome], Any], tuple[dict[int, SliceOutcome], bool]]
@@ -211,12 +231,8 @@ def _fuse_one(gap: Gap, a: SliceOutcome, b: SliceOutcome, pos: np.ndarray,
         lo_lab, hi_lab = np.asarray(anchors[gap.lo].labels), np.asarray(anchors[gap.hi].labels)
         seen = np.union1d(np.unique(a.labels), np.unique(b.labels))  # absent from both walks:
         shapes = [np.where(np.isin(x, seen), x, 0) for x in (lo_lab, hi_lab)]  # stays absent
-        weights = {}
-        for v in (int(x) for x in seen if x):
-            wv = side_weight(d_lo, d_hi, area_lo=float(np.count_nonzero(lo_lab == v)),
-                             area_hi=float(np.count_nonzero(hi_lab == v)), area_power=AREA_POWER)
-            walk_w[v] = wv
-            weights[v] = [(1 - s) * wv, (1 - s) * (1 - wv), s * w_lo, s * (1 - w_lo)]
+        weights = fusion_weights(d_lo, d_hi, lo_lab, hi_lab, seen)
+        walk_w = {v: w[0] / (1 - s) if s < 1 else 0.5 for v, w in weights.items()}
         labels = (fuse_many([np.asarray(a.labels), np.asarray(b.labels), *shapes], weights)
                   if weights else np.zeros_like(np.asarray(a.labels)))
     else:
@@ -234,4 +250,4 @@ def _fuse_one(gap: Gap, a: SliceOutcome, b: SliceOutcome, pos: np.ndarray,
 
 
 __all__ = ["Gap", "plan_gaps", "gaps_touching", "fuse_labels", "fuse_many", "dice", "walk_gap",
-           "ANCHOR_SHAPE", "IDW_POWER", "AREA_POWER", "side_weight"]
+           "ANCHOR_SHAPE", "IDW_POWER", "AREA_POWER", "side_weight", "fusion_weights"]
