@@ -92,6 +92,10 @@ def replay(files: list[Path], steps: int) -> None:
     print(f"{len(files)} patients; mean 3D Dice after 0..{steps} corrections")
     print("queue  " + " ".join(f"{x:.4f}" for x in q))
     print("oracle " + " ".join(f"{x:.4f}" for x in o))
+    for order in dice:
+        d = np.asarray(dice[order])
+        print(f"{order}: SD after 2 {d[:, min(2, steps)].std():.4f}, worst {d[:, min(2, steps)].min():.4f}; "
+              f"steps that lowered the Dice {int((np.diff(d, axis=1) < -1e-9).sum())} of {d.shape[0] * steps}")
     print(f"queue - oracle after 2: {q[2] - o[2]:+.4f}; first-flag precision "
           f"{np.mean(first_wrong):.3f} ({len(first_wrong)} steps); AUROC {loop.auroc(conf, wrong):.3f}; "
           f"Update median {np.median(secs):.3f} s, max {np.max(secs):.3f} s wall")

@@ -12,7 +12,9 @@ import pytest
 from oneshotsam.types import Volume
 from oneshotsam.volume.chain import SliceOutcome
 from oneshotsam.volume.followup import review_followup
-from oneshotsam.volume.followup_update import ended_labels, label_ends, label_ends_rule
+from oneshotsam.volume import followup_update
+from oneshotsam.volume.followup_update import (carry_shape, ended_labels, label_ends, label_ends_rule,
+                                               shape_change, signed_distance)
 from oneshotsam.volume.session import PropagationSession
 from oneshotsam.volume.stoprule import (FOLLOWUP_FLAG_RISK, StopRule, followup_flagged,
                                         followup_risk, followup_stake)
@@ -66,6 +68,60 @@ def test_label_ends_rule_changes_only_the_slices_it_reaches() -> None:
     assert np.array_equal(out[2], cur[2])  # the correction kept exactly
     assert np.array_equal(np.delete(out, 1, axis=0), np.delete(cur, 1, axis=0))
     out, changed = label_ends_rule(BASE, cur, 0, {2: "corrected"}, frozen={1})
+    assert changed == set() and np.array_equal(out, cur)
+
+
+@pytest.mark.parametrize("row,expected", [
+    ([0, 0, 1, 1, 1, 1, 1, 0, 0], [2, 1, -1, -2, -3, -2, -1, 1, 2]),
+    ([0, 0, 1, 1, 1, 0, 0, 0, 0], [2, 1, -1, -2, -1, 1, 2, 3, 4]),
+    ([0] * 4, [1e3] * 4),
+    ([1] * 4, [-1e3] * 4),
+])
+def test_signed_distance_table(row, expected) -> None:
+    np.testing.assert_allclose(signed_distance(np.array([row], bool))[0], expected)
+
+
+PRED = np.array([[0, 0, 1, 1, 1, 1, 1, 0, 0]], np.uint8)
+SHRUNK = np.array([[0, 0, 1, 1, 1, 0, 0, 0, 0]], np.uint8)
+
+
+def test_shape_change_and_carry_by_hand(monkeypatch) -> None:
+    """Unsmoothed: the correction moved the right edge 2 px in (change 0 0 0 0 2 3 3 2 2);
+    half of it on a neighbour drawn like the prediction moves its edge 1 px in
+    (signed distance 2 1 -1 -2 -2 -0.5 0.5 2 3)."""
+    monkeypatch.setattr(followup_update, "SHAPE_CARRY_SMOOTH_PX", 0.0)
+    ch = shape_change(PRED, SHRUNK)
+    assert set(ch) == {1}
+    np.testing.assert_allclose(ch[1][0], [0, 0, 0, 0, 2, 3, 3, 2, 2])
+    assert carry_shape(PRED, [ch], 0.5).tolist() == [[0, 0, 1, 1, 1, 1, 0, 0, 0]]
+    assert carry_shape(PRED, [ch], 1.0).tolist() == SHRUNK.tolist()
+    assert carry_shape(PRED, [ch], 0.0).tolist() == PRED.tolist()
+    # two neighbours: the mean of their changes (one unchanged: a quarter of the move)
+    assert carry_shape(PRED, [ch, shape_change(PRED, PRED)], 1.0).tolist() == [[0, 0, 1, 1, 1, 1, 0, 0, 0]]
+    # a label the correction left out has no change to carry; a label absent stays absent
+    assert shape_change(PRED, np.zeros_like(PRED)) == {}
+    assert carry_shape(np.zeros_like(PRED), [ch], 0.5).tolist() == np.zeros_like(PRED).tolist()
+
+
+def test_label_ends_rule_carries_the_shape_to_the_two_neighbours(monkeypatch) -> None:
+    monkeypatch.setattr(followup_update, "SHAPE_CARRY_SMOOTH_PX", 0.0)
+    base = np.repeat(PRED[None], 5, axis=0)  # (5, 1, 9): every slice drawn alike
+    cur = base.copy()
+    cur[2] = SHRUNK
+    half = [[0, 0, 1, 1, 1, 1, 0, 0, 0]]
+    out, changed = label_ends_rule(base, cur, 0, {2: "corrected"}, shape_carry=0.5)
+    assert changed == {1, 3}
+    assert out[1].tolist() == half and out[3].tolist() == half
+    assert np.array_equal(out[2], cur[2])  # the correction kept exactly
+    assert np.array_equal(out[[0, 4]], cur[[0, 4]])  # two slices away: untouched
+    # rebuilt from the first run's labels: the same edits again change nothing more
+    again, changed = label_ends_rule(base, out, 0, {2: "corrected"}, shape_carry=0.5)
+    assert changed == set() and np.array_equal(again, out)
+    # frozen and edited slices are never touched; without the carry only the ends rule acts
+    out, changed = label_ends_rule(base, cur, 0, {2: "corrected", 3: "approved"}, frozen={1},
+                                   shape_carry=0.5)
+    assert changed == set() and np.array_equal(out, cur)
+    out, changed = label_ends_rule(base, cur, 0, {2: "corrected"})
     assert changed == set() and np.array_equal(out, cur)
 
 

@@ -15,7 +15,10 @@ Every engine follows :class:`SliceEngine`; :func:`build_engine` picks one for a
 already-segmented neighbour as the reference (bounded memory: the backend's
 cache holds the few most recent embeddings), ``direct`` mode the physically
 nearest seed slice (one method call per seed with all its slices as targets,
-which suits methods that train on all targets at once).
+which suits methods that train on all targets at once). With ``refine_sigma`` > 0
+its cross-visit predictions get the appearance refinement
+(:mod:`oneshotsam.volume.appearance`, statistics from the reference slice at the
+same position): :func:`build_engine` sets it for a planning contour's follow-up.
 Numpy only at import time.
 """
 
@@ -123,11 +126,12 @@ def _native(result: TargetResult, stack: SliceStack) -> TargetResult:
 class MethodEngine:
     """Propagation through a 2D one-shot method (see module docstring)."""
 
-    def __init__(self, method: OneShotMethod, mode: str = "chain") -> None:
+    def __init__(self, method: OneShotMethod, mode: str = "chain", refine_sigma: float = 0.0) -> None:
         if mode not in ("chain", "direct"):
             raise OneShotError(f"unknown propagation mode {mode!r}: use auto, chain or direct")
         self.method = method
         self.mode = mode
+        self.refine_sigma = float(refine_sigma)
         self.ref: SliceStack | None = None
         self.proc: SliceStack | None = None
         self.seed_labels: dict[int, np.ndarray] = {}
@@ -140,6 +144,7 @@ class MethodEngine:
         return {"engine": f"method-{self.mode}", "method": getattr(self.method, "name", "?"),
                 "preset": getattr(getattr(self.method, "config", None), "preset", None),
                 "method_calls": self.calls,
+                **({"refine_sigma": self.refine_sigma} if self.refine_sigma > 0 else {}),
                 **({"chosen_settings": self.last_report["chosen_settings"]}
                    if "chosen_settings" in self.last_report else {}),
                 **({"settings": settings.report()} if settings is not None else {})}
@@ -163,9 +168,26 @@ class MethodEngine:
 
     def cross(self, r: int, labels_hw: np.ndarray) -> TargetResult:
         assert self.ref is not None and self.proc is not None
-        res = self._segment(self.ref.image(r), self.ref.labels_to_square(labels_hw),
-                            [self.proc.image(r)])[0]
-        return _native(res, self.proc)
+        res = _native(self._segment(self.ref.image(r), self.ref.labels_to_square(labels_hw),
+                                    [self.proc.image(r)])[0], self.proc)
+        if self.refine_sigma > 0:
+            self._refine_cross(res, r, np.asarray(labels_hw))
+        return res
+
+    def _refine_cross(self, res: TargetResult, r: int, labels_hw: np.ndarray) -> None:
+        """Appearance refinement of a cross-visit prediction (in place), each label's
+        statistics from reference slice ``r``; ``report["appearance_kept"]`` records the
+        share of each label's predicted pixels kept."""
+        from oneshotsam.volume.appearance import label_stats, refine_labels
+
+        assert self.ref is not None and self.proc is not None
+        values = [int(v) for v in np.unique(labels_hw) if v]
+        stats = label_stats([(self.ref.plane(r), labels_hw)], values)
+        warped = np.asarray(res.labels)
+        res.labels = refine_labels(warped, self.proc.plane(r), stats, self.refine_sigma)
+        res.report = {**res.report, "appearance_kept": {
+            v: round(float(((res.labels == v) & (warped == v)).sum() / (warped == v).sum()), 4)
+            for v in stats if (warped == v).any()}}
 
     def step(self, src: int, src_labels: np.ndarray, dst: int) -> TargetResult:
         """Chain: ``dst`` from its neighbour ``src``; direct: the run's precomputed answer."""
@@ -201,15 +223,19 @@ def build_engine(cfg: PropagationConfig, method: OneShotMethod | None,
     """The engine for ``cfg``; builds the 2D method through the registry when none is injected.
 
     ``auto``: ``medpersam-warp`` -> per-slice cross-visit registration (``direct``,
-    settings chosen per slice pair by the method unless a preset is given) when ``dense`` (:func:`~oneshotsam.volume.followup.dense_followup`),
+    settings chosen per slice pair by the method unless a preset is given; the volume
+    preset's ``refine_sigma`` refines each prediction) when ``dense`` (:func:`~oneshotsam.volume.followup.dense_followup`),
     else the warp-volume engine (:mod:`oneshotsam.volume.warpvol`); other
     methods -> ``chain``."""
     mode = cfg.propagation
     name = getattr(method, "name", cfg.method) if method is not None else cfg.method
     if mode == "auto" and name == "medpersam-warp" and dense:
+        from oneshotsam.volume.warpvol import VolumeWarpConfig
+
         if method is None:
             method = _build_method(cfg, cfg.preset)
-        return MethodEngine(method, "direct")
+        vcfg = VolumeWarpConfig.resolve(dict(cfg.method_overrides))[0]
+        return MethodEngine(method, "direct", refine_sigma=vcfg.refine_sigma)
     if mode == "warp-volume" or (mode == "auto" and name == "medpersam-warp"):
         from oneshotsam.volume.warpvol import WarpVolumeEngine
 

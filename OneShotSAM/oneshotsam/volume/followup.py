@@ -75,6 +75,8 @@ def cross_seed(engine, r: int, ref_labels: np.ndarray, rule: StopRule,
                                                          if d.value in fit else {}),
                                                       **({"stop": d.reason} if d.reason else {})}
                                        for d in decisions}}
+    if "appearance_kept" in res.report:  # the appearance refinement's share of each label kept
+        info["appearance_kept"] = {str(v): f for v, f in res.report["appearance_kept"].items()}
     if why:
         info["review"] = why
     return SliceOutcome(r, labels, float(res.confidence), flagged, "seed", None, info)

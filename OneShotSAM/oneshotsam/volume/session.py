@@ -142,11 +142,11 @@ class PropagationSession:
     def _refine_followup(self, tsg, proc_of_t: list[int], state: JobState, before: Volume,
                          vol: Volume, edits: "_Edits", touched: set[int]) -> tuple[Volume, set[int]]:
         """What the follow-up's corrections say about its other slices
-        (:func:`oneshotsam.volume.followup_update.label_ends_rule`, from the first run's
+        (:func:`oneshotsam.volume.followup_update.label_ends_rule` with its shape carry, from the first run's
         labels and every edit so far); returns the labels and the target slices changed.
         ``tsg``: the follow-up's slice geometry; ``proc_of_t``: processing slice of each of
         its slices."""
-        from oneshotsam.volume.followup_update import label_ends_rule
+        from oneshotsam.volume.followup_update import SHAPE_CARRY, label_ends_rule
 
         m = self._followups.setdefault(state.index, {"base": np.asarray(before.voxels),
                                                      "edited": {}, "frozen": set()})
@@ -155,7 +155,7 @@ class PropagationSession:
             m["edited"].update({int(k): kind for k in ks})
         m["frozen"] |= {s for s in range(tsg.n_slices) if proc_of_t[s] in touched}
         out, changed = label_ends_rule(m["base"], np.asarray(vol.voxels), tsg.array_axis,
-                                       m["edited"], m["frozen"] - set(m["edited"]))
+                                       m["edited"], m["frozen"] - set(m["edited"]), SHAPE_CARRY)
         return Volume(out, vol.ijk_to_lps, vol.name, dict(vol.meta)), changed
 
     def _rerun(self, labels: Volume, corrected: Sequence[int], erased: Sequence[int],

@@ -321,20 +321,9 @@ class WarpVolumeEngine:
     # ------------------------------------------------------------------ inference
     def _refine(self, out: np.ndarray, plane: np.ndarray) -> np.ndarray:
         """Appearance refinement (see ``VolumeWarpConfig.refine_sigma``)."""
-        if self.vcfg.refine_sigma <= 0:
-            return out
-        import cv2
-        from scipy import ndimage as ndi
+        from oneshotsam.volume.appearance import refine_labels
 
-        smooth = cv2.medianBlur(np.ascontiguousarray(plane, dtype=np.float32), 3)
-        res = np.zeros_like(out)
-        for v, (mu, sd) in self.stats.items():
-            own = out == v
-            m = own & (np.abs(smooth - mu) <= self.vcfg.refine_sigma * sd)
-            # fill holes only with this label's own or background pixels (a ring such as
-            # the myocardium must not swallow the cavity labelled as another class)
-            res[ndi.binary_fill_holes(m) & (own | (out == 0)) & (res == 0)] = v
-        return res
+        return refine_labels(out, plane, self.stats, self.vcfg.refine_sigma)
 
     def _predict(self, moving_w, fixed_w, labels: np.ndarray, dst_plane: np.ndarray,
                  walk: bool = False) -> TargetResult:
