@@ -9,6 +9,11 @@ code as it is now, re-scoring step 0 with the current follow-up review
 0..K corrections, first-flag precision, the pooled AUROC and the Update seconds.
 
     python benchmarks/followup_replay.py --data ../shared/data --cache /tmp/acdc --split tuning
+    python benchmarks/followup_replay.py --data ../shared/data --cache /tmp/acdc-norefine \
+        --split tuning --set refine_sigma=0 --shape-carry 0
+
+``--set KEY=VALUE`` changes step 0's settings (use another ``--cache`` folder for each);
+``--shape-carry W`` the Update's :data:`oneshotsam.volume.followup_update.SHAPE_CARRY`.
 
 Only for choosing settings on the tuning split (docs/corrections.md); the figures
 reported against the bars come from ``oneshotsam benchmark corrections``.
@@ -24,8 +29,9 @@ from pathlib import Path
 import numpy as np
 
 
-def cache_step0(data: Path, cache: Path, split: str) -> list[Path]:
-    """Run step 0 of every ``acdc-es`` case of ``split`` not yet in ``cache``; returns the files."""
+def cache_step0(data: Path, cache: Path, split: str, overrides: tuple = ()) -> list[Path]:
+    """Run step 0 of every ``acdc-es`` case of ``split`` not yet in ``cache`` (``overrides``:
+    ``(key, value)`` settings); returns the files."""
     import torch
 
     from oneshotsam.protocols.corrections import list_cases, load_case
@@ -33,7 +39,7 @@ def cache_step0(data: Path, cache: Path, split: str) -> list[Path]:
     from oneshotsam.settings import propagation_config
 
     torch.set_num_threads(1)
-    cfg = propagation_config(None, method="medpersam-warp", device="cpu")
+    cfg = propagation_config(None, method="medpersam-warp", device="cpu", overrides=dict(overrides))
     cache.mkdir(parents=True, exist_ok=True)
     files = []
     for name, sp, paths in list_cases(data, "acdc-es", split):
@@ -107,8 +113,18 @@ def main() -> None:
     ap.add_argument("--cache", type=Path, required=True, help="folder of the pickled step-0 sessions")
     ap.add_argument("--split", default="tuning", choices=("tuning", "held-out"))
     ap.add_argument("--steps", type=int, default=4)
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="a setting of step 0 (as `oneshotsam propagate --set`)")
+    ap.add_argument("--shape-carry", type=float, default=None,
+                    help="the Update's shape carry weight (default: the product's)")
     a = ap.parse_args()
-    replay(cache_step0(a.data, a.cache, a.split), a.steps)
+    from oneshotsam.settings import parse_overrides
+    from oneshotsam.volume import followup_update
+
+    if a.shape_carry is not None:
+        followup_update.SHAPE_CARRY = a.shape_carry
+    overrides = tuple(sorted(parse_overrides(a.set).items()))
+    replay(cache_step0(a.data, a.cache, a.split, overrides), a.steps)
 
 
 if __name__ == "__main__":
