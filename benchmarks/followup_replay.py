@@ -29,9 +29,10 @@ from pathlib import Path
 import numpy as np
 
 
-def cache_step0(data: Path, cache: Path, split: str, overrides: tuple = ()) -> list[Path]:
-    """Run step 0 of every ``acdc-es`` case of ``split`` not yet in ``cache`` (``overrides``:
-    ``(key, value)`` settings); returns the files."""
+def cache_step0(data: Path, cache: Path, split: str, overrides: tuple = (),
+                names: list[str] | None = None) -> list[Path]:
+    """Run step 0 of every ``acdc-es`` case of ``split`` (of ``names`` only, when given) not
+    yet in ``cache`` (``overrides``: ``(key, value)`` settings); returns the files."""
     import torch
 
     from oneshotsam.protocols.corrections import list_cases, load_case
@@ -43,6 +44,8 @@ def cache_step0(data: Path, cache: Path, split: str, overrides: tuple = ()) -> l
     cache.mkdir(parents=True, exist_ok=True)
     files = []
     for name, sp, paths in list_cases(data, "acdc-es", split):
+        if names and name not in names:
+            continue
         out = cache / f"{name}.pkl"
         if not out.exists():
             case = load_case("acdc-es", name, sp, paths)
@@ -117,6 +120,7 @@ def main() -> None:
                     help="a setting of step 0 (as `oneshotsam propagate --set`)")
     ap.add_argument("--shape-carry", type=float, default=None,
                     help="the Update's shape carry weight (default: the product's)")
+    ap.add_argument("--names", nargs="*", default=None, help="only these patients (e.g. patient001)")
     a = ap.parse_args()
     from oneshotsam.settings import parse_overrides
     from oneshotsam.volume import followup_update
@@ -124,7 +128,7 @@ def main() -> None:
     if a.shape_carry is not None:
         followup_update.SHAPE_CARRY = a.shape_carry
     overrides = tuple(sorted(parse_overrides(a.set).items()))
-    replay(cache_step0(a.data, a.cache, a.split, overrides), a.steps)
+    replay(cache_step0(a.data, a.cache, a.split, overrides, a.names), a.steps)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,8 @@ from oneshotsam.volume.chain import SliceOutcome
 from oneshotsam.volume.followup import review_followup
 from oneshotsam.volume import followup_update
 from oneshotsam.volume.followup_update import (carry_shape, ended_labels, label_ends, label_ends_rule,
-                                               shape_change, signed_distance)
+                                               shape_change)
+from oneshotsam.volume.gaps import signed_distance
 from oneshotsam.volume.session import PropagationSession
 from oneshotsam.volume.stoprule import (FOLLOWUP_FLAG_RISK, StopRule, followup_flagged,
                                         followup_risk, followup_stake)

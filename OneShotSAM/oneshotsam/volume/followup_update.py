@@ -36,6 +36,8 @@ from typing import Mapping
 
 import numpy as np
 
+from oneshotsam.volume.gaps import signed_distance
+
 #: weight of a corrected slice's local shape change on its two neighbours (0 = off);
 #: chosen among 0.3 / 0.5 / 0.7 on the ACDC ED -> ES tuning split (docs/corrections.md)
 SHAPE_CARRY = 0.5
@@ -76,19 +78,6 @@ def ended_labels(base: np.ndarray, current: np.ndarray, axis: int,
                 out.setdefault(k, set()).add(v)
                 k += step
     return out
-
-
-def signed_distance(mask: np.ndarray) -> np.ndarray:
-    """``(H, W)`` signed distance in pixels to the edge of ``mask``: negative inside,
-    positive outside (an empty mask: +1e3 everywhere; a full one: -1e3)."""
-    from scipy import ndimage as ndi
-
-    m = np.asarray(mask, dtype=bool)
-    if not m.any():
-        return np.full(m.shape, 1e3)
-    if m.all():
-        return np.full(m.shape, -1e3)
-    return ndi.distance_transform_edt(~m) - ndi.distance_transform_edt(m)
 
 
 def shape_change(predicted: np.ndarray, corrected: np.ndarray) -> dict[int, np.ndarray]:
@@ -169,4 +158,4 @@ def label_ends_rule(base: np.ndarray, current: np.ndarray, axis: int, edited: Ma
 
 
 __all__ = ["SHAPE_CARRY", "SHAPE_CARRY_SMOOTH_PX", "SHAPE_CARRY_CLIP_PX", "label_ends", "ended_labels",
-           "signed_distance", "shape_change", "carry_shape", "label_ends_rule"]
+           "shape_change", "carry_shape", "label_ends_rule"]

@@ -66,15 +66,17 @@ def gaps_touching(gaps: list[Gap], changed: set[int]) -> list[Gap]:
     return [g for g in gaps if g.lo in changed or g.hi in changed]
 
 
-def _sdf(mask: np.ndarray) -> np.ndarray:
-    """Signed distance in pixels: negative inside ``mask``, positive outside."""
+def signed_distance(mask: np.ndarray) -> np.ndarray:
+    """``(H, W)`` signed distance in pixels to the edge of ``mask``: negative inside,
+    positive outside (an empty mask: +1e3 everywhere; a full one: -1e3)."""
     from scipy import ndimage as ndi
 
-    if not mask.any():
-        return np.full(mask.shape, np.inf)
-    inside = ndi.distance_transform_edt(mask)
-    outside = ndi.distance_transform_edt(~mask)
-    return outside - inside
+    m = np.asarray(mask, dtype=bool)
+    if not m.any():
+        return np.full(m.shape, 1e3)
+    if m.all():
+        return np.full(m.shape, -1e3)
+    return ndi.distance_transform_edt(~m) - ndi.distance_transform_edt(m)
 
 
 def fuse_labels(a: np.ndarray, b: np.ndarray, w_a: float, shrink: bool = False) -> np.ndarray:
@@ -93,11 +95,11 @@ def fuse_labels(a: np.ndarray, b: np.ndarray, w_a: float, shrink: bool = False) 
             if not shrink:
                 out[one & (out == 0)] = v
                 continue
-        sa, sb = _sdf(ma), _sdf(mb)
+        sa, sb = signed_distance(ma), signed_distance(mb)
         for s, m, other in ((sa, ma, mb), (sb, mb, ma)):
             if not m.any():
                 radius = np.sqrt(other.sum() / np.pi)
-                s[...] = radius + (_sdf(other) if other.any() else 0)
+                s[...] = radius + (signed_distance(other) if other.any() else 0)
         fused = w_a * sa + (1.0 - w_a) * sb
         out[(fused <= 0) & (out == 0)] = v
     return out
@@ -213,7 +215,7 @@ def fuse_many(maps: list[np.ndarray], weights: list[float] | Mapping[int, list[f
         wv = weights[v] if isinstance(weights, Mapping) else weights
         held = [(m == v, w) for m, w in zip(maps, wv) if w > 0 and (m == v).any()]
         total = sum(w for _, w in held)
-        fused = sum(w * _sdf(m) for m, w in held) / total
+        fused = sum(w * signed_distance(m) for m, w in held) / total
         out[(fused <= 0) & (out == 0)] = v
     return out
 
@@ -249,5 +251,5 @@ def _fuse_one(gap: Gap, a: SliceOutcome, b: SliceOutcome, pos: np.ndarray,
                         int(gap.lo if w_lo >= 0.5 else gap.hi), info)
 
 
-__all__ = ["Gap", "plan_gaps", "gaps_touching", "fuse_labels", "fuse_many", "dice", "walk_gap",
+__all__ = ["Gap", "plan_gaps", "gaps_touching", "signed_distance", "fuse_labels", "fuse_many", "dice", "walk_gap",
            "ANCHOR_SHAPE", "IDW_POWER", "AREA_POWER", "side_weight", "fusion_weights"]
