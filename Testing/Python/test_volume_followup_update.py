@@ -13,8 +13,8 @@ from oneshotsam.types import Volume
 from oneshotsam.volume.chain import SliceOutcome
 from oneshotsam.volume.followup import review_followup
 from oneshotsam.volume import followup_update
-from oneshotsam.volume.followup_update import (carry_shape, ended_labels, label_ends, label_ends_rule,
-                                               shape_change)
+from oneshotsam.volume.followup_update import (carry_shape, ended_labels, fuse_walks, label_ends,
+                                               label_ends_rule, shape_change)
 from oneshotsam.volume.gaps import signed_distance
 from oneshotsam.volume.session import PropagationSession
 from oneshotsam.volume.stoprule import (FOLLOWUP_FLAG_RISK, StopRule, followup_flagged,
@@ -126,6 +126,30 @@ def test_label_ends_rule_carries_the_shape_to_the_two_neighbours(monkeypatch) ->
     assert changed == set() and np.array_equal(out, cur)
 
 
+def test_fuse_walks_by_hand() -> None:
+    """Signed distances 2 1 -1 -2 -3 -2 -1 1 2 (own) and 2 1 -1 -2 -1 1 2 3 4 (walked):
+    their mean is inside on 2..5."""
+    half = [[0, 0, 1, 1, 1, 1, 0, 0, 0]]
+    assert fuse_walks(PRED, [SHRUNK], 0.5).tolist() == half
+    assert fuse_walks(PRED, [SHRUNK], 1.0).tolist() == SHRUNK.tolist()
+    assert fuse_walks(PRED, [SHRUNK], 0.0).tolist() == PRED.tolist()
+    assert fuse_walks(PRED, [SHRUNK, PRED], 1.0).tolist() == half  # the walks' mean
+    assert fuse_walks(PRED, [np.zeros_like(PRED)], 0.5).tolist() == PRED.tolist()  # label not walked
+    assert fuse_walks(np.zeros_like(PRED), [PRED], 0.5).tolist() == np.zeros_like(PRED).tolist()
+
+
+def test_label_ends_rule_fuses_the_walks() -> None:
+    base = np.repeat(PRED[None], 3, axis=0)
+    cur = base.copy()
+    out, changed = label_ends_rule(base, cur, 0, {0: "corrected"}, walks={1: [SHRUNK]}, walk_weight=0.5)
+    assert changed == {1} and out[1].tolist() == [[0, 0, 1, 1, 1, 1, 0, 0, 0]]
+    assert np.array_equal(out[[0, 2]], cur[[0, 2]])
+    for kw in ({"frozen": {1}}, {"walk_weight": 0.0}):
+        args = {"walks": {1: [SHRUNK]}, "walk_weight": 0.5, **kw}
+        out, changed = label_ends_rule(base, cur, 0, {0: "corrected"}, **args)
+        assert changed == set() and np.array_equal(out, cur)
+
+
 def test_followup_risk_and_stake() -> None:
     # a slice that fits as well as the whole image, with a confident method, is safe;
     # a poorly fitting one is not; a deviating area and a small slice add risk
@@ -191,13 +215,21 @@ def test_followup_update_ends_a_label_and_keeps_every_other_slice() -> None:
     assert np.array_equal(out[4], edit[4])
     assert not (out[3] == 2).any() and np.array_equal(out[3] == 1, lab[3] == 1)
     np.testing.assert_array_equal(np.delete(out, [3, 4], axis=0), np.delete(first, [3, 4], axis=0))
-    # correcting the first contoured slice walks nothing beyond the contour (slice 0)
+    # one registration call: the corrected slice onto its two neighbours inside the contour
+    assert method.calls[calls:] == [("blobs[4]", ["blobs[3]", "blobs[5]"])]
+    assert upd["walked_slices"] == [3, 5]
+    # correcting the first contoured slice walks nothing beyond the contour (slice 0): the
+    # one call registers it onto slice 2 only
     edit2 = out.copy()
     edit2[1, 8:10] = 0
     res = s.update(Volume(edit2, aff, "l"), [1], target_index=0)
     out2 = np.asarray(res.label_volumes[0].voxels)
-    assert len(method.calls) == calls and not out2[0].any()
+    assert method.calls[calls + 1:] == [("blobs[1]", ["blobs[2]"])] and not out2[0].any()
     assert np.array_equal(out2[1], edit2[1]) and _same_but(out2, out, [1])
+    # the same corrections again: nothing registered again, nothing changes
+    res = s.update(Volume(out2, aff, "l"), [1], target_index=0)
+    assert len(method.calls) == calls + 2
+    assert np.array_equal(res.label_volumes[0].voxels, out2)
 
 
 def _same_but(a: np.ndarray, b: np.ndarray, ks) -> bool:

@@ -189,6 +189,17 @@ class MethodEngine:
             v: round(float(((res.labels == v) & (warped == v)).sum() / (warped == v).sum()), 4)
             for v in stats if (warped == v).any()}}
 
+    def walk_from(self, src: int, src_labels: np.ndarray, dsts: list[int]) -> dict[int, np.ndarray]:
+        """Labels of processing slices ``dsts`` predicted from slice ``src`` labelled
+        ``src_labels`` (native ``(H, W)``), in one method call (a follow-up's corrected
+        slice to its neighbours on the same visit); nothing precomputed is used."""
+        assert self.proc is not None
+        if not dsts:
+            return {}
+        results = self._segment(self.proc.image(src), self.proc.labels_to_square(src_labels),
+                                [self.proc.image(k) for k in dsts])
+        return {k: np.asarray(_native(r, self.proc).labels) for k, r in zip(dsts, results)}
+
     def step(self, src: int, src_labels: np.ndarray, dst: int) -> TargetResult:
         """Chain: ``dst`` from its neighbour ``src``; direct: the run's precomputed answer."""
         assert self.proc is not None

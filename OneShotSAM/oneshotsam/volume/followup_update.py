@@ -12,7 +12,11 @@ correction does say about the neighbours (:func:`label_ends_rule`):
   registration's error is alike on adjacent slices, so each label's local shape change
   on the corrected slice (:func:`shape_change`: the corrected minus the predicted
   signed distance, smoothed) is added, times ``shape_carry``, to that label's signed
-  distance on the two slices next to it (:func:`carry_shape`).
+  distance on the two slices next to it (:func:`carry_shape`);
+* with ``walk_weight`` > 0, what the neighbour looks like from the corrected slice: the
+  session registers the corrected slice onto its two neighbours inside the contour, on
+  the same visit (``MethodEngine.walk_from``: one 2D registration call), and the walked
+  labels are fused with the neighbour's (:func:`fuse_walks`, signed distances).
 
 A slice with nothing to change keeps every voxel; edited slices (and slices the Update
 left alone for another reason: the caller's ``frozen``) are never touched; a slice the
@@ -41,6 +45,9 @@ from oneshotsam.volume.gaps import signed_distance
 #: weight of a corrected slice's local shape change on its two neighbours (0 = off);
 #: chosen among 0.3 / 0.5 / 0.7 on the ACDC ED -> ES tuning split (docs/corrections.md)
 SHAPE_CARRY = 0.5
+#: weight of the labels walked (registered on the same visit) from a corrected slice onto
+#: each of its two neighbours inside the contour (0 = off): see the module docstring
+NEIGHBOUR_WALK = 0.5
 #: Gaussian smoothing (pixels) of the shape change before it is carried
 SHAPE_CARRY_SMOOTH_PX = 3.0
 #: the shape change is clipped to +- this many pixels
@@ -95,6 +102,13 @@ def shape_change(predicted: np.ndarray, corrected: np.ndarray) -> dict[int, np.n
     return out
 
 
+def _from_distances(values: list[int], dist: list[np.ndarray], dtype) -> np.ndarray:
+    """Each pixel takes the label with the lowest signed distance where that is negative."""
+    stack = np.stack(dist)
+    best = np.asarray(values)[np.argmin(stack, axis=0)]
+    return np.where(stack.min(axis=0) < 0, best, 0).astype(dtype)
+
+
 def carry_shape(plane: np.ndarray, changes: list[dict[int, np.ndarray]], weight: float) -> np.ndarray:
     """``plane``'s labels reshaped by the neighbours' :func:`shape_change` maps: each label's
     signed distance plus ``weight`` times the mean of its changes; a pixel takes the label
@@ -108,16 +122,31 @@ def carry_shape(plane: np.ndarray, changes: list[dict[int, np.ndarray]], weight:
         d = signed_distance(plane == v)
         ch = [c[v] for c in changes if v in c]
         dist.append(d + weight * np.mean(ch, axis=0) if ch else d)
-    stack = np.stack(dist)
-    best = np.asarray(values)[np.argmin(stack, axis=0)]
-    return np.where(stack.min(axis=0) < 0, best, 0).astype(plane.dtype)
+    return _from_distances(values, dist, plane.dtype)
+
+
+def fuse_walks(plane: np.ndarray, walks: list[np.ndarray], weight: float) -> np.ndarray:
+    """``plane``'s labels fused with labels walked onto the same slice from corrected
+    neighbours: per label of ``plane``, ``(1 - weight)`` times its signed distance plus
+    ``weight`` times the mean of the walks' (those that hold the label). No label is added."""
+    values = [int(v) for v in np.unique(plane) if v]
+    if not values or not walks or weight <= 0:
+        return np.array(plane, copy=True)
+    dist = []
+    for v in values:
+        d = signed_distance(plane == v)
+        held = [signed_distance(w == v) for w in walks if (w == v).any()]
+        dist.append((1.0 - weight) * d + weight * np.mean(held, axis=0) if held else d)
+    return _from_distances(values, dist, plane.dtype)
 
 
 def label_ends_rule(base: np.ndarray, current: np.ndarray, axis: int, edited: Mapping[int, str],
-                    frozen: set[int] | frozenset = frozenset(),
-                    shape_carry: float = 0.0) -> tuple[np.ndarray, set[int]]:
-    """The follow-up's labels with :func:`ended_labels` applied and, with ``shape_carry`` >
-    0, the corrected slices' :func:`shape_change` carried to their neighbours.
+                    frozen: set[int] | frozenset = frozenset(), shape_carry: float = 0.0,
+                    walks: Mapping[int, list[np.ndarray]] | None = None,
+                    walk_weight: float = 0.0) -> tuple[np.ndarray, set[int]]:
+    """The follow-up's labels with :func:`ended_labels` applied, with ``shape_carry`` > 0
+    the corrected slices' :func:`shape_change` carried to their neighbours, and with
+    ``walk_weight`` > 0 the ``walks`` fused in (:func:`fuse_walks`).
 
     Args:
         base: ``(K, J, I)`` the follow-up's labels from the first run.
@@ -126,12 +155,14 @@ def label_ends_rule(base: np.ndarray, current: np.ndarray, axis: int, edited: Ma
         edited: ``{slice: "corrected" | "erased" | "approved"}``, every edit so far.
         frozen: slices left as they are in ``current``.
         shape_carry: weight of :func:`carry_shape` (0 = labels' ends only).
+        walks: ``{slice: [(H, W) labels walked onto it from a corrected neighbour]}``.
+        walk_weight: weight of the walks in :func:`fuse_walks`.
 
     Returns:
         ``(labels, changed)``: a new array and the slices whose voxels differ from
         ``current``. A slice a rule reaches is rebuilt from ``base`` (minus its ended
-        labels, reshaped by its corrected neighbours; edits never compound); every other
-        slice is ``current``'s.
+        labels, reshaped by its corrected neighbours, fused with the walks onto it; edits
+        never compound); every other slice is ``current``'s.
     """
     out = np.array(current, copy=True)
     ends = ended_labels(base, current, axis, edited)
@@ -139,7 +170,9 @@ def label_ends_rule(base: np.ndarray, current: np.ndarray, axis: int, edited: Ma
     if shape_carry > 0:
         changes = {s: shape_change(_plane(base, axis, s), _plane(current, axis, s))
                    for s, kind in edited.items() if kind == "corrected"}
-    reached = set(ends) | {s + d for s in changes for d in (-1, 1) if 0 <= s + d < base.shape[axis]}
+    walks = {k: w for k, w in (walks or {}).items() if w} if walk_weight > 0 else {}
+    reached = (set(ends) | set(walks)
+               | {s + d for s in changes for d in (-1, 1) if 0 <= s + d < base.shape[axis]})
     changed = set()
     for k in sorted(reached):
         if k in edited or k in frozen:
@@ -149,6 +182,8 @@ def label_ends_rule(base: np.ndarray, current: np.ndarray, axis: int, edited: Ma
         near = [changes[s] for s in (k - 1, k + 1) if s in changes]
         if near:
             plane = carry_shape(plane, near, shape_carry)
+        if k in walks:
+            plane = fuse_walks(plane, walks[k], walk_weight)
         if not np.array_equal(plane, _plane(current, axis, k)):
             idx = [slice(None)] * out.ndim
             idx[axis] = k
@@ -157,5 +192,56 @@ def label_ends_rule(base: np.ndarray, current: np.ndarray, axis: int, edited: Ma
     return out, changed
 
 
+def neighbour_walks(ctx, state, tsg, proc_of_t: list[int], cache: dict) -> dict[int, list[np.ndarray]]:
+    """A planning contour's follow-up: ``{target slice: [labels]}`` walked (registered on
+    this visit, ``engine.walk_from``) from each corrected slice onto its two neighbours
+    strictly inside the contour, in the follow-up's own grid.
+
+    Args:
+        ctx, state: the session's :class:`~oneshotsam.volume.jobs.JobContext` and the
+            follow-up's :class:`~oneshotsam.volume.jobs.JobState` (anchors on the
+            processing grid; ``state.engine`` as trained).
+        tsg: the follow-up's slice geometry; ``proc_of_t``: processing slice of each of
+            its slices.
+        cache: kept by the caller between Updates: one registration call per corrected
+            slice and its labels, so an Update registers only for the corrections it brings.
+
+    Returns ``{}`` with :data:`NEIGHBOUR_WALK` 0 or an engine without ``walk_from``."""
+    from oneshotsam.geometry import get_slice, set_slice
+    from oneshotsam.volume.jobs import labels_in_target
+
+    engine = state.engine
+    if NEIGHBOUR_WALK <= 0 or not hasattr(engine, "walk_from"):
+        return {}
+    lo, hi = min(ctx.ref_labels_by_slice), max(ctx.ref_labels_by_slice)
+
+    def predicted(n: int) -> bool:
+        o = state.anchors.get(n) or state.outcomes.get(n)
+        return o is not None and o.info.get("kind") == "cross-visit"
+
+    walked: dict[int, list[np.ndarray]] = {}
+    for s, o in sorted(state.anchors.items()):
+        if o.info.get("kind") != "corrected" or not np.any(o.labels):
+            continue
+        dsts = [n for n in (s - 1, s + 1) if lo < n < hi and predicted(n)]
+        key = (s, np.asarray(o.labels).tobytes(), tuple(dsts))
+        if key not in cache:
+            cache[key] = engine.walk_from(s, np.asarray(o.labels), dsts)
+        for n, lab in cache[key].items():
+            walked.setdefault(n, []).append(lab)
+    out: dict[int, list[np.ndarray]] = {}
+    for i in range(max((len(v) for v in walked.values()), default=0)):
+        lab_proc = np.zeros(ctx.ref_lab.shape, dtype=ctx.ref_lab.dtype)
+        for n, labs in walked.items():
+            if i < len(labs):
+                set_slice(lab_proc, ctx.sg.array_axis, n, labs[i])
+        lab_t = labels_in_target(ctx, state, lab_proc)
+        for t in range(tsg.n_slices):
+            if i < len(walked.get(proc_of_t[t], ())):
+                out.setdefault(t, []).append(np.asarray(get_slice(lab_t, tsg.array_axis, t)))
+    return out
+
+
 __all__ = ["SHAPE_CARRY", "SHAPE_CARRY_SMOOTH_PX", "SHAPE_CARRY_CLIP_PX", "label_ends", "ended_labels",
-           "shape_change", "carry_shape", "label_ends_rule"]
+           "shape_change", "carry_shape", "fuse_walks", "label_ends_rule", "NEIGHBOUR_WALK",
+           "neighbour_walks"]

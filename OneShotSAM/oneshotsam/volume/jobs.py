@@ -296,7 +296,7 @@ def _prepare_engine(ctx: JobContext, state: JobState) -> bool:
 
 def job_volume(ctx: JobContext, state: JobState) -> Volume:
     """The job's label volume in the target's own geometry (the reference's without a target)."""
-    from oneshotsam.geometry import resample_volume, same_grid, set_slice
+    from oneshotsam.geometry import set_slice
 
     lab_proc = np.zeros(ctx.ref_lab.shape, dtype=ctx.ref_lab.dtype)
     for k, o in state.outcomes.items():
@@ -304,13 +304,21 @@ def job_volume(ctx: JobContext, state: JobState) -> Volume:
     meta = dict(ctx.label_meta or {})
     if not state.followup:
         return Volume(lab_proc, ctx.reference.ijk_to_lps, ctx.reference.name, meta)
+    out = labels_in_target(ctx, state, lab_proc)
+    return Volume(out.astype(ctx.ref_lab.dtype, copy=False), state.target.ijk_to_lps,
+                  state.target.name, meta)
+
+
+def labels_in_target(ctx: JobContext, state: JobState, lab_proc: np.ndarray) -> np.ndarray:
+    """A follow-up's labels on the processing grid (the reference's, ``(K, J, I)``) in the
+    follow-up's own grid (nearest neighbour through the alignment)."""
+    from oneshotsam.geometry import resample_volume, same_grid
+
     target, align = state.target, state.align
     if same_grid(target, ctx.reference) and align.transform is None:
-        out = lab_proc
-    else:
-        lv = Volume(lab_proc, ctx.reference.ijk_to_lps, "labels")
-        out = np.asarray(resample_volume(lv, target, align.inverse(), "nearest", 0).voxels)
-    return Volume(out.astype(ctx.ref_lab.dtype, copy=False), target.ijk_to_lps, target.name, meta)
+        return lab_proc
+    lv = Volume(lab_proc, ctx.reference.ijk_to_lps, "labels")
+    return np.asarray(resample_volume(lv, target, align.inverse(), "nearest", 0).voxels)
 
 
 def finish_job(ctx: JobContext, state: JobState, cancelled: bool,
@@ -337,4 +345,4 @@ def emit_within(o: SliceOutcome, on_slice: Callable[[SliceEvent], None], sg) -> 
 
 
 __all__ = ["JobContext", "JobProgress", "JobState", "within_job", "followup_job", "walk_gaps",
-           "finish_job", "job_volume", "windowed", "outcome_summary", "emit_within"]
+           "finish_job", "job_volume", "labels_in_target", "windowed", "outcome_summary", "emit_within"]

@@ -127,35 +127,47 @@ class PropagationSession:
             tsg = slice_geometry(state.target, ctx.cfg.axis)
             proc_of_t = _processing_slice_of_target(ctx, state, tsg)
             vol = _compose_followup(tsg, proc_of_t, before, vol, edits, touched)
-            vol, refined = self._refine_followup(tsg, proc_of_t, state, before, vol, edits, touched)
+            walks = {}
+            if self.ctx.dense:
+                from oneshotsam.volume.followup_update import neighbour_walks
+
+                cache = self._followups.setdefault(state.index, {}).setdefault("walks", {})
+                walks = neighbour_walks(self.ctx, state, tsg, proc_of_t, cache)
+            vol, refined = self._refine_followup(tsg, proc_of_t, state, before, vol, edits, touched,
+                                                 walks)
             if on_slice is not None:
                 _emit_followup(ctx, state, vol, touched | _processing_of(ctx, state, refined),
                                on_slice)
         rep["update"] = {"corrected_slices": sorted(edits.corrected), "erased_slices": sorted(edits.erased),
                          "approved_slices": sorted(edits.approved),
                          "recomputed_slices": recomputed, "seconds": elapsed(t0),
-                         **({"refined_slices": sorted(refined)} if state.followup else {})}
+                         **({"refined_slices": sorted(refined)} if state.followup else {}),
+                         **({"walked_slices": sorted(walks)} if state.followup and walks else {})}
         rep["anchors"] = {str(k): o.info.get("kind", "seed") for k, o in sorted(state.anchors.items())}
         self.result = _replace_job(self.result, ti, vol, rep, cancelled)
         return self.result
 
     def _refine_followup(self, tsg, proc_of_t: list[int], state: JobState, before: Volume,
-                         vol: Volume, edits: "_Edits", touched: set[int]) -> tuple[Volume, set[int]]:
+                         vol: Volume, edits: "_Edits", touched: set[int],
+                         walks: dict[int, list[np.ndarray]] | None = None) -> tuple[Volume, set[int]]:
         """What the follow-up's corrections say about its other slices
-        (:func:`oneshotsam.volume.followup_update.label_ends_rule` with its shape carry, from the first run's
-        labels and every edit so far); returns the labels and the target slices changed.
-        ``tsg``: the follow-up's slice geometry; ``proc_of_t``: processing slice of each of
-        its slices."""
-        from oneshotsam.volume.followup_update import SHAPE_CARRY, label_ends_rule
+        (:func:`oneshotsam.volume.followup_update.label_ends_rule` with its shape carry and
+        ``walks`` from :func:`~oneshotsam.volume.followup_update.neighbour_walks`, from the first run's labels and every edit
+        so far); returns the labels and the target slices changed. ``tsg``: the follow-up's
+        slice geometry; ``proc_of_t``: processing slice of each of its slices."""
+        from oneshotsam.volume.followup_update import NEIGHBOUR_WALK, SHAPE_CARRY, label_ends_rule
 
-        m = self._followups.setdefault(state.index, {"base": np.asarray(before.voxels),
-                                                     "edited": {}, "frozen": set()})
+        m = self._followups.setdefault(state.index, {})
+        m.setdefault("base", np.asarray(before.voxels))
+        m.setdefault("edited", {})
+        m.setdefault("frozen", set())
         for kind, ks in (("approved", edits.approved), ("corrected", edits.corrected),
                          ("erased", edits.erased)):
             m["edited"].update({int(k): kind for k in ks})
         m["frozen"] |= {s for s in range(tsg.n_slices) if proc_of_t[s] in touched}
         out, changed = label_ends_rule(m["base"], np.asarray(vol.voxels), tsg.array_axis,
-                                       m["edited"], m["frozen"] - set(m["edited"]), SHAPE_CARRY)
+                                       m["edited"], m["frozen"] - set(m["edited"]), SHAPE_CARRY,
+                                       walks, NEIGHBOUR_WALK)
         return Volume(out, vol.ijk_to_lps, vol.name, dict(vol.meta)), changed
 
     def _rerun(self, labels: Volume, corrected: Sequence[int], erased: Sequence[int],
