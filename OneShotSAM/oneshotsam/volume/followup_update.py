@@ -1,8 +1,8 @@
 """What a correction on a planning contour's follow-up tells its other slices.
 
 Every slice of such a follow-up is its own cross-visit seed (predicted from the
-reference slice at its position), so an Update walks nothing again. What a
-correction does say about the neighbours (:func:`label_ends_rule`):
+reference slice at its position), so an Update walks no gap again. What a correction
+does say about the neighbours (:func:`label_ends_rule`):
 
 * a label the prediction drew on the corrected slice but the clinician left out has
   ENDED there on this visit (at end-systole the base descends, so the basal slices
@@ -24,10 +24,13 @@ rules reach is rebuilt from the first run's labels, so edits never compound.
 
 Measured (docs/corrections.md, ACDC ED -> ES tuning split): the local shape carry at
 :data:`SHAPE_CARRY` 0.5 gained +0.007 Dice per neighbour slice (1069 slice pairs) and
-+0.001 to +0.002 in 3D after 1 to 4 corrections, no step lower. Not kept: carrying
-one size change per label (a uniform signed-distance offset) decaying with distance
-(-0.018 after 2 corrections); fusing the neighbours with a within-visit walk from the
-corrected slice (+0.005 per neighbour at 1.4 s CPU each, over the 2 s Update).
++0.001 to +0.002 in 3D after 1 to 4 corrections; the walks at :data:`NEIGHBOUR_WALK`
+0.5, on top of it, +0.004 / +0.004 / +0.008 more in 3D after 2 / 3 / 4 corrections (the
+end slices of the contour, where the heart changes most between slices, are left out: a
+walk there lowered them by 0.05); no step lower. Not kept: carrying one size change per label (a
+uniform signed-distance offset) decaying with distance (-0.018 after 2 corrections).
+An Update with walks costs one 2D registration call per new correction (about 1 s CPU
+for two neighbours).
 
 Frames: the follow-up's own grid, ``(K, J, I)`` label arrays; slice ``k`` is index
 ``k`` along ``axis``; distances in pixels of the slice. Numpy at import time (SciPy
@@ -46,7 +49,9 @@ from oneshotsam.volume.gaps import signed_distance
 #: chosen among 0.3 / 0.5 / 0.7 on the ACDC ED -> ES tuning split (docs/corrections.md)
 SHAPE_CARRY = 0.5
 #: weight of the labels walked (registered on the same visit) from a corrected slice onto
-#: each of its two neighbours inside the contour (0 = off): see the module docstring
+#: each of its two neighbours inside the contour (0 = off); 0.5 against 0.7 on 12 ACDC ED ->
+#: ES tuning patients: +0.005 / +0.009 after 2 / 4 corrections against +0.006 / +0.007 and
+#: one step lower (docs/corrections.md)
 NEIGHBOUR_WALK = 0.5
 #: Gaussian smoothing (pixels) of the shape change before it is carried
 SHAPE_CARRY_SMOOTH_PX = 3.0
