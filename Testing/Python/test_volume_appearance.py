@@ -134,3 +134,22 @@ def test_followup_of_a_contour_drops_what_no_longer_looks_like_it(refine):
             assert per[k]["appearance_kept"] == {"1": round(124 / 256, 4)}
         else:
             assert "appearance_kept" not in per[k]
+
+
+def test_dense_engine_splits_the_settings_between_the_2d_method_and_the_refinement():
+    """``--set`` on a planning contour's follow-up: a volume-engine setting
+    (``refine_sigma``, ``open_fraction``) reaches the engine, a 2D-method setting
+    (``max_steps``) the method; a name neither knows is refused with the valid names."""
+    pytest.importorskip("torch")
+    from oneshotsam.errors import OneShotError
+    from oneshotsam.volume.engines import MethodEngine, build_engine
+
+    cfg = PropagationConfig(method="medpersam-warp", device="cpu",
+                            method_overrides=(("refine_sigma", 1.5), ("open_fraction", 0.0),
+                                              ("max_steps", 3)))
+    eng = build_engine(cfg, None, dense=True)
+    assert isinstance(eng, MethodEngine) and eng.refine_sigma == 1.5
+    assert eng.method.config.overrides == {"max_steps": 3}
+    bad = PropagationConfig(method="medpersam-warp", device="cpu", method_overrides=(("no_such", 1),))
+    with pytest.raises(OneShotError, match="no_such"):
+        build_engine(bad, None, dense=True)

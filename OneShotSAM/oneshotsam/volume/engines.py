@@ -222,11 +222,29 @@ class MethodEngine:
             self._direct[k] = _native(res, self.proc)
 
 
-def _build_method(cfg: PropagationConfig, preset: str | None) -> OneShotMethod:
+def _build_method(cfg: PropagationConfig, preset: str | None,
+                  overrides: dict | None = None) -> OneShotMethod:
     from oneshotsam.methods.registry import build_method
 
     return build_method(cfg.method, backend_name=cfg.backend, checkpoint=cfg.checkpoint,
-                        preset=preset, device=cfg.device, **dict(cfg.method_overrides))
+                        preset=preset, device=cfg.device,
+                        **(dict(cfg.method_overrides) if overrides is None else overrides))
+
+
+def _split_overrides(cfg: PropagationConfig) -> tuple[dict, dict]:
+    """``(2D method's, volume engine's)`` settings of ``cfg.method_overrides``: a name
+    both know goes to both; a name neither knows goes to the method, which refuses it
+    with the list of valid names."""
+    from dataclasses import fields
+
+    from oneshotsam.methods.registry import config_classes
+    from oneshotsam.volume.warpvol import VolumeWarpConfig
+
+    volume = {f.name for f in fields(VolumeWarpConfig)}
+    method = {f.name for c in config_classes(cfg.method) for f in fields(c)}
+    items = dict(cfg.method_overrides)
+    return ({k: v for k, v in items.items() if k in method or k not in volume},
+            {k: v for k, v in items.items() if k in volume})
 
 
 def build_engine(cfg: PropagationConfig, method: OneShotMethod | None,
@@ -243,9 +261,10 @@ def build_engine(cfg: PropagationConfig, method: OneShotMethod | None,
     if mode == "auto" and name == "medpersam-warp" and dense:
         from oneshotsam.volume.warpvol import VolumeWarpConfig
 
+        for_method, for_volume = _split_overrides(cfg)
         if method is None:
-            method = _build_method(cfg, cfg.preset)
-        vcfg = VolumeWarpConfig.resolve(dict(cfg.method_overrides))[0]
+            method = _build_method(cfg, cfg.preset, for_method)
+        vcfg = VolumeWarpConfig.resolve(for_volume)[0]
         return MethodEngine(method, "direct", refine_sigma=vcfg.refine_sigma)
     if mode == "warp-volume" or (mode == "auto" and name == "medpersam-warp"):
         from oneshotsam.volume.warpvol import WarpVolumeEngine
