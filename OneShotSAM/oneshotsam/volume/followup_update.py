@@ -39,7 +39,7 @@ inside).
 
 from __future__ import annotations
 
-from typing import Mapping
+from typing import Callable, Mapping
 
 import numpy as np
 
@@ -107,11 +107,16 @@ def shape_change(predicted: np.ndarray, corrected: np.ndarray) -> dict[int, np.n
     return out
 
 
-def _from_distances(values: list[int], dist: list[np.ndarray], dtype) -> np.ndarray:
-    """Each pixel takes the label with the lowest signed distance where that is negative."""
-    stack = np.stack(dist)
+def _reshaped(plane: np.ndarray, distance: Callable[[int, np.ndarray], np.ndarray]) -> np.ndarray:
+    """``plane``'s labels from new signed distances: ``distance(label, its signed distance on
+    plane)`` per label of ``plane``; each pixel takes the label with the lowest distance
+    where that is negative (no label is added)."""
+    values = [int(v) for v in np.unique(plane) if v]
+    if not values:
+        return np.array(plane, copy=True)
+    stack = np.stack([distance(v, signed_distance(plane == v)) for v in values])
     best = np.asarray(values)[np.argmin(stack, axis=0)]
-    return np.where(stack.min(axis=0) < 0, best, 0).astype(dtype)
+    return np.where(stack.min(axis=0) < 0, best, 0).astype(plane.dtype)
 
 
 def carry_shape(plane: np.ndarray, changes: list[dict[int, np.ndarray]], weight: float) -> np.ndarray:
@@ -119,30 +124,28 @@ def carry_shape(plane: np.ndarray, changes: list[dict[int, np.ndarray]], weight:
     signed distance plus ``weight`` times the mean of its changes; a pixel takes the label
     with the lowest distance where that is negative. Labels are neither added nor
     taken from other planes (a label absent from ``plane`` stays absent)."""
-    values = [int(v) for v in np.unique(plane) if v]
-    if not values or not changes or weight <= 0:
+    if not changes or weight <= 0:
         return np.array(plane, copy=True)
-    dist = []
-    for v in values:
-        d = signed_distance(plane == v)
+
+    def moved(v: int, d: np.ndarray) -> np.ndarray:
         ch = [c[v] for c in changes if v in c]
-        dist.append(d + weight * np.mean(ch, axis=0) if ch else d)
-    return _from_distances(values, dist, plane.dtype)
+        return d + weight * np.mean(ch, axis=0) if ch else d
+
+    return _reshaped(plane, moved)
 
 
 def fuse_walks(plane: np.ndarray, walks: list[np.ndarray], weight: float) -> np.ndarray:
     """``plane``'s labels fused with labels walked onto the same slice from corrected
     neighbours: per label of ``plane``, ``(1 - weight)`` times its signed distance plus
     ``weight`` times the mean of the walks' (those that hold the label). No label is added."""
-    values = [int(v) for v in np.unique(plane) if v]
-    if not values or not walks or weight <= 0:
+    if not walks or weight <= 0:
         return np.array(plane, copy=True)
-    dist = []
-    for v in values:
-        d = signed_distance(plane == v)
+
+    def fused(v: int, d: np.ndarray) -> np.ndarray:
         held = [signed_distance(w == v) for w in walks if (w == v).any()]
-        dist.append((1.0 - weight) * d + weight * np.mean(held, axis=0) if held else d)
-    return _from_distances(values, dist, plane.dtype)
+        return (1.0 - weight) * d + weight * np.mean(held, axis=0) if held else d
+
+    return _reshaped(plane, fused)
 
 
 def label_ends_rule(base: np.ndarray, current: np.ndarray, axis: int, edited: Mapping[int, str],
