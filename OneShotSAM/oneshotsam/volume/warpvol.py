@@ -66,7 +66,10 @@ class VolumeWarpConfig:
             ``refine_sigma`` standard deviations from ``v``'s mean on the
             annotated slice(s) are removed, holes filled (0 disables). This lets
             a structure shrink to nothing where it ends, so the area rule of
-            :mod:`oneshotsam.volume.stoprule` can stop it [measured on LA].
+            :mod:`oneshotsam.volume.stoprule` can stop it [measured on LA]. The same
+            value refines a planning contour's cross-visit predictions, which the 2D
+            method makes (:func:`oneshotsam.volume.engines.build_engine`) [measured on
+            ACDC ED -> ES: docs/corrections.md].
         open_fraction: within a volume, after each slice-to-slice warp and its
             refinement, each label is opened (erosion then dilation) by a disc of
             ``floor(open_fraction * r)`` native pixels, ``r`` the radius of the largest
