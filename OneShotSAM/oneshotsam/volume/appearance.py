@@ -28,16 +28,16 @@ import numpy as np
 MIN_STATS_PX = 2
 
 
-def label_stats(pairs: Iterable[tuple[np.ndarray, np.ndarray]],
-                values: Iterable[int]) -> dict[int, tuple[float, float]]:
+def label_stats(pairs: Iterable[tuple[np.ndarray, np.ndarray]], values: Iterable[int],
+                min_px: int = MIN_STATS_PX) -> dict[int, tuple[float, float]]:
     """``{label: (mean, sd)}`` of the windowed intensities under each label over the
-    ``(plane, labels)`` pairs (sd floored at 1e-3); labels with fewer than
-    :data:`MIN_STATS_PX` pixels are left out."""
+    ``(plane, labels)`` pairs (sd floored at 1e-3); labels with fewer than ``min_px``
+    pixels are left out."""
     pairs = [(np.asarray(p, dtype=np.float32), np.asarray(lab)) for p, lab in pairs]
     out = {}
     for v in values:
         px = np.concatenate([p[lab == v] for p, lab in pairs]) if pairs else np.zeros(0)
-        if px.size >= MIN_STATS_PX:
+        if px.size >= max(1, min_px):
             out[int(v)] = (float(px.mean()), float(max(px.std(), 1e-3)))
     return out
 

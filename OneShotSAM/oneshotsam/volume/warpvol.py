@@ -210,6 +210,7 @@ class WarpVolumeEngine:
         from oneshotsam.methods.medpersam.losses import LossConfig, WarpLosses
         from oneshotsam.methods.medpersam.nice_trans import NetConfig, NiceTrans2D
         from oneshotsam.methods.medpersam.warp_adapt import ConvergenceRule, registration_intensity
+        from oneshotsam.volume.appearance import label_stats
 
         t0 = time.perf_counter()
         v = self.vcfg
@@ -218,10 +219,8 @@ class WarpVolumeEngine:
         torch.manual_seed(self.seed)
         self.ref, self.proc = ref, proc
         self.values = sorted({int(x) for lab in ref_labels.values() for x in np.unique(lab) if x})
-        self.stats = {}
-        for v_ in self.values:
-            px = np.concatenate([(ref.plane(r))[ref_labels[r] == v_] for r in ref_slices])
-            self.stats[v_] = (float(px.mean()), float(max(px.std(), 1e-3)))
+        self.stats = label_stats([(ref.plane(r), ref_labels[r]) for r in ref_slices], self.values,
+                                 min_px=1)
         self.inscribed_px = {v_: max(_inscribed_radius_px(ref_labels[r] == v_) for r in ref_slices)
                              for v_ in self.values}
         net_cfg = NetConfig(**v.net)
