@@ -42,6 +42,9 @@ _NET = {"enc_channels": 8, "dec_channels": 16, "n_levels": 3, "max_channels": 32
 _LOSS = {"image_loss": "ncc", "ncc_window": 9, "lambda_img": 1.0, "lambda_reg": 0.75,
          "lambda_aug": 0.1, "lambda_seg": 1.0, "lambda_ce": 0.001}
 
+#: how a walk carries labels to the next slice (``VolumeWarpConfig.walk_flow``)
+WALK_FLOWS = ("farneback", "network")
+
 
 @dataclass(frozen=True)
 class VolumeWarpConfig:
@@ -80,6 +83,16 @@ class VolumeWarpConfig:
             myocardium: ``r`` of 4-5 pixels) is left as it is; 0 disables. Not applied
             across visits [measured on the LA tuning split: docs/corrections.md, "The
             walk"].
+        walk_flow: how a within-volume walk carries a slice's labels onto its
+            neighbour before the refinement and the opening: ``"farneback"`` along
+            the dense optical flow between the two native slices
+            (:mod:`oneshotsam.volume.slice_flow`), ``"network"`` along the trained
+            warp's flow. The trained warp still gives the step's image similarity
+            (its confidence) and every cross-visit prediction [measured on the LA
+            and ACDC ED tuning splits: docs/corrections.md, "The walk"].
+        flow_window_mm: the optical flow's averaging window, in mm on the slice
+            (pixels = mm / the slice's mean pixel spacing, odd, at least 3) [measured:
+            as ``walk_flow``].
         roi_margin: crop every slice to the box of the annotated labels (union
             over annotated slices) grown per side by this fraction of its larger
             physical side; None = whole slices. Keeps the small working grid on
@@ -107,12 +120,23 @@ class VolumeWarpConfig:
     lr: float = 2e-3
     refine_sigma: float = 2.5
     open_fraction: float = 0.15
+    walk_flow: str = "farneback"
+    flow_window_mm: float = 9.4
     roi_margin: float | None = 0.5
     threads: int | None = None
     intensity_percentiles: tuple[float, float] | None = (0.5, 99.5)
     converge_window: int = 0
     converge_tol: float = 0.01
     min_steps: int = 0
+
+    def __post_init__(self) -> None:
+        from oneshotsam.errors import OneShotError
+
+        if self.walk_flow not in WALK_FLOWS:
+            raise OneShotError(f"walk_flow {self.walk_flow!r} is not known: use one of "
+                               f"{', '.join(WALK_FLOWS)}")
+        if not self.flow_window_mm > 0:
+            raise OneShotError(f"flow_window_mm must be > 0 (mm), got {self.flow_window_mm}")
 
     @classmethod
     def from_overrides(cls, overrides: dict[str, Any], preset: str = "volume") -> "VolumeWarpConfig":
@@ -328,7 +352,7 @@ class WarpVolumeEngine:
         return refine_labels(out, plane, self.stats, self.vcfg.refine_sigma)
 
     def _predict(self, moving_w, fixed_w, labels: np.ndarray, dst_plane: np.ndarray,
-                 walk: bool = False) -> TargetResult:
+                 walk: bool = False, src_plane: np.ndarray | None = None) -> TargetResult:
         import torch
 
         from oneshotsam.methods.medpersam.nice_trans import upsample_flow
@@ -336,17 +360,23 @@ class WarpVolumeEngine:
         r0, r1, c0, c1 = self.box
         full = np.asarray(labels)
         labels = full[r0:r1, c0:c1]
+        plane = dst_plane[r0:r1, c0:c1]
+        along_flow = walk and self.vcfg.walk_flow == "farneback" and src_plane is not None
         with torch.no_grad():
             flow = self.net(moving_w[None], fixed_w[None])
             sim = float(self.losses.similarity(self._warp(moving_w[None], flow), fixed_w[None])[0])
-            hw = tuple(labels.shape)
-            probs = self._warp(self._onehot(labels), upsample_flow(flow, hw))[0].cpu().numpy()
-        values = np.array([0] + self.values)
-        present = np.unique(labels)
-        keep = np.isin(values, present)
-        probs[~keep] = -1.0  # a label absent on the source cannot appear on dst
-        warped = values[np.argmax(probs, axis=0)].astype(full.dtype)
-        plane = dst_plane[r0:r1, c0:c1]
+            if not along_flow:
+                probs = self._warp(self._onehot(labels), upsample_flow(flow, tuple(labels.shape)))
+                probs = probs[0].cpu().numpy()
+        if along_flow:  # the labels follow the slices' optical flow (see walk_flow)
+            from oneshotsam.volume.slice_flow import pull_labels, slice_flow, window_px
+
+            win = window_px(self.vcfg.flow_window_mm, self.proc.spacing_rc_mm)
+            warped = pull_labels(labels, slice_flow(src_plane[r0:r1, c0:c1], plane, win))
+        else:
+            values = np.array([0] + self.values)
+            probs[~np.isin(values, np.unique(labels))] = -1.0  # a label absent on src cannot appear
+            warped = values[np.argmax(probs, axis=0)].astype(full.dtype)
         crop = self._refine(warped, plane)
         # per label: fraction of the warped pixels that look like the annotated structure
         kept = {int(v): float(((crop == v) & (warped == v)).sum() / max(1, (warped == v).sum()))
@@ -366,7 +396,7 @@ class WarpVolumeEngine:
 
     def step(self, src: int, src_labels: np.ndarray, dst: int) -> TargetResult:
         return self._predict(self.proc_w[src], self.proc_w[dst], src_labels, self.proc.plane(dst),
-                             walk=True)
+                             walk=True, src_plane=self.proc.plane(src))
 
     def cross(self, r: int, labels_hw: np.ndarray) -> TargetResult:
         return self._predict(self.ref_w[self.ref_pos[r]], self.proc_w[r], labels_hw, self.proc.plane(r))
