@@ -1,5 +1,5 @@
 """The walk's optical flow (``oneshotsam.volume.slice_flow``, ``VolumeWarpConfig.walk_flow``):
-hand-checkable tables for the window and the label transport, a shifted disc, then one
+hand-checkable tables for the label transport and bad windows, a shifted disc, then one
 real warp engine walking a structure that drifts sideways from slice to slice."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from oneshotsam.errors import OneShotError
-from oneshotsam.volume.slice_flow import pull_labels, slice_flow, window_px
+from oneshotsam.volume.slice_flow import pull_labels, slice_flow
 from oneshotsam.volume.warpvol import VolumeWarpConfig
 
 _YY, _XX = np.mgrid[:48, :48]
@@ -22,14 +22,11 @@ def _dice(a: np.ndarray, b: np.ndarray) -> float:
     return 2.0 * float((a & b).sum()) / max(1, int(a.sum() + b.sum()))
 
 
-# (window mm, pixel spacing (row, col) mm, expected window px: odd, >= 3)
-WINDOWS = [(9.4, (0.625, 0.625), 15), (5.6, (0.625, 0.625), 9), (4.4, (0.625, 0.625), 7),
-           (5.6, (1.5, 1.5), 5), (1.0, (1.0, 1.0), 3), (6.0, (1.0, 2.0), 5)]
-
-
-@pytest.mark.parametrize("mm,spacing,expected", WINDOWS)
-def test_window_px_table(mm, spacing, expected):
-    assert window_px(mm, spacing) == expected
+@pytest.mark.parametrize("window", [1, 2, 4, 0, -3])
+def test_slice_flow_refuses_an_even_or_tiny_window(window):
+    plane = np.zeros((8, 8), np.float32)
+    with pytest.raises(ValueError, match="odd and >= 3"):
+        slice_flow(plane, plane, window)
 
 
 _LAB = np.array([[0, 1, 2],
@@ -79,7 +76,9 @@ def test_contrast_change_alone_is_not_motion():
 
 
 @pytest.mark.parametrize("over,match", [({"walk_flow": "demons"}, "walk_flow 'demons' is not known"),
-                                        ({"flow_window_mm": 0}, "flow_window_mm must be > 0")])
+                                        ({"flow_window_px": 0}, "odd whole number of pixels >= 3"),
+                                        ({"flow_window_px": 8}, "odd whole number of pixels >= 3"),
+                                        ({"flow_window_px": 7.5}, "flow_window_px expects an integer")])
 def test_bad_settings_say_what_to_use(over, match):
     with pytest.raises(OneShotError, match=match):
         VolumeWarpConfig.from_overrides(over)
@@ -87,7 +86,8 @@ def test_bad_settings_say_what_to_use(over, match):
 
 def test_default_is_the_preset_value():
     cfg = VolumeWarpConfig.from_overrides({})
-    assert (cfg.walk_flow, cfg.flow_window_mm) == (VolumeWarpConfig().walk_flow, VolumeWarpConfig().flow_window_mm)
+    assert (cfg.walk_flow, cfg.flow_window_px) == (VolumeWarpConfig().walk_flow, VolumeWarpConfig().flow_window_px) == (
+        "farneback", 7)
 
 
 def test_walk_follows_a_structure_drifting_sideways():
@@ -110,7 +110,7 @@ def test_walk_follows_a_structure_drifting_sideways():
     lab = np.zeros_like(truth)
     lab[4] = truth[4]
     tiny = (("steps", 4), ("resolution", 32), ("batch", 2), ("aug_per_step", 1), ("cross_repeat", 1),
-            ("flow_window_mm", 9.0))
+            ("flow_window_px", 9))
 
     def run(flow):
         torch.manual_seed(0)

@@ -43,7 +43,9 @@ def slice_flow(src_plane: np.ndarray, dst_plane: np.ndarray, window_px: int) -> 
     if src.shape != dst.shape or src.ndim != 2:
         raise ValueError(f"slice_flow needs two planes of one (H, W) grid, got {src.shape} and {dst.shape}")
     lo, hi = np.percentile(np.concatenate([src.ravel(), dst.ravel()]), [0.5, 99.5])
-    win = max(3, int(window_px) | 1)
+    if int(window_px) < 3 or int(window_px) % 2 == 0:
+        raise ValueError(f"window_px must be odd and >= 3, got {window_px}")
+    win = int(window_px)
     return cv2.calcOpticalFlowFarneback(_to_u8(dst, lo, hi), _to_u8(src, lo, hi), None, 0.5,
                                         FLOW_LEVELS, win, FLOW_ITERATIONS, 5, 1.2, 0)
 
@@ -63,10 +65,4 @@ def pull_labels(labels: np.ndarray, flow: np.ndarray) -> np.ndarray:
     return out.astype(lab.dtype)
 
 
-def window_px(window_mm: float, spacing_rc_mm: tuple[float, float]) -> int:
-    """The flow window in pixels of a grid with ``spacing_rc_mm`` (odd, >= 3)."""
-    px = float(window_mm) / max(1e-6, float(np.mean(spacing_rc_mm)))
-    return max(3, int(round(px)) | 1)
-
-
-__all__ = ["FLOW_LEVELS", "FLOW_ITERATIONS", "slice_flow", "pull_labels", "window_px"]
+__all__ = ["FLOW_LEVELS", "FLOW_ITERATIONS", "slice_flow", "pull_labels"]
