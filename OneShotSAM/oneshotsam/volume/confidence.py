@@ -43,10 +43,12 @@ from oneshotsam.volume.stoprule import StopRule
 TAIL_FLAGGED = 2
 #: distance scale (mm): the distance term is ``1 - exp(-distance / scale)``
 DISTANCE_SCALE_MM = 40.0
-#: logistic coefficients of the risk of a drawn slice, fitted on the LA tuning split
-#: (docs/volume_propagation.md, "Review queue")
-RISK_DRAWN = {"intercept": -2.3, "distance": 7.0, "dissimilarity": 1.3, "smaller": 9.1,
-              "disagreement": 1.2}
+#: logistic coefficients of the risk of a drawn slice, fitted on the LA tuning split with
+#: the walk along the slices' optical flow (7 volumes, step 0 and 4 queue-order Updates,
+#: 2191 drawn slices; leave-one-case-out AUROC 0.904; ``benchmarks/review_queue_la.py``,
+#: docs/corrections.md, "The walk")
+RISK_DRAWN = {"intercept": -2.9, "distance": 1.0, "dissimilarity": 2.6, "smaller": 7.4,
+              "disagreement": 0.7}
 #: ... of a slice left empty (rarely wrong unless the two sides disagree)
 RISK_EMPTY = {"intercept": -3.4, "disagreement": 4.7}
 #: a slice whose risk reaches this is flagged (its confidence below ``1 - FLAG_RISK``)
