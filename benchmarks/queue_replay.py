@@ -1,23 +1,37 @@
 """Replay the queue order of the correction loop under other review-queue settings (docs/corrections.md).
 
-Step 0 runs once per case; for each value of ``--shares``
-(``oneshotsam.volume.confidence.INSIDE_WRONG_SHARE``: the share of a wrong drawn slice's
-area that drawing it fixes, which weighs drawing against erasing in the queue's expected
-gain) a copy of the step-0 session rebuilds its review queue and runs K corrections in
-queue order (``oneshotsam.protocols.corrections.run_order``). Printed: the 3D Dice after
-each step per case and as mean and worst case, the steps that lowered the Dice and the
-first-flag precision (share of steps whose first flagged slice was really not acceptable). Without the data the script says so and
-exits 0.
+Each variant is a JSON object of ``oneshotsam.volume.confidence`` module settings, e.g.
+``'{"FLAG_RISK": 0.65}'`` (the risk from which a slice is flagged),
+``'{"INSIDE_WRONG_SHARE": 0.5}'`` (the share of a wrong drawn slice's area that drawing
+it fixes, which weighs drawing against erasing in the queue's expected gain) or
+``'{"RISK_ORDER": {"intercept": -2.9, ...}}'`` (the risk that weighs each slice's area in
+the gains); ``'{}'`` is the default. ``--shares S ...`` adds one ``INSIDE_WRONG_SHARE``
+variant per value. For each variant and case the settings are patched, step 0 runs (the
+flags and gains are made while the walk is scored) and K corrections follow in queue
+order (``oneshotsam.protocols.corrections.run_order``); the settings are restored after.
+Printed: the 3D Dice after each step per case and, per variant, the mean and worst case,
+the steps that lowered the Dice and the first-flag precision (share of steps whose first
+flagged slice was really not acceptable). Without the data the script says so and exits 0.
 
-    python benchmarks/queue_replay.py --data ../shared/data --kind la --split tuning --shares 0.25 0.5 0.75
+    python benchmarks/queue_replay.py --data ../shared/data --kind la --split tuning \
+        --variants '{}' '{"FLAG_RISK": 0.65}' --shares 0.5
 """
 
 from __future__ import annotations
 
 import copy
+import json
 import sys
 
 import numpy as np
+
+
+def _variants(a) -> list[dict]:
+    out = [json.loads(v) for v in a.variants] + [{"INSIDE_WRONG_SHARE": s} for s in a.shares]
+    for v in out:
+        if not isinstance(v, dict):
+            raise SystemExit(f"a variant must be a JSON object of settings, got {v!r}")
+    return out or [{}]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -25,45 +39,46 @@ def main(argv: list[str] | None = None) -> int:
 
     p = case_parser(__doc__.splitlines()[0])
     p.add_argument("--steps", type=int, default=4)
-    p.add_argument("--shares", type=float, nargs="+", default=[0.25, 0.5])
+    p.add_argument("--variants", nargs="+", default=[], metavar="JSON")
+    p.add_argument("--shares", type=float, nargs="+", default=[])
     a = p.parse_args(argv)
     from oneshotsam.protocols import corrections as C
     from oneshotsam.protocols.corrections_engine import open_session
     from oneshotsam.volume import confidence
 
+    variants = _variants(a)
+    unknown = sorted({k for v in variants for k in v if not hasattr(confidence, k)})
+    if unknown:
+        raise SystemExit(f"unknown review-queue settings {unknown}: see oneshotsam/volume/confidence.py")
     ready = plan_and_config(a)
     if ready is None:
         return 0
     plan, cfg = ready
-    default = confidence.INSIDE_WRONG_SHARE
-    dices: dict[float, list[list[float]]] = {s: [] for s in a.shares}
-    flags: dict[float, list[bool]] = {s: [] for s in a.shares}
-    try:
-        for name, split, paths in plan:
-            case = C.load_case(a.kind, name, split, paths)
-            session = open_session("session", case.reference, cfg, [], None)
-            res0 = session.run(case.start)
-            values = sorted(int(v) for v in np.unique(case.truth) if v)
-            for share in a.shares:
-                confidence.INSIDE_WRONG_SHARE = share
-                s, r0 = copy.deepcopy(session), copy.deepcopy(res0)
-                queue = confidence.review_queue(s.states[0].outcomes)
-                r0.report["review_queue"] = queue
-                for t in r0.report.get("targets") or []:
-                    t["review_queue"] = queue
-                out = C.run_order(case, s, r0, "queue", a.steps, values, C.NAMES.get(a.kind, {}))
-                dices[share].append(out["dice"])
-                flags[share] += [f for f in out["first_flag_wrong"] if f is not None]
-                print(f"{name} share {share:g}: " + " ".join(f"{d:.3f}" for d in out["dice"])
-                      + f"  corrected {out['slices']}", flush=True)
-    finally:
-        confidence.INSIDE_WRONG_SHARE = default
-    for share, rows in dices.items():
+    dices: list[list[list[float]]] = [[] for _ in variants]
+    flags: list[list[bool]] = [[] for _ in variants]
+    for name, split, paths in plan:
+        case = C.load_case(a.kind, name, split, paths)
+        values = sorted(int(v) for v in np.unique(case.truth) if v)
+        for i, variant in enumerate(variants):
+            saved = {k: copy.deepcopy(getattr(confidence, k)) for k in variant}
+            try:
+                for k, v in variant.items():
+                    setattr(confidence, k, v)
+                session = open_session("session", case.reference, cfg, [], None)
+                out = C.run_order(case, session, session.run(case.start), "queue", a.steps, values,
+                                  C.NAMES.get(a.kind, {}))
+            finally:
+                for k, v in saved.items():
+                    setattr(confidence, k, v)
+            dices[i].append(out["dice"])
+            flags[i] += [f for f in out["first_flag_wrong"] if f is not None]
+            print(f"{name} {json.dumps(variant)}: " + " ".join(f"{d:.3f}" for d in out["dice"])
+                  + f"  corrected {out['slices']}", flush=True)
+    for variant, rows, f in zip(variants, dices, flags):
         if rows:
             d = np.asarray(rows)
             drops = int((np.diff(d, axis=1) < 0).sum())
-            f = flags[share]
-            print(f"share {share:g}: mean " + " ".join(f"{x:.4f}" for x in d.mean(axis=0))
+            print(f"{json.dumps(variant)}: mean " + " ".join(f"{x:.4f}" for x in d.mean(axis=0))
                   + "; worst " + " ".join(f"{x:.4f}" for x in d.min(axis=0)) + f" ({len(rows)} cases); "
                   f"{drops} steps lowered the Dice; first-flag precision "
                   f"{sum(f) / max(1, len(f)):.3f} ({sum(f)}/{len(f)})")

@@ -173,11 +173,10 @@ def test_last_slices_before_a_stop_are_flagged() -> None:
         step = 1 if end == min(drawn) else -1
         for i in range(TAIL_FLAGGED):
             assert per[end + step * i]["flagged"], (end, i)
-    queue = res.report["review_queue"]  # flagged slices first, by what correcting them fixes
-    n_flagged = sum(p["flagged"] for p in per.values() if p["status"] != "seed")
-    assert all(per[k]["flagged"] for k in queue[:n_flagged])
+    queue = res.report["review_queue"]  # every predicted slice, by what correcting it fixes
+    assert sorted(queue) == sorted(k for k, p in per.items() if p["status"] != "seed")
     gains = correction_gains(session.states[0].outcomes)
-    gain = [round(gains[k], 6) for k in queue[:n_flagged]]
+    gain = [round(gains[k], 6) for k in queue]
     assert gain == sorted(gain, reverse=True)
 
 
@@ -198,14 +197,14 @@ def test_slice_risk_orders_the_evidence(low, high) -> None:
     assert slice_risk(low[0], low[1], True) < slice_risk(high[0], high[1], True)
 
 
-def test_review_queue_flagged_first_then_by_confidence() -> None:
+def test_review_queue_without_gains_goes_by_confidence_not_flags() -> None:
     from oneshotsam.volume.chain import SliceOutcome
 
     z = np.zeros((2, 2), np.uint8)
     outs = {k: SliceOutcome(k, z, c, f, st) for k, c, f, st in [
         (0, 0.9, False, "predicted"), (1, 0.2, False, "predicted"), (2, 0.8, True, "predicted"),
         (3, 1.0, False, "seed"), (4, 0.5, True, "stopped")]}
-    assert review_queue(outs) == [4, 2, 1, 0]
+    assert review_queue(outs) == [1, 4, 2, 0]  # nothing drawn: no gain; lowest confidence first
 
 
 def test_followup_erased_slice_empties_the_predictions_beyond_it() -> None:
