@@ -32,7 +32,7 @@ class OneShotSAM(ScriptedLoadableModule):
             "Annotate one slice (Segment Editor), choose the targets (the rest of the volume, "
             "follow-up volumes or a sequence) and press Run: the structure is propagated slice by "
             "slice with Med-PerSAM, P2SAM or PerSAM on SAM / SAM 2. The table lists the slices "
-            "most likely wrong first (flagged, then lowest confidence) and jumps to the first; "
+            "whose correction is expected to fix most first (the review queue) and jumps to the first; "
             "correct or empty a slice and press Update: only the slices between it and its "
             "nearest annotated or corrected slices are recomputed, corrected slices are never "
             "overwritten. Undo restores the segmentation as before the last Run or Update. See "
@@ -399,7 +399,7 @@ class OneShotSAMWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def _fillTable(self):
         t = self.ui.resultsTable
         t.setRowCount(0)
-        for row in self.logic.rows:  # the review queue: flagged first, then lowest confidence
+        for row in self.logic.rows:  # the Logic's review order (engine queue)
             self._addRow(row)
 
     def onResultClicked(self, r, c):

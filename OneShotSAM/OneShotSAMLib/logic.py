@@ -27,8 +27,9 @@ nearest annotated or corrected neighbours, without training again, and rewrites
 only those; the user's slices are never rewritten. Without a kept session (the
 scene was reloaded, or after Undo) Update propagates again from the corrections.
 Update repeats the recorded run (its target mode, axis, reference and outputs),
-whatever the controls show now. :attr:`OneShotSAMLogic.rows` is the review queue:
-flagged slices first, then by ascending confidence.
+whatever the controls show now. :attr:`OneShotSAMLogic.rows` is the review table, in
+the engine's review-queue order within the annotated volume
+(:func:`~OneShotSAMLib.outcome.review_order`).
 
 Before the first slice the progress callback hears what is happening
 ("loading the SAM model ...", training steps) with ``total == 0`` or under
@@ -54,7 +55,7 @@ from OneShotSAMLib import parameters as P
 from OneShotSAMLib import planning
 from OneShotSAMLib.messages import for_slicer
 from OneShotSAMLib.mrml_bridge import SliceWriter, labels_from_segments, plane_hash, volume_from_node
-from OneShotSAMLib.outcome import RunOutcome, SliceRow
+from OneShotSAMLib.outcome import RunOutcome, SliceRow, review_order
 from OneShotSAMLib.progress import ProgressClock, ProgressMethod, ProgressRelay
 from OneShotSAMLib.review import Output, plan_update, update_session
 from OneShotSAMLib.undo import UndoSnapshot
@@ -338,7 +339,7 @@ class OneShotSAMLogic:
             new = {(r.output_index, r.slice_index) for r in self.rows}
             mine = {(t, k) for t, o in enumerate(outputs) for k in o.protected}
             self.rows += [r for r in old_rows if (r.output_index, r.slice_index) not in new | mine]
-        self.rows.sort(key=lambda r: (not r.flagged, r.confidence, r.output_index, r.slice_index))
+        self.rows.sort(key=review_order(reports, inp.settings.target_mode == "self"))
         return RunOutcome(rows=list(self.rows), cancelled=cancelled,
                           output_segmentation_ids=[o.seg_node.GetID() for o in outputs],
                           report={"engine": reports, "cancelled": cancelled,

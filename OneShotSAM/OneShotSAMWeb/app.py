@@ -5,7 +5,7 @@ with window/level, volume loading, segment editor effects, segment names and
 colours, its undo/redo). Right: the OneShotSAM panel in a clinician's order:
 volumes (reference, follow-ups), annotate (paint / erase / draw shortcuts),
 targets, method and preset, Run with progress, remaining time and Cancel,
-the review list (flagged first, then lowest confidence; a click jumps the
+the review list (the review queue's order; a click jumps the
 views), Update, Undo of the last run, Save with download links.
 
 The workflow is the Slicer module's: parameter node + :class:`OneShotSAMLogic`

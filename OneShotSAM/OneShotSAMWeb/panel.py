@@ -3,7 +3,7 @@
 Sections in a clinician's order: Volumes, Annotate (which slices hold the
 annotation), Propagate (targets, method, preset, Run / Cancel with progress
 and remaining time), Review (a table: slice, confidence, state flagged /
-corrected / approved; flagged first, then lowest confidence; a click jumps the
+corrected / approved; in the review queue's order; a click jumps the
 views; next / previous flagged and approve by button or key n / p / a;
 Update; Undo), Save (any time: the annotation before a run, the result after;
 download links). The panel is a column whose review table takes the height

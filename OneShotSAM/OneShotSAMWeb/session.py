@@ -85,7 +85,9 @@ class RunStatus:
 
 
 def rank_rows(rows: list[SliceRow]) -> list[SliceRow]:
-    """Review order: flagged slices first, then lowest confidence first."""
+    """Order of the rows while a run streams them in (the engine's review queue does not
+    exist yet): flagged slices first, then lowest confidence first. A finished run shows
+    the Logic's order (:func:`OneShotSAMLib.outcome.review_order`)."""
     return sorted(rows, key=lambda r: (not r.flagged, r.confidence, r.output_index, r.slice_index))
 
 
@@ -263,7 +265,7 @@ class RunController:
         self.status.error = error
         self.last_outcome = out
         if out is not None:
-            self.status.rows = rank_rows(out.rows)
+            self.status.rows = list(out.rows)  # the Logic's review order (engine queue)
             self.status.cancelled = out.cancelled
             self.status.message = (f"cancelled: {len(out.rows)} slice(s) kept" if out.cancelled
                                    else f"finished: {len(out.rows)} slice(s) in {out.seconds:.1f} s")

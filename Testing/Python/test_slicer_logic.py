@@ -106,6 +106,7 @@ def test_self_run_writes_every_slice_and_keeps_reference(scene, fake):
     for k in range(lab.shape[0]):
         np.testing.assert_array_equal(lab[k], case.truth_kji[6])
     np.testing.assert_array_equal(seg_labels(case, sid=other), other_mask)  # other segment intact
+    # the fake engine reports no review queue: flagged first, then lowest confidence
     assert [r.slice_index for r in out.rows][0] in (0,)  # lowest confidence first (farthest slice)
     assert [r.confidence for r in out.rows] == sorted(r.confidence for r in out.rows)
     assert len(out.rows) == lab.shape[0] - 1 and not out.cancelled
@@ -338,7 +339,9 @@ def test_update_recomputes_only_the_corrections_gaps_with_the_kept_session(scene
     engine = logic._session[1].states[0].engine
     net, trained = engine.net, len(engine.history)
     flagged = [r for r in first.rows if r.flagged]
-    assert flagged and first.rows[:len(flagged)] == flagged  # the review table: flagged first
+    queue = [int(q) for q in first.report["engine"][-1]["review_queue"]]
+    shown = [r.slice_index for r in first.rows]
+    assert flagged and shown == [q for q in queue if q in shown]  # the engine's queue order
     k = flagged[0].slice_index
     before = seg_labels(case).copy()
     edited = np.zeros(case.truth_kji.shape[1:], np.uint8)
@@ -355,8 +358,9 @@ def test_update_recomputes_only_the_corrections_gaps_with_the_kept_session(scene
     np.testing.assert_array_equal(after[6], case.truth_kji[6])    # the annotation, untouched
     assert engine.net is net and len(engine.history) == trained   # not trained again
     assert {r.slice_index for r in out.rows} == set(range(12)) - {6, k}  # the whole queue
-    assert [r.slice_index for r in out.rows if r.flagged] == \
-        [r.slice_index for r in out.rows[:sum(r.flagged for r in out.rows)]]
+    queue = [int(q) for q in out.report["engine"][-1]["review_queue"]]
+    now = [r.slice_index for r in out.rows]
+    assert now == [q for q in queue if q in now]  # the Update's queue order
     logic.undo()  # back to before the Update (the edit stays); the next Update propagates again
     undone = seg_labels(case)
     np.testing.assert_array_equal(undone[k], edited)
