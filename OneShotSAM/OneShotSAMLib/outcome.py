@@ -48,9 +48,6 @@ class RunOutcome:
     seconds: float = 0.0
 
 
-__all__ = ["SliceRow", "RunOutcome"]
-
-
 def review_order(reports: Sequence[dict[str, Any]], self_mode: bool) -> Callable[[SliceRow], tuple]:
     """Sort key of the review table. Within the annotated volume (``self_mode``) the rows of
     output 0 follow the engine's review queue (``report["review_queue"]`` of the last engine
@@ -67,3 +64,6 @@ def review_order(reports: Sequence[dict[str, Any]], self_mode: bool) -> Callable
                 r.output_index, r.slice_index)
 
     return key
+
+
+__all__ = ["SliceRow", "RunOutcome", "review_order"]

@@ -9,7 +9,8 @@
 * :func:`summarise` puts both together for the page; :class:`SegmentWatch`
   calls it (debounced) when a watched segmentation changes.
 * :class:`ReviewTable`: the rows as the page shows them (slice, confidence,
-  state flagged / corrected / approved; in the Logic's review order), the row shown, next / previous flagged row, approval.
+  state flagged / corrected / approved; in the Logic's review order), the row
+  shown, next / previous flagged row, approval.
 """
 
 from __future__ import annotations

@@ -38,6 +38,7 @@ from oneshotsam.errors import OneShotError
 
 from OneShotSAMLib import parameters as P
 from OneShotSAMLib.logic import OneShotSAMLogic, RunOutcome, SliceRow
+from OneShotSAMLib.outcome import review_order
 from OneShotSAMWeb.runprogress import RunProgress
 
 
@@ -88,7 +89,7 @@ def rank_rows(rows: list[SliceRow]) -> list[SliceRow]:
     """Order of the rows while a run streams them in (the engine's review queue does not
     exist yet): flagged slices first, then lowest confidence first. A finished run shows
     the Logic's order (:func:`OneShotSAMLib.outcome.review_order`)."""
-    return sorted(rows, key=lambda r: (not r.flagged, r.confidence, r.output_index, r.slice_index))
+    return sorted(rows, key=review_order((), self_mode=False))
 
 
 class RunController:

@@ -329,8 +329,9 @@ def review_queue(outcomes: Mapping[int, SliceOutcome]) -> list[int]:
     changes little else), then by ascending confidence and index. The flags do not
     reorder it: a flag says the slice itself is likely wrong, the order what a
     correction there is worth (a slice well inside a long walk, not yet flagged, can
-    repair more slices beyond it than a flagged one near the end). Annotated, approved, corrected and erased
-    slices are left out (a follow-up's cross-visit predictions are reviewed)."""
+    repair more slices beyond it than a flagged one near the end). Annotated, approved,
+    corrected and erased slices are left out (a follow-up's cross-visit predictions are
+    reviewed)."""
     gains = correction_gains(outcomes)
     rows = [o for o in outcomes.values() if o.status != "seed" or o.info.get("kind") == "cross-visit"]
     rows.sort(key=lambda o: (-round(gains[o.index], 6), float(o.confidence),

@@ -38,16 +38,15 @@ def slice_flow(src_plane: np.ndarray, dst_plane: np.ndarray, window_px: int) -> 
     """
     import cv2
 
+    if int(window_px) < 3 or int(window_px) % 2 == 0:
+        raise ValueError(f"window_px must be odd and >= 3, got {window_px}")
     src = np.asarray(src_plane, dtype=np.float32)
     dst = np.asarray(dst_plane, dtype=np.float32)
     if src.shape != dst.shape or src.ndim != 2:
         raise ValueError(f"slice_flow needs two planes of one (H, W) grid, got {src.shape} and {dst.shape}")
     lo, hi = np.percentile(np.concatenate([src.ravel(), dst.ravel()]), [0.5, 99.5])
-    if int(window_px) < 3 or int(window_px) % 2 == 0:
-        raise ValueError(f"window_px must be odd and >= 3, got {window_px}")
-    win = int(window_px)
     return cv2.calcOpticalFlowFarneback(_to_u8(dst, lo, hi), _to_u8(src, lo, hi), None, 0.5,
-                                        FLOW_LEVELS, win, FLOW_ITERATIONS, 5, 1.2, 0)
+                                        FLOW_LEVELS, int(window_px), FLOW_ITERATIONS, 5, 1.2, 0)
 
 
 def pull_labels(labels: np.ndarray, flow: np.ndarray) -> np.ndarray:
