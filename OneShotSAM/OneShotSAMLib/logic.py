@@ -28,7 +28,7 @@ only those; the user's slices are never rewritten. Without a kept session (the
 scene was reloaded, or after Undo) Update propagates again from the corrections.
 Update repeats the recorded run (its target mode, axis, reference and outputs),
 whatever the controls show now. :attr:`OneShotSAMLogic.rows` is the review table, in
-the engine's review-queue order within the annotated volume
+the engine's review-queue order, within the annotated volume and on each follow-up target
 (:func:`~OneShotSAMLib.outcome.review_order`).
 
 Before the first slice the progress callback hears what is happening
@@ -378,9 +378,11 @@ class OneShotSAMLogic:
                 out.writer.write(sid, ev.array_axis, k, lab == value)
             out.written[k] = plane_hash(lab)
             seq = out.sequence_node
+            proc = (ev.info or {}).get("processing_slice")
             row = SliceRow(out.target_name, out.volume_node.GetID() or "", ev.target_index,
                            int(ev.array_axis), k, float(ev.confidence), bool(ev.flagged),
-                           seq.GetID() if seq is not None else None, out.item)
+                           seq.GetID() if seq is not None else None, out.item,
+                           int(proc) if proc is not None else None)
             self.rows.append(row)
             if on_row is not None:
                 on_row(row)

@@ -17,6 +17,9 @@ class SliceRow:
     ``volume_node_id`` is the target's ID in ITS scene (a sequence item's ID is
     one of the sequence's internal scene): show a row with
     :meth:`OneShotSAMLogic.locate_row`, never by looking the ID up.
+    ``processing_slice``: for a follow-up target's row, the engine's slice (in the
+    reference's grid, the frame of that target's review queue) that this target slice
+    was predicted as; None for the reference's own rows (their ``slice_index`` is it).
     """
 
     target_name: str
@@ -28,6 +31,7 @@ class SliceRow:
     flagged: bool
     sequence_node_id: str | None = None
     sequence_item: int | None = None
+    processing_slice: int | None = None
 
 
 @dataclass
@@ -49,17 +53,27 @@ class RunOutcome:
 
 
 def review_order(reports: Sequence[dict[str, Any]], self_mode: bool) -> Callable[[SliceRow], tuple]:
-    """Sort key of the review table. Within the annotated volume (``self_mode``) the rows of
-    output 0 follow the engine's review queue (``report["review_queue"]`` of the last engine
-    report: the slices whose correction is expected to fix most first, the order the
-    correction benchmark measures, docs/corrections.md); every other row (follow-up targets,
-    whose slices are on their own grid, and slices the queue does not list) comes after
-    them, flagged first, then lowest confidence."""
-    queue = list(reports[-1].get("review_queue") or []) if (self_mode and reports) else []
-    rank = {int(q["slice"]) if isinstance(q, dict) else int(q): i for i, q in enumerate(queue)}
+    """Sort key of the review table: the rows follow the engine's review queue (the slices
+    whose correction is expected to fix most first, the order the correction benchmark
+    measures, docs/corrections.md) of the last engine report. Within the annotated volume
+    (``self_mode``) output 0's rows by ``slice_index`` and ``report["review_queue"]``; for
+    follow-up targets each output ``t``'s rows by ``processing_slice`` and
+    ``report["targets"][t]["review_queue"]`` (a target slice takes the rank of the engine
+    slice it was predicted as). Rows the queue does not list (slices still streaming in,
+    rows without a ``processing_slice``) come after them, flagged first, then lowest
+    confidence."""
+    last = reports[-1] if reports else {}
+    if self_mode:
+        queues = {0: last.get("review_queue") or []}
+    else:
+        queues = {t: (tr or {}).get("review_queue") or []
+                  for t, tr in enumerate(last.get("targets") or [])}
+    ranks = {t: {int(q["slice"]) if isinstance(q, dict) else int(q): i for i, q in enumerate(queue)}
+             for t, queue in queues.items()}
 
     def key(r: SliceRow) -> tuple:
-        pos = rank.get(r.slice_index) if r.output_index == 0 else None
+        k = r.slice_index if self_mode else r.processing_slice
+        pos = ranks.get(r.output_index, {}).get(k) if k is not None else None
         return (pos is None, pos if pos is not None else 0, not r.flagged, r.confidence,
                 r.output_index, r.slice_index)
 

@@ -327,6 +327,25 @@ def test_progress_clock():
 
 
 # ------------------------------------------------------------------ incremental Update (real engine)
+def test_followup_rows_follow_that_target_s_review_queue(scene):
+    """The real warp engine (tiny) onto a follow-up volume: every row of the target names the
+    engine slice it was predicted as, and the rows follow the target's review queue."""
+    case = make_case(scene, annotated=(6,))
+    follow = make_case(scene, annotated=(), name="Visit 2", seed=3)
+    logic = OneShotSAMLogic(scene)
+    configure(logic, case, target_mode="volumes", targets=[follow.volume_node],
+              method="medpersam-warp", device="cpu", align=False,
+              method_overrides={"steps": 4, "followup_steps": 4, "resolution": 32, "batch": 2,
+                                "aug_per_step": 1})
+    out = logic.run()
+    queue = [int(q) for q in out.report["engine"][-1]["targets"][0]["review_queue"]]
+    procs = [r.processing_slice for r in out.rows]
+    assert queue and out.rows and all(p is not None for p in procs)
+    listed = [p for p in procs if p in queue]
+    assert procs[:len(listed)] == listed                     # the queued rows first ...
+    assert listed == sorted(listed, key=queue.index)         # ... in the queue's order
+
+
 def test_update_recomputes_only_the_corrections_gaps_with_the_kept_session(scene):
     """The real warp engine (tiny): correct the first flagged slice, press Update: the
     session kept by the Logic is updated without training again, only the slices between

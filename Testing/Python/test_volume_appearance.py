@@ -113,8 +113,9 @@ def test_followup_of_a_contour_drops_what_no_longer_looks_like_it(refine):
     lab[1:7, 8:24, 8:24] = 1
     follow = img.copy()
     follow[1:7, 8:24, 16:24] = 0.2
+    flow_off = (("cross_flow_weight", 0.0),)  # the refinement alone (test_volume_cross_flow)
     cfg = PropagationConfig(method="medpersam-warp", window="0,1", device="cpu", align=False,
-                            method_overrides=() if refine else (("refine_sigma", 0.0),))
+                            method_overrides=flow_off if refine else flow_off + (("refine_sigma", 0.0),))
     res = propagate(Volume(img, aff, "ref"), Volume(lab, aff, "lab"), [Volume(follow, aff, "fu")],
                     cfg, method=IdentityWarp())
     eng = res.report["engine"]

@@ -17,7 +17,7 @@ from oneshotsam.volume.followup_update import (carry_shape, ended_labels, fuse_w
                                                label_ends_rule, shape_change)
 from oneshotsam.volume.gaps import signed_distance
 from oneshotsam.volume.session import PropagationSession
-from oneshotsam.volume.stoprule import (FOLLOWUP_FLAG_RISK, StopRule, followup_flagged,
+from oneshotsam.volume.stoprule import (FOLLOWUP_FLAG_RISK, FOLLOWUP_RISK, StopRule, followup_flagged,
                                         followup_risk, followup_stake)
 from oneshotsam.volume.types import PropagationConfig
 from volume_synth import BrightMethod, affine
@@ -153,8 +153,15 @@ def test_label_ends_rule_fuses_the_walks() -> None:
 def test_followup_risk_and_stake() -> None:
     # a slice that fits as well as the whole image, with a confident method, is safe;
     # a poorly fitting one is not; a deviating area and a small slice add risk
-    assert followup_risk(1.0, 1.0, 0.0, 1.0) == pytest.approx(1 / (1 + np.exp(2.7475)))
-    assert followup_risk(0.85, 0.9, 0.0, 1.0) > 0.98
+    c = FOLLOWUP_RISK
+    z = 2.0 + c["size"] - c["agreement"] * np.log(1.0 - c["agree_unknown"])
+    assert followup_risk(1.0, 1.0, 0.0, 1.0) == pytest.approx(1 / (1 + np.exp(-(c["intercept"] + c["z"] * z))))
+    assert followup_risk(1.0, 1.0, 0.0, 1.0) < 0.15
+    # the method and the optical flow agreeing lowers the risk; disagreeing raises it
+    assert (followup_risk(0.97, 0.97, 0.0, 1.0, 0.99) < followup_risk(0.97, 0.97, 0.0, 1.0)
+            < followup_risk(0.97, 0.97, 0.0, 1.0, 0.6))
+    assert followup_risk(0.97, 0.97, 0.0, 1.0, 1.0) == followup_risk(0.97, 0.97, 0.0, 1.0, c["agree_max"])
+    assert followup_risk(0.85, 0.9, 0.0, 1.0) > 0.95
     assert followup_risk(0.97, 0.97, 0.0, 1.0) < followup_risk(0.97, 0.97, 1.0, 1.0)
     assert followup_risk(0.97, 0.97, 0.0, 1.0) < followup_risk(0.97, 0.97, 0.0, 0.2)
     assert [followup_stake(100, e) for e in (0, 1, 2, 5)] == [200.0, 200.0, 100.0, 100.0]

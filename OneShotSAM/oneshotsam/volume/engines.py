@@ -15,10 +15,12 @@ Every engine follows :class:`SliceEngine`; :func:`build_engine` picks one for a
 already-segmented neighbour as the reference (bounded memory: the backend's
 cache holds the few most recent embeddings), ``direct`` mode the physically
 nearest seed slice (one method call per seed with all its slices as targets,
-which suits methods that train on all targets at once). With ``refine_sigma`` > 0
-its cross-visit predictions get the appearance refinement
-(:mod:`oneshotsam.volume.appearance`, statistics from the reference slice at the
-same position): :func:`build_engine` sets it for a planning contour's follow-up.
+which suits methods that train on all targets at once). With ``cross_flow_weight`` > 0
+each cross-visit prediction is fused with the labels carried along the optical flow
+between the two slices (:mod:`oneshotsam.volume.slice_flow`); with ``refine_sigma`` > 0
+it then gets the appearance refinement (:mod:`oneshotsam.volume.appearance`,
+statistics from the reference slice at the same position): :func:`build_engine` sets
+both for a planning contour's follow-up.
 Numpy only at import time.
 """
 
@@ -126,12 +128,15 @@ def _native(result: TargetResult, stack: SliceStack) -> TargetResult:
 class MethodEngine:
     """Propagation through a 2D one-shot method (see module docstring)."""
 
-    def __init__(self, method: OneShotMethod, mode: str = "chain", refine_sigma: float = 0.0) -> None:
+    def __init__(self, method: OneShotMethod, mode: str = "chain", refine_sigma: float = 0.0,
+                 cross_flow_weight: float = 0.0, flow_window_px: int = 7) -> None:
         if mode not in ("chain", "direct"):
             raise OneShotError(f"unknown propagation mode {mode!r}: use auto, chain or direct")
         self.method = method
         self.mode = mode
         self.refine_sigma = float(refine_sigma)
+        self.cross_flow_weight = float(cross_flow_weight)
+        self.flow_window_px = int(flow_window_px)
         self.ref: SliceStack | None = None
         self.proc: SliceStack | None = None
         self.seed_labels: dict[int, np.ndarray] = {}
@@ -145,6 +150,8 @@ class MethodEngine:
                 "preset": getattr(getattr(self.method, "config", None), "preset", None),
                 "method_calls": self.calls,
                 **({"refine_sigma": self.refine_sigma} if self.refine_sigma > 0 else {}),
+                **({"cross_flow_weight": self.cross_flow_weight, "flow_window_px": self.flow_window_px}
+                   if self.cross_flow_weight > 0 else {}),
                 **({"chosen_settings": self.last_report["chosen_settings"]}
                    if "chosen_settings" in self.last_report else {}),
                 **({"settings": settings.report()} if settings is not None else {})}
@@ -170,9 +177,29 @@ class MethodEngine:
         assert self.ref is not None and self.proc is not None
         res = _native(self._segment(self.ref.image(r), self.ref.labels_to_square(labels_hw),
                                     [self.proc.image(r)])[0], self.proc)
+        if self.cross_flow_weight > 0:
+            self._fuse_cross_flow(res, r, np.asarray(labels_hw))
         if self.refine_sigma > 0:
             self._refine_cross(res, r, np.asarray(labels_hw))
         return res
+
+    def _fuse_cross_flow(self, res: TargetResult, r: int, labels_hw: np.ndarray) -> None:
+        """Fuse a cross-visit prediction (in place) with reference slice ``r``'s labels carried
+        along the optical flow onto the follow-up's slice ``r``: per label the method
+        predicted, signed distances weighted ``cross_flow_weight`` on the flow's side (a label
+        the method left out is not brought back). ``report["flow_agreement"]``: the mean
+        Dice of the two predictions over their labels (1.0 when both are empty)."""
+        from oneshotsam.volume.gaps import fuse_labels
+        from oneshotsam.volume.slice_flow import pull_labels, slice_flow
+
+        assert self.ref is not None and self.proc is not None
+        warped = np.asarray(res.labels)
+        flowed = pull_labels(labels_hw, slice_flow(self.ref.plane(r), self.proc.plane(r),
+                                                   self.flow_window_px)).astype(warped.dtype)
+        held = [int(v) for v in np.unique(warped) if v]
+        res.labels = fuse_labels(warped, np.where(np.isin(flowed, held), flowed, 0),
+                                 1.0 - self.cross_flow_weight)
+        res.report = {**res.report, "flow_agreement": round(_mean_dice(warped, flowed), 4)}
 
     def _refine_cross(self, res: TargetResult, r: int, labels_hw: np.ndarray) -> None:
         """Appearance refinement of a cross-visit prediction (in place), each label's
@@ -222,6 +249,14 @@ class MethodEngine:
             self._direct[k] = _native(res, self.proc)
 
 
+def _mean_dice(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean Dice over the label values of ``a`` or ``b`` (1.0 when both are empty)."""
+    values = sorted(set(np.unique(a[a != 0]).tolist()) | set(np.unique(b[b != 0]).tolist()))
+    return float(np.mean([2.0 * np.count_nonzero((a == v) & (b == v))
+                          / (np.count_nonzero(a == v) + np.count_nonzero(b == v))
+                          for v in values])) if values else 1.0
+
+
 def _build_method(cfg: PropagationConfig, preset: str | None,
                   overrides: dict | None = None) -> OneShotMethod:
     from oneshotsam.methods.registry import build_method
@@ -265,7 +300,9 @@ def build_engine(cfg: PropagationConfig, method: OneShotMethod | None,
         if method is None:
             method = _build_method(cfg, cfg.preset, for_method)
         vcfg = VolumeWarpConfig.resolve(for_volume)[0]
-        return MethodEngine(method, "direct", refine_sigma=vcfg.refine_sigma)
+        return MethodEngine(method, "direct", refine_sigma=vcfg.refine_sigma,
+                            cross_flow_weight=vcfg.cross_flow_weight,
+                            flow_window_px=vcfg.flow_window_px)
     if mode == "warp-volume" or (mode == "auto" and name == "medpersam-warp"):
         from oneshotsam.volume.warpvol import WarpVolumeEngine
 

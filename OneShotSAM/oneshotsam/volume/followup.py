@@ -77,6 +77,8 @@ def cross_seed(engine, r: int, ref_labels: np.ndarray, rule: StopRule,
                                        for d in decisions}}
     if "appearance_kept" in res.report:  # the appearance refinement's share of each label kept
         info["appearance_kept"] = {str(v): f for v, f in res.report["appearance_kept"].items()}
+    if "flow_agreement" in res.report:  # the method's and the optical flow's labels agree
+        info["flow_agreement"] = float(res.report["flow_agreement"])
     if why:
         info["review"] = why
     return SliceOutcome(r, labels, float(res.confidence), flagged, "seed", None, info)
@@ -144,11 +146,13 @@ def _score_followup(outcomes: dict[int, SliceOutcome], areas: dict[int, dict[int
         fits = [float(d["fit"]) for d in o.info.get("labels", {}).values()
                 if d.get("present") and "fit" in d]
         fit = min(fits) if fits else 1.0
-        risk = followup_risk(fit, float(o.info["method_confidence"]), dev, drawn / largest)
+        agree = o.info.get("flow_agreement")
+        risk = followup_risk(fit, float(o.info["method_confidence"]), dev, drawn / largest, agree)
         from_end = min(k - ref_slices[0], ref_slices[-1] - k)
         stake = followup_stake(drawn, from_end)
         o.info["evidence"] = {"fit": round(fit, 4), "similarity": o.info["method_confidence"],
                               "deviation": round(dev, 4), "size": round(drawn / largest, 4),
+                              **({"flow_agreement": agree} if agree is not None else {}),
                               "from_end": int(from_end),
                               "expected_wrong_px": round(risk * stake, 2)}
         o.confidence = float(1.0 - risk)

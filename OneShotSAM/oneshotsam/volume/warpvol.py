@@ -94,6 +94,14 @@ class VolumeWarpConfig:
             slice (odd, at least 3; larger = smoother). Pixels, not mm: 7 px was best
             or tied on 0.625 mm LA slices and on 1.4 mm ACDC slices alike [measured:
             as ``walk_flow``].
+        cross_flow_weight: a planning contour's follow-up (each slice predicted from
+            the reference slice at its position by the 2D method): weight of the labels
+            carried along the optical flow between the two slices
+            (:mod:`oneshotsam.volume.slice_flow`, ``flow_window_px``) in a signed-distance
+            fusion with the method's prediction, before the refinement; only labels the
+            method predicted are fused (0 disables). Their agreement is also evidence
+            for the slice's review [measured on the ACDC ED -> ES tuning split:
+            docs/corrections.md].
         roi_margin: crop every slice to the box of the annotated labels (union
             over annotated slices) grown per side by this fraction of its larger
             physical side; None = whole slices. Keeps the small working grid on
@@ -123,6 +131,7 @@ class VolumeWarpConfig:
     open_fraction: float = 0.15
     walk_flow: str = "farneback"
     flow_window_px: int = 7
+    cross_flow_weight: float = 0.25
     roi_margin: float | None = 0.5
     threads: int | None = None
     intensity_percentiles: tuple[float, float] | None = (0.5, 99.5)
@@ -140,6 +149,8 @@ class VolumeWarpConfig:
                 or self.flow_window_px < 3 or self.flow_window_px % 2 == 0):
             raise OneShotError(f"flow_window_px must be an odd whole number of pixels >= 3, "
                                f"got {self.flow_window_px!r}")
+        if not 0.0 <= float(self.cross_flow_weight) <= 1.0:
+            raise OneShotError(f"cross_flow_weight must lie in [0, 1], got {self.cross_flow_weight!r}")
 
     @classmethod
     def from_overrides(cls, overrides: dict[str, Any], preset: str = "volume") -> "VolumeWarpConfig":
