@@ -13,8 +13,9 @@ code as it is now, re-scoring step 0 with the current follow-up review
         --split tuning --set refine_sigma=0 --shape-carry 0
 
 ``--set KEY=VALUE`` changes step 0's settings (use another ``--cache`` folder for each);
-``--shape-carry W`` and ``--neighbour-walk W`` the Update's
-:data:`oneshotsam.volume.followup_update.SHAPE_CARRY` and ``NEIGHBOUR_WALK``.
+``--shape-carry W``, ``--neighbour-walk W`` and ``--walk-min-dice D`` the Update's
+:data:`oneshotsam.volume.followup_update.SHAPE_CARRY`, ``NEIGHBOUR_WALK`` and
+``WALK_MIN_DICE``.
 
 Only for choosing settings on the tuning split (docs/corrections.md); the figures
 reported against the bars come from ``oneshotsam benchmark corrections``.
@@ -123,6 +124,8 @@ def main() -> None:
                     help="the Update's shape carry weight (default: the product's)")
     ap.add_argument("--neighbour-walk", type=float, default=None,
                     help="the Update's neighbour walk weight (default: the product's)")
+    ap.add_argument("--walk-min-dice", type=float, default=None,
+                    help="the Update's WALK_MIN_DICE (default: the product's)")
     ap.add_argument("--names", nargs="*", default=None, help="only these patients (e.g. patient001)")
     a = ap.parse_args()
     from oneshotsam.settings import parse_overrides
@@ -132,6 +135,8 @@ def main() -> None:
         followup_update.SHAPE_CARRY = a.shape_carry
     if a.neighbour_walk is not None:
         followup_update.NEIGHBOUR_WALK = a.neighbour_walk
+    if a.walk_min_dice is not None:
+        followup_update.WALK_MIN_DICE = a.walk_min_dice
     overrides = tuple(sorted(parse_overrides(a.set).items()))
     replay(cache_step0(a.data, a.cache, a.split, overrides, a.names), a.steps)
 

@@ -138,6 +138,20 @@ def test_fuse_walks_by_hand() -> None:
     assert fuse_walks(np.zeros_like(PRED), [PRED], 0.5).tolist() == np.zeros_like(PRED).tolist()
 
 
+def test_fuse_walks_leaves_out_a_walk_unlike_the_neighbour_s_label() -> None:
+    """A walked label whose Dice with the neighbour's is under ``WALK_MIN_DICE`` (0.3) says the
+    structure changes faster between the two slices than a walk follows: it is not fused
+    (a small apical right ventricle walked onto its basal neighbour shrank it tenfold)."""
+    assert followup_update.WALK_MIN_DICE == 0.3
+    far = np.array([[0, 0, 0, 0, 0, 0, 0, 1, 1]], np.uint8)   # Dice 0
+    edge = np.array([[0, 0, 0, 0, 0, 0, 1, 1, 0]], np.uint8)  # Dice 2 / 7
+    tip = np.array([[0, 0, 1, 0, 0, 0, 0, 0, 0]], np.uint8)   # Dice 2 / 6: fused
+    assert fuse_walks(PRED, [far], 1.0).tolist() == PRED.tolist()
+    assert fuse_walks(PRED, [edge], 1.0).tolist() == PRED.tolist()
+    assert fuse_walks(PRED, [tip], 1.0).tolist() == tip.tolist()
+    assert fuse_walks(PRED, [edge, SHRUNK], 1.0).tolist() == SHRUNK.tolist()  # the alike one only
+
+
 def test_label_ends_rule_fuses_the_walks() -> None:
     base = np.repeat(PRED[None], 3, axis=0)
     cur = base.copy()
