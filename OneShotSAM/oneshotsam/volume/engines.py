@@ -189,7 +189,7 @@ class MethodEngine:
         predicted, signed distances weighted ``cross_flow_weight`` on the flow's side (a label
         the method left out is not brought back). ``report["flow_agreement"]``: the mean
         Dice of the two predictions over their labels (1.0 when both are empty)."""
-        from oneshotsam.volume.gaps import fuse_labels
+        from oneshotsam.volume.gaps import dice, fuse_labels
         from oneshotsam.volume.slice_flow import pull_labels, slice_flow
 
         assert self.ref is not None and self.proc is not None
@@ -199,7 +199,7 @@ class MethodEngine:
         held = [int(v) for v in np.unique(warped) if v]
         res.labels = fuse_labels(warped, np.where(np.isin(flowed, held), flowed, 0),
                                  1.0 - self.cross_flow_weight)
-        res.report = {**res.report, "flow_agreement": round(_mean_dice(warped, flowed), 4)}
+        res.report = {**res.report, "flow_agreement": round(dice(warped, flowed), 4)}
 
     def _refine_cross(self, res: TargetResult, r: int, labels_hw: np.ndarray) -> None:
         """Appearance refinement of a cross-visit prediction (in place), each label's
@@ -247,14 +247,6 @@ class MethodEngine:
                                 [self.proc.image(k) for k in run.indices])
         for k, res in zip(run.indices, results):
             self._direct[k] = _native(res, self.proc)
-
-
-def _mean_dice(a: np.ndarray, b: np.ndarray) -> float:
-    """Mean Dice over the label values of ``a`` or ``b`` (1.0 when both are empty)."""
-    values = sorted(set(np.unique(a[a != 0]).tolist()) | set(np.unique(b[b != 0]).tolist()))
-    return float(np.mean([2.0 * np.count_nonzero((a == v) & (b == v))
-                          / (np.count_nonzero(a == v) + np.count_nonzero(b == v))
-                          for v in values])) if values else 1.0
 
 
 def _build_method(cfg: PropagationConfig, preset: str | None,
