@@ -19,6 +19,9 @@ def case_parser(description: str) -> argparse.ArgumentParser:
     p.add_argument("--split", default="tuning", choices=("tuning", "held-out", "all"))
     p.add_argument("--cases", type=int, default=None)
     p.add_argument("--names", nargs="+", default=None, help="only these cases of the split (by name)")
+    p.add_argument("--setting", action="append", default=[], metavar="KEY=VALUE",
+                   help="a propagation setting instead of its default (a field of "
+                        "oneshotsam.settings.PROPAGATION_SETTINGS, e.g. stop_past_end=0); repeatable")
     return p
 
 
@@ -38,5 +41,13 @@ def plan_and_config(a: argparse.Namespace):
     if not plan:
         print(f"no {a.kind} case in the {a.split} split under {a.data}; nothing run")
         return None
-    return plan, propagation_config(None, method=None, overrides=None, backend=None,
-                                    checkpoint=None, preset=None, device=None)
+    bad = [s for s in a.setting if "=" not in s]
+    if bad:
+        raise SystemExit(f"--setting takes KEY=VALUE, got {bad[0]!r}")
+    values = dict(s.split("=", 1) for s in a.setting)
+    try:
+        cfg = propagation_config(values, method=None, overrides=None, backend=None,
+                                 checkpoint=None, preset=None, device=None)
+    except OneShotError as e:
+        raise SystemExit(str(e)) from None
+    return plan, cfg

@@ -11,7 +11,9 @@ flags and gains are made while the walk is scored) and K corrections follow in q
 order (``oneshotsam.protocols.corrections.run_order``); the settings are restored after.
 Printed: the 3D Dice after each step per case and, per variant, the mean and worst case,
 the steps that lowered the Dice and the first-flag precision (share of steps whose first
-flagged slice was really not acceptable). Without the data the script says so and exits 0.
+flagged slice was really not acceptable). ``--setting KEY=VALUE`` runs every variant
+with a propagation setting changed (e.g. ``stop_past_end=0``, the Update's stop at the
+estimated end off). Without the data the script says so and exits 0.
 
     python benchmarks/queue_replay.py --data ../shared/data --kind la --split tuning \
         --variants '{}' '{"FLAG_RISK": 0.65}' --shares 0.5

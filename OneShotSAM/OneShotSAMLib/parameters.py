@@ -14,7 +14,7 @@ Parameter names (strings):
     MethodOverrides (JSON object), RunRecord (JSON, written by the Logic);
     and one parameter per propagation setting of :data:`oneshotsam.settings.PROPAGATION_SETTINGS`
     (Registration, Propagation, StopMinAreaRatio, StopMinAreaMm2, StopMinConfidence,
-    StopMinAppearance, ReviewConfidence, ReviewAreaChange, ExtendBeyondContour,
+    StopMinAppearance, StopPastEnd, ReviewConfidence, ReviewAreaChange, ExtendBeyondContour,
     ContourEndMinFit, ContourEndMaxSlices, Seed; empty = the engine's default), so a
     Slicer user can set everything a command-line user can. The Logic turns them into
     a configuration through :func:`oneshotsam.settings.propagation_config_from_text`.

@@ -144,6 +144,10 @@ PROPAGATION_SETTINGS: tuple[Setting, ...] = (
     Setting("stop_min_appearance", "--stop-min-appearance", "StopMinAppearance",
             "absence rule: a label ends where its mean intensity is unlike the annotated "
             "structure (agreement in [0, 1] below this; 0 off)"),
+    Setting("stop_past_end", "--stop-past-end", "StopPastEnd",
+            "absence rule: a walk outward from an annotated slice smaller than the largest stops "
+            "where it lies past the structure's end estimated from the two slices' areas with "
+            "at least this probability (0 off)"),
     Setting("review_confidence", "--review-confidence", "ReviewConfidence",
             "flag slices whose confidence is below this for review"),
     Setting("review_area_change", "--review-area-change", "ReviewAreaChange",

@@ -18,7 +18,7 @@ from oneshotsam.volume.types import PropagationConfig
 NON_DEFAULT = {
     "window": "-100,300", "align": "false", "registration": "rigid", "propagation": "chain",
     "stop_min_area_ratio": "0.3", "stop_min_area_mm2": "9.5", "stop_min_confidence": "0.2",
-    "stop_min_appearance": "0.1", "review_confidence": "0.7", "review_area_change": "2.5",
+    "stop_min_appearance": "0.1", "stop_past_end": "0.5", "review_confidence": "0.7", "review_area_change": "2.5",
     "extend_beyond_contour": "true", "contour_end_min_fit": "0.5",
     "contour_end_max_slices": "2", "seed": "7",
 }
@@ -93,6 +93,8 @@ def test_cli_options_reach_the_config(name: str) -> None:
     ({"stop_min_area_ratio": "abc"}, {}, "expects a float"),
     ({"stop_min_area_ratio": "-1"}, {}, "must be a finite number >= 0"),
     ({"registration": "bspline"}, {}, "rigid, affine"),
+    ({"stop_past_end": "1"}, {}, r"probability in \[0, 1\)"),
+    ({"stop_past_end": "-0.2"}, {}, "0 disables the stop"),
     ({"contour_end_max_slices": "1.5"}, {}, "expects a int"),
     ({"align": "maybe"}, {}, "expects a bool"),
     ({"nonsense": 1}, {}, "unknown propagation setting"),

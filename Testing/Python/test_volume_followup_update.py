@@ -17,8 +17,8 @@ from oneshotsam.volume.followup_update import (carry_shape, ended_labels, fuse_w
                                                label_ends_rule, shape_change)
 from oneshotsam.volume.gaps import signed_distance
 from oneshotsam.volume.session import PropagationSession
-from oneshotsam.volume.stoprule import (FOLLOWUP_FLAG_RISK, FOLLOWUP_RISK, StopRule, followup_flagged,
-                                        followup_risk, followup_stake)
+from oneshotsam.volume.stoprule import (FOLLOWUP_FLAG_RISK, FOLLOWUP_RISK, StopRule, boundary_share,
+                                        followup_flagged, followup_risk, followup_stake)
 from oneshotsam.volume.types import PropagationConfig
 from volume_synth import BrightMethod, affine
 
@@ -175,10 +175,37 @@ def test_followup_risk_and_stake() -> None:
     assert (followup_risk(0.97, 0.97, 0.0, 1.0, 0.99) < followup_risk(0.97, 0.97, 0.0, 1.0)
             < followup_risk(0.97, 0.97, 0.0, 1.0, 0.6))
     assert followup_risk(0.97, 0.97, 0.0, 1.0, 1.0) == followup_risk(0.97, 0.97, 0.0, 1.0, c["agree_max"])
-    assert followup_risk(0.85, 0.9, 0.0, 1.0) > 0.95
+    assert followup_risk(0.85, 0.9, 0.0, 1.0, None, 0.2) > 0.95  # a typical boundary share
     assert followup_risk(0.97, 0.97, 0.0, 1.0) < followup_risk(0.97, 0.97, 1.0, 1.0)
     assert followup_risk(0.97, 0.97, 0.0, 1.0) < followup_risk(0.97, 0.97, 0.0, 0.2)
+    # a label with much of its area on its boundary (thin, small) is riskier
+    assert followup_risk(0.97, 0.97, 0.0, 1.0, None, 0.1) < followup_risk(0.97, 0.97, 0.0, 1.0, None, 0.5)
+    assert followup_risk(0.97, 0.97, 0.0, 1.0, None, 0.0) == followup_risk(0.97, 0.97, 0.0, 1.0)
     assert [followup_stake(100, e) for e in (0, 1, 2, 5)] == [200.0, 200.0, 100.0, 100.0]
+
+
+def _ring(outer: int, inner: int) -> np.ndarray:
+    yy, xx = np.mgrid[:40, :40]
+    r2 = (yy - 20) ** 2 + (xx - 20) ** 2
+    return ((r2 <= outer * outer) & (r2 > inner * inner)).astype(np.uint8)
+
+
+@pytest.mark.parametrize("labels, expect", [
+    (np.zeros((5, 5), np.uint8), 0.0),                                  # nothing drawn
+    (np.pad(np.ones((3, 3), np.uint8), 1), 8 / 9),                     # 3 x 3: only the centre inside
+    (np.pad(np.ones((4, 6), np.uint8), 2), 1 - 2 * 4 / 24),            # 4 x 6: 2 x 4 inside
+    (np.ones((4, 4), np.uint8), 12 / 16),                              # the image border is outside
+    (2 * np.pad(np.ones((3, 3), np.uint8), 1), 8 / 9),                 # any label value
+])
+def test_boundary_share_table(labels, expect) -> None:
+    assert boundary_share(labels) == pytest.approx(expect)
+
+
+def test_boundary_share_takes_the_thinnest_label() -> None:
+    # a wide disc (label 1) and a thin ring (label 2): the ring decides
+    lab = _ring(6, 0) + 2 * _ring(15, 12)
+    assert boundary_share(lab) == pytest.approx(boundary_share(2 * _ring(15, 12)))
+    assert boundary_share(_ring(6, 0)) < 0.5 < boundary_share(_ring(15, 12))
 
 
 @pytest.mark.parametrize("risk,px,most,flag", [

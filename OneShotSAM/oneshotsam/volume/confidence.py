@@ -230,6 +230,30 @@ def _end_of_walk(gap: Gap, anchors: Mapping[int, SliceOutcome],
     return None if c is None else (big, c)
 
 
+def end_stop(gap: Gap, anchors: Mapping[int, SliceOutcome], positions_mm: np.ndarray,
+             p_stop: float) -> int | None:
+    """How many slices of ``gap``'s one-sided walk (outward from its non-empty anchor) to
+    walk before it stops at the structure's end estimated from two anchors' areas
+    (:func:`end_estimate_mm`): the first slice whose probability of lying past that end
+    (:data:`END`) reaches ``p_stop`` (``StopRule.past_end``) and every slice beyond it
+    are left empty. None = walk them all (two-sided gap, no estimate, ``p_stop`` outside
+    (0, 1): off)."""
+    full = [k for k in (gap.lo, gap.hi) if k is not None and anchors[k].labels.any()]
+    if not 0.0 < p_stop < 1.0 or len(full) != 1:
+        return None
+    pos = np.asarray(positions_mm, dtype=np.float64)
+    end = _end_of_walk(gap, anchors, pos)
+    if end is None:
+        return None
+    big, c_mm = end
+    past_mm = (math.log(p_stop / (1.0 - p_stop)) - END["intercept"]) / END["per_mm"]
+    order = gap.indices if full[0] == gap.lo else gap.indices[::-1]
+    for n, k in enumerate(order):
+        if abs(float(pos[k]) - float(pos[big])) - c_mm >= past_mm:
+            return n
+    return None
+
+
 def slice_risk(ev: Mapping[str, float], drawn: bool, has_anchor: bool,
                coefficients: Mapping[str, float] | None = None) -> float:
     """Probability in [0, 1] that a slice is not acceptable (its Dice with the truth below
@@ -341,4 +365,4 @@ def review_queue(outcomes: Mapping[int, SliceOutcome]) -> list[int]:
 
 __all__ = ["GapScorer", "slice_risk", "beyond_probability", "flag_reason", "expected_wrong",
            "correction_gains", "review_queue", "TAIL_FLAGGED", "TAIL_LAG", "RISK_DRAWN", "RISK_EMPTY",
-           "BEYOND", "BEYOND_FLAGGED", "END", "END_FIT_MAX_AREA", "end_estimate_mm"]
+           "BEYOND", "BEYOND_FLAGGED", "END", "END_FIT_MAX_AREA", "end_estimate_mm", "end_stop"]

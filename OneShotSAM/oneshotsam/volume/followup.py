@@ -28,9 +28,9 @@ import numpy as np
 
 from oneshotsam.types import Volume
 from oneshotsam.volume.chain import SliceOutcome
-from oneshotsam.volume.stoprule import (StopRule, contour_end_trims, decide_label, followup_review,
-                                        followup_flagged, followup_risk, followup_stake,
-                                        review_flag, typical_area_change)
+from oneshotsam.volume.stoprule import (FOLLOWUP_RISK_ORDER, StopRule, boundary_share, contour_end_trims, decide_label,
+                                        followup_review, followup_flagged, followup_risk,
+                                        followup_stake, review_flag, typical_area_change)
 from oneshotsam.volume.types import SliceEvent
 
 #: ``propagation="auto"`` with ``medpersam-warp`` on follow-ups of a reference contoured
@@ -112,8 +112,9 @@ def review_followup(outcomes: dict[int, SliceOutcome], ref_labels_by_slice: dict
                     rule: StopRule) -> None:
     """Score the cross-visit seeds of a planning contour's follow-up: ``confidence`` =
     1 - :func:`followup_risk`, ``info["evidence"]`` with the ``expected_wrong_px`` the
-    review queue ranks by (risk times :func:`followup_stake`), ``flagged`` by
-    :func:`followup_flagged`; a flagged slice's ``info["review"]`` says why (with
+    review queue ranks by (the risk under :data:`FOLLOWUP_RISK_ORDER`, ``risk_order``,
+    times :func:`followup_stake`), ``flagged`` by :func:`followup_flagged` on that risk;
+    a flagged slice's ``info["review"]`` says why (with
     :func:`followup_review`'s area reason or the contour-end trim, when there is one)."""
     areas, conf, scored = {}, {}, {}
     for k, o in outcomes.items():
@@ -147,20 +148,24 @@ def _score_followup(outcomes: dict[int, SliceOutcome], areas: dict[int, dict[int
                 if d.get("present") and "fit" in d]
         fit = min(fits) if fits else 1.0
         agree = o.info.get("flow_agreement")
-        risk = followup_risk(fit, float(o.info["method_confidence"]), dev, drawn / largest, agree)
+        edge = boundary_share(o.labels)
+        args = (fit, float(o.info["method_confidence"]), dev, drawn / largest, agree, edge)
+        risk, order = followup_risk(*args), followup_risk(*args, coefficients=FOLLOWUP_RISK_ORDER)
         from_end = min(k - ref_slices[0], ref_slices[-1] - k)
         stake = followup_stake(drawn, from_end)
         o.info["evidence"] = {"fit": round(fit, 4), "similarity": o.info["method_confidence"],
                               "deviation": round(dev, 4), "size": round(drawn / largest, 4),
                               **({"flow_agreement": agree} if agree is not None else {}),
-                              "from_end": int(from_end),
-                              "expected_wrong_px": round(risk * stake, 2)}
+                              "from_end": int(from_end), "boundary": round(edge, 4),
+                              "risk_order": round(order, 4),
+                              "expected_wrong_px": round(order * stake, 2)}
         o.confidence = float(1.0 - risk)
     most = max([o.info["evidence"]["expected_wrong_px"] for k, o in outcomes.items() if k in areas]
                or [0.0])
     for k in areas:
         o = outcomes[k]
-        o.flagged = followup_flagged(1.0 - o.confidence, o.info["evidence"]["expected_wrong_px"], most)
+        ev = o.info["evidence"]
+        o.flagged = followup_flagged(ev["risk_order"], ev["expected_wrong_px"], most)
         why = o.info.pop("review", "")
         if o.flagged:
             o.info["review"] = "; ".join(x for x in (f"likely wrong (confidence {o.confidence:.2f})",

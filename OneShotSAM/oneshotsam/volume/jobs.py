@@ -21,7 +21,7 @@ import numpy as np
 
 from oneshotsam.errors import OneShotError
 from oneshotsam.types import Volume
-from oneshotsam.volume.chain import SliceOutcome, walk_runs
+from oneshotsam.volume.chain import Run, SliceOutcome, walk_runs
 from oneshotsam.volume.engines import SliceEngine, SliceStack
 from oneshotsam.volume.followup import (cross_seed, emit_target_events, fov_slices, review_followup,
                                         trim_contour_ends)
@@ -194,14 +194,24 @@ def walk_gaps(ctx: JobContext, state: JobState, gaps: list[Gap]) -> bool:
     (:func:`oneshotsam.volume.gaps.walk_gap`), score them
     (:class:`oneshotsam.volume.confidence.GapScorer`) into ``state.outcomes``;
     within-volume slices are emitted as they are scored. Returns cancelled."""
-    from oneshotsam.volume.confidence import GapScorer
+    from oneshotsam.volume.confidence import GapScorer, end_stop
 
     eng, name = state.engine, state.report["name"]
 
-    def walk(run, anchors, emit):
-        return walk_runs([run], anchors, eng.step, ctx.rule, ctx.ref_stack.pixel_area_mm2,
-                         lambda m: ctx.progress.tick(f"{name}: {m}"), state.proc_stack.plane,
-                         ctx.label_stats, eng.begin_run, emit)
+    def walk(run, anchors, emit, limit=None):
+        tick = lambda m: ctx.progress.tick(f"{name}: {m}")  # noqa: E731
+        short = run if limit is None else Run(run.seed, run.direction, run.indices[:limit])
+        out, cancelled = walk_runs([short], anchors, eng.step, ctx.rule, ctx.ref_stack.pixel_area_mm2,
+                                   tick, state.proc_stack.plane, ctx.label_stats, eng.begin_run, emit)
+        for k in ([] if cancelled or limit is None else run.indices[limit:]):
+            out[k] = SliceOutcome(k, np.zeros_like(anchors[run.seed].labels), 0.0, False, "stopped",
+                                  run.seed, {"reason": "past the structure's end estimated from the "
+                                                       "annotated slices' areas"})
+            if emit is not None:
+                emit(out[k])
+            if not tick(f"slice {k}: past the estimated end"):
+                return out, True
+        return out, cancelled
 
     emit = None
     if ctx.on_slice is not None and not state.followup:
@@ -210,7 +220,9 @@ def walk_gaps(ctx: JobContext, state: JobState, gaps: list[Gap]) -> bool:
     for gap in gaps:
         scorer = GapScorer(gap, state.anchors, ctx.sg.positions_mm, ctx.rule, emit)
         try:
-            walked, cancelled = walk_gap(gap, state.anchors, walk, ctx.sg.positions_mm, scorer)
+            limit = end_stop(gap, state.anchors, ctx.sg.positions_mm, ctx.rule.past_end)
+            walked, cancelled = walk_gap(gap, state.anchors, lambda r, a, e, n=limit: walk(r, a, e, n),
+                                         ctx.sg.positions_mm, scorer)
         finally:  # a method that stops by raising: its finished slices still come out
             scorer.flush()
         state.outcomes.update(walked)

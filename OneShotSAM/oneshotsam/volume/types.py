@@ -63,6 +63,11 @@ class PropagationConfig:
         stop_min_confidence: ... or whose method confidence is below this value.
         stop_min_appearance: ... or whose mean intensity z-score agreement with
             the annotated structure is below this (0 disables; see stoprule.py).
+        stop_past_end: a walk outward from an annotated slice that is not the
+            largest stops where it lies past the structure's end, estimated from the
+            two slices' areas (an ellipsoid profile), with at least this probability
+            (:func:`oneshotsam.volume.confidence.end_stop`; 0.9 chosen on the LA tuning
+            split, docs/corrections.md); 0 disables.
         review_confidence: slices with confidence below this are flagged for review.
         review_area_change: slices whose area changes by more than this factor
             relative to their source slice are flagged for review.
@@ -100,6 +105,7 @@ class PropagationConfig:
     stop_min_appearance: float = _RULE.min_appearance
     review_confidence: float = _RULE.review_confidence
     review_area_change: float = _RULE.review_area_change
+    stop_past_end: float = _RULE.past_end
     extend_beyond_contour: bool = False
     contour_end_min_fit: float = 0.85
     contour_end_max_slices: int = 1
@@ -109,7 +115,8 @@ class PropagationConfig:
     def stop_rule(self) -> StopRule:
         """The absence rule and review thresholds of this configuration."""
         return StopRule(self.stop_min_area_ratio, self.stop_min_area_mm2, self.stop_min_confidence,
-                        self.stop_min_appearance, self.review_confidence, self.review_area_change)
+                        self.stop_min_appearance, self.review_confidence, self.review_area_change,
+                        self.stop_past_end)
 
     def validate(self) -> None:
         """Raise :class:`OneShotError` (with the valid choices) for a setting out of range."""
@@ -122,6 +129,9 @@ class PropagationConfig:
             raise OneShotError(
                 f"contour_end_min_fit ({self.contour_end_min_fit}) and contour_end_max_slices "
                 f"({self.contour_end_max_slices}) must be >= 0 (0 disables the end trimming)")
+        if not (isinstance(self.stop_past_end, (int, float)) and 0.0 <= self.stop_past_end < 1.0):
+            raise OneShotError(f"stop_past_end must be a probability in [0, 1) (0 disables the stop "
+                               f"at the estimated end), got {self.stop_past_end!r}")
         if self.registration not in REGISTRATIONS:
             raise OneShotError(f"unknown registration {self.registration!r}: use "
                                f"{' or '.join(REGISTRATIONS)}")
