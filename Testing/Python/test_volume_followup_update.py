@@ -236,6 +236,36 @@ def test_review_followup_scores_flags_and_ranks_by_expected_wrong_pixels() -> No
     assert review_queue(outs)[:2] == [0, 4]  # the flagged end slice, then the next risk
 
 
+def test_followup_boundary_share_moves_the_confidence_not_the_queue() -> None:
+    # two slices alike in every signal but the boundary share of their label: a 10 x 10
+    # square (share 0.36) and a 2-pixel-thick ring of the same area (share 1.0)
+    from oneshotsam.volume.confidence import review_queue
+    from oneshotsam.volume.stoprule import FOLLOWUP_RISK_ORDER
+
+    square = np.pad(np.ones((10, 10), np.uint8), 4)
+    ring = np.zeros((18, 18), np.uint8)
+    ring[1:-1, 1:-1] = 1
+    ring[3:-3, 3:-3] = 0
+    ring.flat[np.flatnonzero(ring)[100:]] = 0  # the same 100 pixels
+    assert ring.sum() == square.sum() == 100
+    ref = {0: square, 1: ring}
+    outs = {0: _seed(0, square.copy(), 0.97), 1: _seed(1, ring.copy(), 0.97)}
+    review_followup(outs, ref, StopRule())
+    ev = {k: outs[k].info["evidence"] for k in outs}
+    assert ev[0]["boundary"] == pytest.approx(boundary_share(square), abs=1e-4)
+    assert ev[0]["boundary"] < ev[1]["boundary"]
+    assert outs[1].confidence < outs[0].confidence  # the thin label is likelier to fail
+    for k in outs:  # confidence: the full risk; the queue and flags: the risk without the share
+        args = (0.97, 0.97, ev[k]["deviation"], ev[k]["size"], None, ev[k]["boundary"])
+        assert outs[k].confidence == pytest.approx(1.0 - followup_risk(*args))
+        assert ev[k]["risk_order"] == pytest.approx(followup_risk(*args, coefficients=FOLLOWUP_RISK_ORDER),
+                                                    abs=1e-4)
+        assert ev[k]["expected_wrong_px"] == pytest.approx(ev[k]["risk_order"] * 200.0, rel=1e-3)
+    assert ev[0]["risk_order"] == pytest.approx(ev[1]["risk_order"], abs=1e-4)
+    assert outs[0].flagged == outs[1].flagged
+    assert sorted(review_queue(outs)) == [0, 1]
+
+
 def _two_blobs():
     """Two bright blobs, label 1 on slices 1..8 and label 2 on slices 3..8 (10 slices)."""
     aff = affine((1.0, 1.0, 2.0), (0, 0, 0))
