@@ -28,9 +28,10 @@ import numpy as np
 
 from oneshotsam.types import Volume
 from oneshotsam.volume.chain import SliceOutcome
-from oneshotsam.volume.stoprule import (FOLLOWUP_RISK_ORDER, StopRule, boundary_share, contour_end_trims, decide_label,
-                                        followup_review, followup_flagged, followup_risk,
-                                        followup_stake, review_flag, typical_area_change)
+from oneshotsam.volume.stoprule import (FOLLOWUP_RISK_ORDER, StopRule, boundary_share,
+                                        contour_end_trims, decide_label, followup_review,
+                                        followup_flagged, followup_risk, followup_stake,
+                                        review_flag, typical_area_change)
 from oneshotsam.volume.types import SliceEvent
 
 #: ``propagation="auto"`` with ``medpersam-warp`` on follow-ups of a reference contoured

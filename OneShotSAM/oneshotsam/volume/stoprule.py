@@ -236,9 +236,10 @@ def followup_review(rule: StopRule, confidence: dict[int, float],
 
 #: logistic model of "a follow-up slice predicted from the reference slice at its position
 #: is not acceptable" (Dice < 0.90) on ``z = fit + confidence - deviation * dev + size * rel
-#: - agreement * ln(1 - agree) - edge * boundary``: ``fit`` the lowest label fit on the slice, ``confidence`` the
-#: method's, ``dev`` the largest ``|ln(label's area change / the volume's median change)|``,
-#: ``rel`` the slice's drawn area over the largest drawn slice's (small slices are harder),
+#: - agreement * ln(1 - agree) - edge * boundary``: ``fit`` the lowest label fit on the
+#: slice, ``confidence`` the method's, ``dev`` the largest ``|ln(label's area change / the
+#: volume's median change)|``, ``rel`` the slice's drawn area over the largest drawn slice's
+#: (small slices are harder),
 #: ``agree`` the Dice between the method's labels and those carried along the optical flow
 #: between the two visits' slices (``VolumeWarpConfig.cross_flow_weight``; clipped at
 #: ``agree_max``, and ``agree_unknown`` where there is no flow: the tuning median),

@@ -66,7 +66,7 @@ class PropagationConfig:
         stop_past_end: a walk outward from an annotated slice that is not the
             largest stops where it lies past the structure's end, estimated from the
             two slices' areas (an ellipsoid profile), with at least this probability
-            (:func:`oneshotsam.volume.confidence.end_stop`; 0.9 chosen on the LA tuning
+            (:func:`oneshotsam.volume.confidence.end_stop`; 0.75 chosen on the LA tuning
             split, docs/corrections.md); 0 disables.
         review_confidence: slices with confidence below this are flagged for review.
         review_area_change: slices whose area changes by more than this factor
