@@ -11,7 +11,8 @@ flags and gains are made while the walk is scored) and K corrections follow in q
 order (``oneshotsam.protocols.corrections.run_order``); the settings are restored after.
 Printed: the 3D Dice after each step per case and, per variant, the mean and worst case,
 the steps that lowered the Dice and the first-flag precision (share of steps whose first
-flagged slice was really not acceptable). ``--setting KEY=VALUE`` runs every variant
+flagged slice was really not acceptable); ``--where`` adds where each case's wrong voxels lie
+after the last step. ``--setting KEY=VALUE`` runs every variant
 with a propagation setting changed (e.g. ``stop_past_end=0``, the Update's stop at the
 estimated end off). Without the data the script says so and exits 0.
 
@@ -36,6 +37,24 @@ def _variants(a) -> list[dict]:
     return out or [{}]
 
 
+def wrong_voxels_by_place(pred: np.ndarray, truth: np.ndarray, axis: int, drawn: list[int]) -> dict:
+    """Where the wrong voxels of ``pred`` lie, as shares of ``|pred| + |truth|`` (their sum is
+    about 1 - Dice): drawn where the truth is empty (``beyond``), left empty where it is not
+    (``missing``), and on slices both hold, between the outermost drawn non-empty slices
+    (``gaps``) or outside them (``outer``, the one-sided walks)."""
+    p, t = np.moveaxis(pred > 0, axis, 0), np.moveaxis(truth > 0, axis, 0)
+    full = [k for k in drawn if t[k].any()]
+    lo, hi = min(full), max(full)
+    out = {"beyond": 0, "missing": 0, "gaps": 0, "outer": 0}
+    for k in range(p.shape[0]):
+        wrong = int((p[k] != t[k]).sum())
+        key = ("beyond" if not t[k].any() else "missing" if not p[k].any()
+               else "gaps" if lo < k < hi else "outer")
+        out[key] += wrong
+    total = max(int(p.sum() + t.sum()), 1)
+    return {k: round(v / total, 4) for k, v in out.items()}
+
+
 def main(argv: list[str] | None = None) -> int:
     from _correction_cases import case_parser, plan_and_config
 
@@ -43,6 +62,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=4)
     p.add_argument("--variants", nargs="+", default=[], metavar="JSON")
     p.add_argument("--shares", type=float, nargs="+", default=[])
+    p.add_argument("--where", action="store_true",
+                   help="also print where the wrong voxels lie after the last step (beyond the "
+                        "structure, missing slices, in-plane in the gaps or on the outer walks)")
     a = p.parse_args(argv)
     from oneshotsam.protocols import corrections as C
     from oneshotsam.protocols.corrections_engine import open_session
@@ -76,6 +98,11 @@ def main(argv: list[str] | None = None) -> int:
             flags[i] += [f for f in out["first_flag_wrong"] if f is not None]
             print(f"{name} {json.dumps(variant)}: " + " ".join(f"{d:.3f}" for d in out["dice"])
                   + f"  corrected {out['slices']}", flush=True)
+            if a.where:
+                drawn = [C.row_start(case)] + [k for k in out["slices"] if k is not None]
+                pred = np.asarray(session.result.label_volumes[0].voxels)
+                print(f"  wrong voxels after step {a.steps} (share of |pred| + |truth|): "
+                      f"{wrong_voxels_by_place(pred, case.truth, case.axis, drawn)}", flush=True)
     for variant, rows, f in zip(variants, dices, flags):
         if rows:
             d = np.asarray(rows)
