@@ -13,6 +13,7 @@ Numpy at import time.
 from __future__ import annotations
 
 import copy
+import functools
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -221,7 +222,7 @@ def walk_gaps(ctx: JobContext, state: JobState, gaps: list[Gap]) -> bool:
         scorer = GapScorer(gap, state.anchors, ctx.sg.positions_mm, ctx.rule, emit)
         try:
             limit = end_stop(gap, state.anchors, ctx.sg.positions_mm, ctx.rule.past_end)
-            walked, cancelled = walk_gap(gap, state.anchors, lambda r, a, e, n=limit: walk(r, a, e, n),
+            walked, cancelled = walk_gap(gap, state.anchors, functools.partial(walk, limit=limit),
                                          ctx.sg.positions_mm, scorer)
         finally:  # a method that stops by raising: its finished slices still come out
             scorer.flush()
