@@ -10,7 +10,9 @@ anchors' shape weight). Printed per rule: the 3D Dice of those slices, mean and 
 case over the cases, at each ``n``; beside it Fill between slices (ITK's
 MorphologicalContourInterpolator) on the same slices, and how a single walk's Dice and
 area ratio change with the distance walked, towards growing and towards shrinking
-cross-sections. Without the data the script says so and exits 0.
+cross-sections. ``--with-fill W ...`` adds the default rule with Fill between slices'
+shape as a fifth map at weight ``W`` (the rule's four weights scaled by ``1 - W``).
+Without the data the script says so and exits 0.
 
     python benchmarks/gap_fusion.py --data ../shared/data --kind la --split tuning --slices 3 5
 
@@ -80,8 +82,10 @@ def _fill_between(case, anchors):
     return fill_between_slices(loop.keep_slices(case.truth, case.axis, anchors), case.axis)
 
 
-def fuse(d: dict, power: float, area_power: float, shape: float) -> np.ndarray:
-    """One gap slice fused by one rule (the rule of ``gaps._fuse_one``, other constants)."""
+def fuse(d: dict, power: float, area_power: float, shape: float, fill: np.ndarray | None = None,
+         fill_weight: float = 0.0) -> np.ndarray:
+    """One gap slice fused by one rule (the rule of ``gaps._fuse_one``, other constants);
+    with ``fill`` (Fill between slices' labels of the slice), that shape joins at ``fill_weight``."""
     from oneshotsam.volume.gaps import fuse_many, fusion_weights
 
     k, pos = d["k"], d["pos"]
@@ -90,7 +94,11 @@ def fuse(d: dict, power: float, area_power: float, shape: float) -> np.ndarray:
                              seen, power, area_power, shape)
     if not weights:
         return np.zeros_like(d["up"])
-    return fuse_many([d["up"], d["down"], d["alo"], d["ahi"]], weights)
+    maps = [d["up"], d["down"], d["alo"], d["ahi"]]
+    if fill is not None and fill_weight > 0 and np.any(fill):
+        weights = {v: [x * (1.0 - fill_weight) for x in w] + [fill_weight] for v, w in weights.items()}
+        maps.append(np.asarray(fill).astype(d["up"].dtype))
+    return fuse_many(maps, weights)
 
 
 def _dice(pairs) -> float:
@@ -102,7 +110,7 @@ def _dice(pairs) -> float:
     return inter / total if total else 1.0
 
 
-def report(records: list[dict], grid: list[tuple[float, float, float]]) -> None:
+def report(records: list[dict], grid: list[tuple[float, float, float]], fill_weights=()) -> None:
     ns = sorted({r["n"] for r in records})
     rows = []
     for rule in grid:
@@ -116,6 +124,13 @@ def report(records: list[dict], grid: list[tuple[float, float, float]]) -> None:
     print(head)
     for rule, per_n in rows:
         print(f"{rule[0]:g} / {rule[1]:g} / {rule[2]:g}".ljust(38)
+              + "".join(f"{np.mean(per_n[n]):.4f} ({np.min(per_n[n]):.4f})".ljust(24) for n in ns))
+    from oneshotsam.volume.gaps import ANCHOR_SHAPE, AREA_POWER, IDW_POWER
+
+    for fw in fill_weights:
+        per_n = {n: [_dice([(fuse(d, IDW_POWER, AREA_POWER, ANCHOR_SHAPE, r["mci"][d["k"]], fw), d["truth"])
+                            for d in r["slices"]]) for r in records if r["n"] == n] for n in ns}
+        print(f"default + Fill between slices at {fw:g}".ljust(38)
               + "".join(f"{np.mean(per_n[n]):.4f} ({np.min(per_n[n]):.4f})".ljust(24) for n in ns))
     print("Fill between slices".ljust(38)
           + "".join(f"{np.mean(peer[n]):.4f} ({np.min(peer[n]):.4f})".ljust(24) for n in ns))
@@ -142,7 +157,12 @@ def main(argv: list[str] | None = None) -> int:
     p = case_parser(__doc__.splitlines()[0])
     p.add_argument("--slices", type=int, nargs="+", default=[3, 5])
     p.add_argument("--cache", type=Path, default=None, help="pickle of the recorded walks (read if present)")
+    p.add_argument("--with-fill", type=float, nargs="+", default=[], metavar="W",
+                   help="also the default rule with Fill between slices' shape at weight W (0 < W < 1)")
     a = p.parse_args(argv)
+    bad = [w for w in a.with_fill if not 0.0 < w < 1.0]
+    if bad:
+        raise SystemExit(f"--with-fill takes weights between 0 and 1 (exclusive), got {bad[0]:g}")
     from oneshotsam.protocols import corrections as C
 
     ready = plan_and_config(a)
@@ -164,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
             tmp.replace(a.cache)
     grid = [(1.0, 0.0, 0.5)] + list(itertools.product((1.0, 2.0, 4.0), (0.0, 2.0, 3.0, 4.0),
                                                       (0.0, 0.25, 0.5)))
-    report(records, sorted(set(grid)))
+    report(records, sorted(set(grid)), a.with_fill)
     return 0
 
 
