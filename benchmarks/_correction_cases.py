@@ -51,3 +51,13 @@ def plan_and_config(a: argparse.Namespace):
     except OneShotError as e:
         raise SystemExit(str(e)) from None
     return plan, cfg
+
+
+def each_case(plan, kind: str):
+    """The plan's ``(name, split, paths)`` one by one, each announced on stderr as
+    ``[i/n] kind name`` before its work starts."""
+    import sys
+
+    for i, (name, split, paths) in enumerate(plan):
+        print(f"[{i + 1}/{len(plan)}] {kind} {name}", file=sys.stderr, flush=True)
+        yield name, split, paths

@@ -152,7 +152,7 @@ def report(records: list[dict], grid: list[tuple[float, float, float]], fill_wei
 
 
 def main(argv: list[str] | None = None) -> int:
-    from _correction_cases import case_parser, plan_and_config
+    from _correction_cases import case_parser, each_case, plan_and_config
 
     p = case_parser(__doc__.splitlines()[0])
     p.add_argument("--slices", type=int, nargs="+", default=[3, 5])
@@ -174,8 +174,7 @@ def main(argv: list[str] | None = None) -> int:
             records = pickle.load(f)
     else:
         records = []
-        for i, (name, split, paths) in enumerate(plan):
-            print(f"[{i + 1}/{len(plan)}] {a.kind} {name}", file=sys.stderr, flush=True)
+        for name, split, paths in each_case(plan, a.kind):
             records += record_case(C.load_case(a.kind, name, split, paths), cfg, a.slices)
         if a.cache is not None:
             tmp = a.cache.with_suffix(".partial")

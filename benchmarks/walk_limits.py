@@ -209,8 +209,23 @@ def report(rows: list[dict], rules: list[str]) -> None:
               f"{np.mean([r['fp'] for r in mine]):.3f} / {np.mean([r['fn'] for r in mine]):.3f}")
 
 
+def cached_inputs(cache: Path | None, name: str, record) -> dict:
+    """The walk's inputs of case ``name``: read from ``cache/name.npz`` when there, else
+    ``record()`` (then written there whole or not at all, when ``cache`` is given)."""
+    saved = cache / f"{name}.npz" if cache is not None else None
+    if saved is not None and saved.exists():
+        return dict(np.load(saved))
+    d = record()
+    if saved is not None:
+        cache.mkdir(parents=True, exist_ok=True)
+        tmp = saved.with_suffix(".partial.npz")
+        np.savez_compressed(tmp, **d)
+        tmp.replace(saved)
+    return d
+
+
 def main(argv: list[str] | None = None) -> int:
-    from _correction_cases import case_parser, plan_and_config
+    from _correction_cases import case_parser, each_case, plan_and_config
 
     p = case_parser(__doc__.splitlines()[0])
     p.add_argument("--rules", nargs="+", default=list(RULES), choices=RULES,
@@ -222,20 +237,9 @@ def main(argv: list[str] | None = None) -> int:
     ready = plan_and_config(a)
     if ready is None:
         return 0
-    plan, cfg = ready
     rows = []
-    for i, (name, split, paths) in enumerate(plan):
-        print(f"[{i + 1}/{len(plan)}] {a.kind} {name}", file=sys.stderr, flush=True)
-        saved = a.cache / f"{name}.npz" if a.cache is not None else None
-        if saved is not None and saved.exists():
-            d = dict(np.load(saved))
-        else:
-            d = record_case(C.load_case(a.kind, name, split, paths), cfg)
-            if saved is not None:
-                a.cache.mkdir(parents=True, exist_ok=True)
-                tmp = saved.with_suffix(".partial.npz")
-                np.savez_compressed(tmp, **d)
-                tmp.replace(saved)
+    for name, split, paths in each_case(ready[0], a.kind):
+        d = cached_inputs(a.cache, name, lambda: record_case(C.load_case(a.kind, name, split, paths), ready[1]))
         for rule in a.rules:
             rows += [{"case": name, "rule": rule, **r} for r in walk(d, rule)]
     report(rows, a.rules)

@@ -93,7 +93,7 @@ def report(rows: list[dict], variants: list[dict]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from _correction_cases import case_parser, plan_and_config
+    from _correction_cases import case_parser, each_case, plan_and_config
 
     p = case_parser(__doc__.splitlines()[0])
     p.add_argument("--variants", nargs="+", default=["{}"],
@@ -107,8 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     plan, cfg = ready
     rows = []
-    for i, (name, split, paths) in enumerate(plan):
-        print(f"[{i + 1}/{len(plan)}] {a.kind} {name}", file=sys.stderr, flush=True)
+    for name, split, paths in each_case(plan, a.kind):
         rows += walk_case(C.load_case(a.kind, name, split, paths), cfg, variants)
     report(rows, variants)
     return 0

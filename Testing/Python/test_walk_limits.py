@@ -114,3 +114,19 @@ def test_to_area_keeps_the_shape_centred() -> None:
     rows, cols = np.nonzero(grown)
     assert rows.mean() == pytest.approx(10) and cols.mean() == pytest.approx(10)
     assert grown[m > 0].all()
+
+
+def test_cached_inputs_records_once_and_reads_back(tmp_path) -> None:
+    calls = []
+
+    def record() -> dict:
+        calls.append(1)
+        return {"big": np.int64(3), "planes": np.zeros((2, 4, 4), np.float32)}
+
+    first = walk_limits.cached_inputs(tmp_path / "walks", "case1", record)
+    again = walk_limits.cached_inputs(tmp_path / "walks", "case1", record)
+    assert len(calls) == 1 and int(again["big"]) == 3 and again["planes"].shape == (2, 4, 4)
+    assert int(first["big"]) == 3
+    assert sorted(x.name for x in (tmp_path / "walks").iterdir()) == ["case1.npz"]  # no partial left
+    walk_limits.cached_inputs(None, "case1", record)  # no cache: records every time
+    assert len(calls) == 2
