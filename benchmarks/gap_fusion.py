@@ -97,7 +97,8 @@ def fuse(d: dict, power: float, area_power: float, shape: float, fill: np.ndarra
     maps = [d["up"], d["down"], d["alo"], d["ahi"]]
     if fill is not None and fill_weight > 0 and np.any(fill):
         weights = {v: [x * (1.0 - fill_weight) for x in w] + [fill_weight] for v, w in weights.items()}
-        maps.append(np.asarray(fill).astype(d["up"].dtype))
+        fill = np.asarray(fill)  # a label neither walk holds stays absent, as in _fuse_one
+        maps.append(np.where(np.isin(fill, list(weights)), fill, 0).astype(d["up"].dtype))
     return fuse_many(maps, weights)
 
 

@@ -130,3 +130,11 @@ def test_cached_inputs_records_once_and_reads_back(tmp_path) -> None:
     assert sorted(x.name for x in (tmp_path / "walks").iterdir()) == ["case1.npz"]  # no partial left
     walk_limits.cached_inputs(None, "case1", record)  # no cache: records every time
     assert len(calls) == 2
+
+
+def test_gap_fusion_fill_adds_no_label_the_walks_lack() -> None:
+    d, fill = _gap_slice(0)
+    fill = fill.copy()
+    fill[0:3, 0:3] = 2  # a label neither walk holds
+    out = gap_fusion.fuse(d, 2.0, 3.0, 0.25, fill, 0.5)
+    assert set(np.unique(out)) == {0, 1}
