@@ -70,7 +70,8 @@ def _add_segment(sub: argparse._SubParsersAction, common: argparse.ArgumentParse
 
     add_dicom_args(p)
     p.add_argument("--targets", required=True, nargs="+", metavar="T",
-                   help="target images, or folders of them (volumes are segmented slice by slice)")
+                   help="target images, or folders of them (volumes are segmented slice by slice; "
+                        "files named as OneShotSAM outputs, *_oneshotsam.*, in a folder are skipped)")
     p.add_argument("--output-dir", required=True, metavar="OUT",
                    help="folder for the label images and report.json (created; written only "
                         "when every input is valid and the run finishes)")

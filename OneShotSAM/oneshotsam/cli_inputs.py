@@ -51,11 +51,28 @@ def has_image_suffix(path: Path) -> bool:
     return name.endswith(SUFFIXES_2D) or name.endswith(SUFFIXES_ND)
 
 
-def expand_targets(items: list[str], exclude: tuple[Path, ...] = ()) -> list[Path]:
+def is_own_output(path: Path) -> bool:
+    """True for a file named as OneShotSAM writes its outputs: a label file
+    ``<stem>_oneshotsam<suffix>`` or its ``<stem>_oneshotsam_preview.png``
+    (:func:`oneshotsam.writer.output_stem`, :mod:`oneshotsam.preview`)."""
+    from oneshotsam.fileformats import path_stem
+    from oneshotsam.preview import SUFFIX as PREVIEW_SUFFIX
+    from oneshotsam.writer import OUTPUT_TAG
+
+    name = path.name
+    if name.lower().endswith(PREVIEW_SUFFIX) and name[: -len(PREVIEW_SUFFIX)].endswith(OUTPUT_TAG):
+        return True
+    return path_stem(path).endswith(OUTPUT_TAG)
+
+
+def expand_targets(items: list[str], exclude: tuple[Path, ...] = (),
+                   skipped: list[Path] | None = None) -> list[Path]:
     """Target files from ``--targets`` (files, or folders of image files).
 
-    A folder contributes its image files (sorted by name, hidden files and
-    ``exclude`` skipped); a folder without image files is one DICOM series.
+    A folder contributes its image files (sorted by name; hidden files, ``exclude``
+    and OneShotSAM's own outputs (:func:`is_own_output`: an earlier run written into
+    that folder) skipped, the latter appended to ``skipped`` when given); a folder
+    without image files is one DICOM series. A file named explicitly is taken as it is.
     """
     excluded = {p.resolve() for p in exclude}
     out: list[Path] = []
@@ -67,6 +84,13 @@ def expand_targets(items: list[str], exclude: tuple[Path, ...] = ()) -> list[Pat
             files = sorted(f for f in p.iterdir()
                            if f.is_file() and not f.name.startswith(".") and has_image_suffix(f))
             files = [f for f in files if f.resolve() not in excluded]
+            own = [f for f in files if is_own_output(f)]
+            if skipped is not None:
+                skipped.extend(own)
+            files = [f for f in files if f not in own]
+            if own and not files:
+                raise OneShotError(f"target folder {p} holds only OneShotSAM outputs ({own[0].name}, ...): "
+                                   "pass the folder of the images they were made from")
             if files:
                 out.extend(files)
             elif any(f.is_file() for f in p.iterdir()):

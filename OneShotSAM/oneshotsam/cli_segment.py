@@ -189,8 +189,13 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.output_dir)
     check_output_dir(out)
 
+    earlier_outputs: list[Path] = []
     target_paths = expand_targets(args.targets, exclude=(Path(args.reference_image),
-                                                         Path(args.reference_mask)))
+                                                         Path(args.reference_mask)),
+                                  skipped=earlier_outputs)
+    if earlier_outputs and not args.quiet:
+        print(f"skipped {len(earlier_outputs)} file(s) named as OneShotSAM outputs in the target "
+              f"folder(s) (e.g. {earlier_outputs[0].name}): not segmented again", file=sys.stderr)
     from oneshotsam.dicom_identity import check_same_patient
 
     identity = check_same_patient([("reference image", args.reference_image),
@@ -264,6 +269,7 @@ def run(args: argparse.Namespace) -> int:
                           "window": {"low": ref.source.window.low, "high": ref.source.window.high,
                                      "source": ref.source.window.source}},
             "targets": entries,
+            "skipped_earlier_outputs": [str(p) for p in earlier_outputs],
             "patient_identity": identity,
             "contours_outside_series": ref.lost_contours,
             "run": jsonable(run_result.report),
