@@ -5,6 +5,7 @@ console script through a subprocess."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -212,8 +213,9 @@ def test_console_script_reports_errors_without_traceback(tmp_path: Path) -> None
 
 
 def test_module_entry_point_help() -> None:
-    proc = subprocess.run([sys.executable, "-m", "oneshotsam.cli", "--help"],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run([sys.executable, "-m", "oneshotsam.cli", "--help"], capture_output=True,
+                          text=True, encoding="utf-8", env={**os.environ, "PYTHONIOENCODING": "utf-8"},
+                          timeout=120)  # the help names P²SAM: UTF-8 whatever the locale
     assert proc.returncode == 0
     for cmd in ("segment", "evaluate", "weights", "benchmark"):
         assert cmd in proc.stdout
