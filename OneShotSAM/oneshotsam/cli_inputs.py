@@ -85,9 +85,9 @@ def expand_targets(items: list[str], exclude: tuple[Path, ...] = (),
                            if f.is_file() and not f.name.startswith(".") and has_image_suffix(f))
             files = [f for f in files if f.resolve() not in excluded]
             own = [f for f in files if is_own_output(f)]
+            files = [f for f in files if not is_own_output(f)]
             if skipped is not None:
                 skipped.extend(own)
-            files = [f for f in files if f not in own]
             if own and not files:
                 raise OneShotError(f"target folder {p} holds only OneShotSAM outputs ({own[0].name}, ...): "
                                    "pass the folder of the images they were made from")
